@@ -1,0 +1,31 @@
+# gdyn: Graph Dynamical Networks as a Snakemake workflow. Thin by design: every rule calls
+# one `gdyn` subcommand; the science lives in src/gdyn. See README.md and DESIGN.md.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# The default config is used only when none is given on the command line, so that
+# `--configfile config/paper.yaml` replaces the toy system instead of merging with it.
+if not config:
+
+    configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/toy.smk"
+include: "workflow/rules/graphs.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/koopman.smk"
+include: "workflow/rules/structure.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

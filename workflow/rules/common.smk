@@ -1,0 +1,157 @@
+# Shared helpers: which files exist for which system, wildcard constraints, resources.
+import json
+import shlex
+
+from gdyn import config as gc
+
+SYSTEMS = config["systems"]
+EXECUTION = config.get("execution", {})
+PARTS = list(gc.PARTS)
+GDYN_ENV = "../../envs/gdyn.yaml"
+
+
+def _systems_by_source(source):
+    return [name for name, s in SYSTEMS.items() if s["source"] == source]
+
+
+def _alternatives(names):
+    # A regex matching exactly these names (one that never matches when the list is empty).
+    return "|".join(names) if names else "(?!x)x"
+
+
+SIMULATED = _systems_by_source("simulate")
+DOWNLOADED = _systems_by_source("download")
+LOCAL = _systems_by_source("local")
+
+
+wildcard_constraints:
+    system=_alternatives(list(SYSTEMS)),
+    part="train|val|test",
+    model="gdynet|vampnet",
+    n_states=r"\d+",
+    lag=r"[0-9]+(\.[0-9]+)?ps",
+    traj=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+
+
+def settings(section, system):
+    """One config section of one system as a shell-quoted JSON argument for `--settings`."""
+    return shlex.quote(json.dumps(SYSTEMS[system].get(section, {}), sort_keys=True))
+
+
+def raw_files(system):
+    return [f"results/raw/{system}/{t}.npz" for t in gc.trajectory_names(SYSTEMS[system])]
+
+
+def split_files(system, parts=PARTS):
+    return [
+        f"results/split/{system}/{part}/{traj}.npz"
+        for part in parts
+        for traj in gc.split_pieces(SYSTEMS[system], part)
+    ]
+
+
+def graph_dirs(system, parts=PARTS):
+    return [
+        f"results/graphs/{system}/{part}/{traj}"
+        for part in parts
+        for traj in gc.split_pieces(SYSTEMS[system], part)
+    ]
+
+
+def lag_labels(system):
+    return [gc.lag_label(x) for x in gc.lags_ps(SYSTEMS[system])]
+
+
+def model_dir(system, model, n_states, lag):
+    return f"results/models/{system}/{model}-s{n_states}-lag{lag}"
+
+
+def model_probs(system, model, n_states, part="test"):
+    """probs_{part}.npz of every lag of one (model, n_states): the input of the Koopman stage."""
+    return [
+        f"{model_dir(system, model, n_states, lag)}/probs_{part}.npz"
+        for lag in lag_labels(system)
+    ]
+
+
+def koopman_dir(system, model, n_states):
+    return f"results/koopman/{system}/{model}-s{n_states}"
+
+
+KOOPMAN_TABLES = ["timescales", "ck", "eigen", "populations"]
+
+
+def koopman_outputs(system):
+    out = []
+    for model, counts in gc.model_state_counts(SYSTEMS[system]).items():
+        for n in counts:
+            d = koopman_dir(system, model, n)
+            out += [f"{d}/{t}.csv" for t in KOOPMAN_TABLES]
+    return out
+
+
+def analysed(system):
+    """(model, n_states) whose Koopman model feeds the structure and transport analyses."""
+    k = SYSTEMS[system]["koopman"]
+    return k.get("model", "gdynet"), int(k["n_states"])
+
+
+def structure_outputs(system):
+    s = SYSTEMS[system]
+    st = s.get("structure", {})
+    d = f"results/structure/{system}"
+    out = []
+    if "rdf" in st:
+        out.append(f"{d}/rdf.csv")
+    if "charge" in st:
+        out.append(f"{d}/charge.csv")
+    if "profile" in st:
+        out.append(f"{d}/profile.csv")
+    if "snapshot_frame" in st:
+        out.append(f"{d}/snapshot.extxyz")
+    if "q3" in st:
+        out.append(f"{d}/q3.csv")
+    if "conduction" in s:
+        out += [f"{d}/diffusion.csv", f"{d}/conduction.csv"]
+    return out
+
+
+FIGURES = ["fig2", "fig3", "fig4", "fig5", "supp_fig1", "supp_fig2", "supp_fig3"]
+TABLES = ["supp_table1", "supp_table2"]
+
+
+def figure_system(name):
+    """The system whose config lists figure/table `name` (the schema keeps it unique)."""
+    owners = [s for s, c in SYSTEMS.items() if name in c.get("figures", [])]
+    if len(owners) > 1:
+        raise ValueError(f"config: {name} is listed under figures of several systems: {owners}")
+    return owners[0] if owners else None
+
+
+def figure_outputs():
+    out = []
+    for name in FIGURES:
+        if figure_system(name):
+            out += [f"results/figures/{name}.pdf", f"results/figures/{name}.png"]
+    for name in TABLES:
+        if figure_system(name):
+            out += [f"results/tables/{name}.csv", f"results/tables/{name}.md"]
+    return out
+
+
+def all_targets():
+    out = []
+    for system in SYSTEMS:
+        out += koopman_outputs(system)
+        out += structure_outputs(system)
+    out += figure_outputs()
+    out.append("results/tables/paper_comparison.md")
+    return out
+
+
+def log_path(rule_name, stem):
+    return f"results/logs/{rule_name}/{stem}.log"
+
+
+def bench_path(rule_name, stem):
+    return f"results/benchmarks/{rule_name}/{stem}.tsv"

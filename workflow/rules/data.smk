@@ -1,0 +1,107 @@
+# Raw trajectories (download or the user's own files) and the train/val/test split.
+
+
+def download_url(wildcards):
+    entry = SYSTEMS[wildcards.system]["files"][wildcards.traj]
+    if "url" in entry:
+        return entry["url"]
+    record = config.get("materials_cloud", {}).get("record")
+    if not record:
+        raise ValueError(
+            f"config: systems/{wildcards.system}/files/{wildcards.traj} has no 'url' and "
+            "materials_cloud/record is not set"
+        )
+    return f"{record}/files/{entry['filename']}?download=1"
+
+
+def download_md5(wildcards):
+    md5 = SYSTEMS[wildcards.system]["files"][wildcards.traj].get("md5")
+    return f"--md5 {md5}" if md5 else ""
+
+
+rule download:
+    """Fetch one Materials Cloud trajectory (resumable, checksummed, atomic)."""
+    output:
+        "results/raw/{system}/{traj}.npz",
+    wildcard_constraints:
+        system=_alternatives(DOWNLOADED),
+    params:
+        url=download_url,
+        md5=download_md5,
+    log:
+        log_path("download", "{system}/{traj}"),
+    benchmark:
+        bench_path("download", "{system}/{traj}")
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=120,
+    retries: 2
+    conda:
+        GDYN_ENV
+    shell:
+        "gdyn download '{params.url}' {output} {params.md5} > {log} 2>&1"
+
+
+rule local_trajectory:
+    """Validate one of the user's own trajectories and copy it into results/raw."""
+    input:
+        lambda wc: SYSTEMS[wc.system]["files"][wc.traj]["path"],
+    output:
+        "results/raw/{system}/{traj}.npz",
+    wildcard_constraints:
+        system=_alternatives(LOCAL),
+    log:
+        log_path("local_trajectory", "{system}/{traj}"),
+    benchmark:
+        bench_path("local_trajectory", "{system}/{traj}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        GDYN_ENV
+    shell:
+        "gdyn check {input} --copy-to {output} > {log} 2>&1"
+
+
+def split_piece(wildcards):
+    pieces = gc.split_pieces(SYSTEMS[wildcards.system], wildcards.part)
+    if wildcards.traj not in pieces:
+        raise ValueError(
+            f"config: trajectory {wildcards.traj!r} is not in split/{wildcards.part} "
+            f"of system {wildcards.system!r}"
+        )
+    return pieces[wildcards.traj]
+
+
+def frame_time_args(wildcards):
+    s = SYSTEMS[wildcards.system]
+    if "frame_interval_ps" in s:
+        return f"--frame-interval-ps {s['frame_interval_ps']}"
+    return f"--duration-ps {s['duration_ps']}"
+
+
+rule split:
+    """Cut one contiguous time window of one trajectory into a train, val or test piece."""
+    input:
+        "results/raw/{system}/{traj}.npz",
+    output:
+        "results/split/{system}/{part}/{traj}.npz",
+    params:
+        start=lambda wc: split_piece(wc)[0],
+        stop=lambda wc: split_piece(wc)[1],
+        time=frame_time_args,
+    log:
+        log_path("split", "{system}/{part}/{traj}"),
+    benchmark:
+        bench_path("split", "{system}/{part}/{traj}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        GDYN_ENV
+    shell:
+        "gdyn split {input} {output} --start {params.start} --stop {params.stop} "
+        "{params.time} > {log} 2>&1"

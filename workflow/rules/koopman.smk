@@ -1,0 +1,30 @@
+# Koopman analysis of one (system, model, n_states) across its lag grid.
+
+
+rule koopman:
+    """K(tau), timescales vs lag, tau*, CK test, eigenvectors and populations with 95% CIs."""
+    input:
+        probs=lambda wc: model_probs(wc.system, wc.model, wc.n_states, "test"),
+    output:
+        timescales="results/koopman/{system}/{model}-s{n_states}/timescales.csv",
+        ck="results/koopman/{system}/{model}-s{n_states}/ck.csv",
+        eigen="results/koopman/{system}/{model}-s{n_states}/eigen.csv",
+        populations="results/koopman/{system}/{model}-s{n_states}/populations.csv",
+        summary="results/koopman/{system}/{model}-s{n_states}/summary.json",
+    params:
+        settings=lambda wc: settings("koopman", wc.system),
+        lags=lambda wc: " ".join(lag_labels(wc.system)),
+        outdir=lambda wc: koopman_dir(wc.system, wc.model, wc.n_states),
+    log:
+        log_path("koopman", "{system}/{model}-s{n_states}"),
+    benchmark:
+        bench_path("koopman", "{system}/{model}-s{n_states}")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        GDYN_ENV
+    shell:
+        "gdyn koopman {params.outdir} --probs {input.probs} --lags {params.lags} "
+        "--settings {params.settings} > {log} 2>&1"

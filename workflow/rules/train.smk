@@ -1,0 +1,83 @@
+# One model per (system, n_states, lag): GDyNet and the global VAMPnet baseline.
+
+MODEL_FILES = ["model.pt", "config.json", "metrics.csv"] + [f"probs_{p}.npz" for p in PARTS]
+
+
+def model_outputs(model):
+    d = f"results/models/{{system}}/{model}-s{{n_states}}-lag{{lag}}"
+    return {f.replace(".", "_"): f"{d}/{f}" for f in MODEL_FILES}
+
+
+def split_args(wildcards):
+    """`--train A.npz B.npz --val ... --test ...` for the training command."""
+    parts = []
+    for part in PARTS:
+        files = split_files(wildcards.system, [part])
+        parts.append(f"--{part} " + " ".join(files))
+    return " ".join(parts)
+
+
+def graph_args(wildcards):
+    parts = []
+    for part in PARTS:
+        parts.append(f"--{part}-graphs " + " ".join(graph_dirs(wildcards.system, [part])))
+    return " ".join(parts)
+
+
+TRAIN_RESOURCES = dict(
+    mem_mb=8000,
+    runtime=240,
+    gpu=int(EXECUTION.get("train_gpus", 0)),
+)
+
+
+rule train_gdynet:
+    """Train one GDyNet by maximising VAMP-2 at lag {lag}; write state probabilities."""
+    input:
+        splits=lambda wc: split_files(wc.system),
+        graphs=lambda wc: graph_dirs(wc.system),
+    output:
+        **model_outputs("gdynet"),
+    params:
+        splits=split_args,
+        graphs=graph_args,
+        settings=lambda wc: settings("train", wc.system),
+        outdir=lambda wc: model_dir(wc.system, "gdynet", wc.n_states, wc.lag),
+    log:
+        log_path("train_gdynet", "{system}/s{n_states}-lag{lag}"),
+    benchmark:
+        bench_path("train_gdynet", "{system}/s{n_states}-lag{lag}")
+    threads: int(EXECUTION.get("train_threads", 2))
+    resources:
+        **TRAIN_RESOURCES,
+    conda:
+        GDYN_ENV
+    shell:
+        "gdyn train gdynet {params.outdir} --n-states {wildcards.n_states} "
+        "--lag {wildcards.lag} {params.splits} {params.graphs} "
+        "--settings {params.settings} --threads {threads} > {log} 2>&1"
+
+
+rule train_vampnet:
+    """Train the global VAMPnet baseline (fully connected, target positions in the cell)."""
+    input:
+        splits=lambda wc: split_files(wc.system),
+    output:
+        **model_outputs("vampnet"),
+    params:
+        splits=split_args,
+        settings=lambda wc: settings("train", wc.system),
+        outdir=lambda wc: model_dir(wc.system, "vampnet", wc.n_states, wc.lag),
+    log:
+        log_path("train_vampnet", "{system}/s{n_states}-lag{lag}"),
+    benchmark:
+        bench_path("train_vampnet", "{system}/s{n_states}-lag{lag}")
+    threads: int(EXECUTION.get("train_threads", 2))
+    resources:
+        **TRAIN_RESOURCES,
+    conda:
+        GDYN_ENV
+    shell:
+        "gdyn train vampnet {params.outdir} --n-states {wildcards.n_states} "
+        "--lag {wildcards.lag} {params.splits} "
+        "--settings {params.settings} --threads {threads} > {log} 2>&1"
