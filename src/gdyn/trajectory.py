@@ -1,7 +1,435 @@
-"""Stage module `gdyn.trajectory` (being written; see DESIGN.md)."""
+"""The trajectory format (Materials Cloud schema): load memory-mapped, validate, save.
+
+A trajectory is an ``.npz`` with ``traj_coords`` (F, N, 3) Angstrom, ``lattices`` (F, 3, 3)
+with rows = lattice vectors, ``atom_types`` (N,) atomic numbers and ``target_index`` (n,)
+or (n, k) (k atoms per target set, e.g. a water molecule). Every other member is kept in
+``Trajectory.extras`` (``frame_interval_ps``, ``site_label``, ``frame_offset``, ``source``...).
+
+Members of an uncompressed ``.npz`` (what ``np.savez`` and :func:`save_trajectory` write)
+are memory-mapped straight out of the zip file, so a slice of a long trajectory costs only
+the pages it touches. Compressed members cannot be mapped and are read whole.
+"""
+
+from __future__ import annotations
 
 import argparse
+import math
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gdyn.errors import InputError
+
+REQUIRED_KEYS: tuple[str, ...] = ("traj_coords", "lattices", "atom_types", "target_index")
+
+# Chunk size (bytes of coordinates) for the full-trajectory scans of the validator, so a
+# memory-mapped trajectory of any length is checked in bounded memory.
+_SCAN_BYTES = 64 * 2**20
+# |det| below this fraction of |a||b||c| means the three lattice vectors are (nearly) coplanar.
+_SINGULAR_RTOL = 1e-8
+_ZIP_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+_ZIP_LOCAL_MAGIC = b"PK\x03\x04"
 
 
-def register(subparsers: "argparse._SubParsersAction") -> None:
-    """Add this stage's subcommands to the `gdyn` CLI."""
+@dataclass
+class Trajectory:
+    """One MD trajectory in the Materials Cloud schema (arrays may be read-only memmaps)."""
+
+    traj_coords: np.ndarray
+    lattices: np.ndarray
+    atom_types: np.ndarray
+    target_index: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames F."""
+        return int(self.traj_coords.shape[0])
+
+    @property
+    def n_atoms(self) -> int:
+        """Number of atoms N per frame."""
+        return int(self.traj_coords.shape[1])
+
+    @property
+    def target_sets(self) -> np.ndarray:
+        """Target index as (n, k) int64: one row per target set (k = 1 for single atoms)."""
+        t = np.asarray(self.target_index).astype(np.int64, copy=False)
+        return t.reshape(-1, 1) if t.ndim == 1 else t
+
+    @property
+    def frame_interval_ps(self) -> float | None:
+        """The stored ``frame_interval_ps`` extra, or None when the file has none."""
+        value = self.extras.get("frame_interval_ps")
+        return None if value is None else float(np.asarray(value).reshape(()))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """All members (required keys first, then extras) as a name -> array dict."""
+        out = {
+            "traj_coords": self.traj_coords,
+            "lattices": self.lattices,
+            "atom_types": self.atom_types,
+            "target_index": self.target_index,
+        }
+        out.update(self.extras)
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# Reading
+
+
+def _memmap_member(path: Path, fh: Any, info: zipfile.ZipInfo) -> np.ndarray | None:
+    """Memory-map one ZIP_STORED ``.npy`` member; None when it must be read normally."""
+    fh.seek(info.header_offset)
+    raw = fh.read(_ZIP_LOCAL_HEADER.size)
+    if len(raw) != _ZIP_LOCAL_HEADER.size:
+        raise InputError(f"{path}: member {info.filename!r}: truncated zip local header")
+    fields = _ZIP_LOCAL_HEADER.unpack(raw)
+    if fields[0] != _ZIP_LOCAL_MAGIC:
+        raise InputError(f"{path}: member {info.filename!r}: bad zip local header (corrupt file)")
+    # The local header's extra field can differ from the central directory's (zip64), so
+    # the payload offset must come from the local header itself.
+    name_len, extra_len = fields[-2], fields[-1]
+    start = info.header_offset + _ZIP_LOCAL_HEADER.size + name_len + extra_len
+    fh.seek(start)
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:
+        return None
+    if dtype.hasobject or len(shape) == 0 or math.prod(shape) == 0:
+        return None
+    offset = fh.tell()
+    nbytes = math.prod(shape) * dtype.itemsize
+    if offset + nbytes > start + info.compress_size:
+        raise InputError(
+            f"{path}: member {info.filename!r}: expected {nbytes} bytes of data for shape "
+            f"{shape}, the zip entry is shorter (truncated or corrupt file)"
+        )
+    return np.memmap(
+        path, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C", offset=offset
+    )
+
+
+def read_npz(path: str | Path, mmap: bool = True) -> dict[str, np.ndarray]:
+    """All members of an ``.npz``; uncompressed ones memory-mapped (read-only) when ``mmap``.
+
+    A truncated or corrupt file raises :class:`InputError` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    out: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                key = info.filename[: -len(".npy")]
+                arr = None
+                if mmap and info.compress_type == zipfile.ZIP_STORED:
+                    arr = _memmap_member(path, fh, info)
+                if arr is None:
+                    with zf.open(info) as member:
+                        arr = np.lib.format.read_array(member, allow_pickle=False)
+                out[key] = arr
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise InputError(
+            f"{path}: not a readable .npz trajectory (truncated or corrupt file? {exc})"
+        ) from None
+    if not out:
+        raise InputError(f"{path}: expected .npy members in the .npz archive, found none")
+    return out
+
+
+def _as_int(arr: np.ndarray, where: str, key: str) -> np.ndarray:
+    """Integer view of a small index/type array; integral floats are accepted and cast."""
+    a = np.asarray(arr)
+    if np.issubdtype(a.dtype, np.integer):
+        return a.astype(np.int64, copy=False)
+    if np.issubdtype(a.dtype, np.floating) and a.size and np.all(np.isfinite(a)) and np.all(
+        a == np.round(a)
+    ):
+        return a.astype(np.int64)
+    if np.issubdtype(a.dtype, np.floating) and a.size == 0:
+        return a.astype(np.int64)
+    raise InputError(f"{where}: key {key!r}: expected integers, got dtype {a.dtype}")
+
+
+def from_arrays(arrays: dict[str, np.ndarray], path: Path | None = None,
+                name: str | None = None) -> Trajectory:
+    """Build a :class:`Trajectory` from a member dict; missing required keys raise."""
+    where = name or (str(path) if path else "<trajectory>")
+    missing = [k for k in REQUIRED_KEYS if k not in arrays]
+    if missing:
+        raise InputError(
+            f"{where}: key {missing[0]!r}: missing (expected keys {', '.join(REQUIRED_KEYS)}; "
+            f"found {', '.join(sorted(arrays)) or 'none'})"
+        )
+    extras = {k: v for k, v in arrays.items() if k not in REQUIRED_KEYS}
+    return Trajectory(
+        traj_coords=arrays["traj_coords"],
+        lattices=arrays["lattices"],
+        atom_types=_as_int(arrays["atom_types"], where, "atom_types"),
+        target_index=_as_int(arrays["target_index"], where, "target_index"),
+        extras=extras,
+        path=path,
+    )
+
+
+def load_trajectory(path: str | Path, mmap: bool = True, validate: bool = True) -> Trajectory:
+    """Read a trajectory ``.npz`` (memory-mapped when uncompressed) and optionally validate it."""
+    path = Path(path)
+    traj = from_arrays(read_npz(path, mmap=mmap), path=path)
+    if validate:
+        validate_trajectory(traj, str(path))
+    return traj
+
+
+# --------------------------------------------------------------------------------------
+# Validation
+
+
+def _frame_chunks(n_frames: int, frame_bytes: int) -> range:
+    step = max(1, _SCAN_BYTES // max(frame_bytes, 1))
+    return range(0, n_frames, step)
+
+
+def _check_real(arr: np.ndarray, name: str, key: str) -> None:
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise InputError(f"{name}: key {key!r}: expected real numbers, got dtype {arr.dtype}")
+
+
+def min_atoms_for_neighbors(n_neighbors: int) -> int:
+    """Fewest atoms per cell from which ``n_neighbors`` neighbours can be drawn.
+
+    Under periodic boundary conditions every atom has infinitely many periodic images and
+    images of the same atom (including an atom's own images) are distinct neighbours, so a
+    single atom in a valid 3-D cell already supplies any M. Only an empty cell cannot.
+    """
+    return 1 if n_neighbors >= 1 else 0
+
+
+def validate_trajectory(traj: Trajectory, name: str, n_neighbors: int | None = None) -> None:
+    """Raise :class:`InputError` naming ``name``, the key and the offending value if invalid.
+
+    Checks ranks and shapes, F/N consistency, finite coordinates and lattices (scanned in
+    chunks so memmaps stay cheap), right-handed non-singular cells, integer atom types,
+    target indices in range and unique, and that M = ``n_neighbors`` neighbours exist.
+    """
+    coords, lat = traj.traj_coords, traj.lattices
+    types, targets = np.asarray(traj.atom_types), np.asarray(traj.target_index)
+
+    if coords.ndim != 3 or coords.shape[2] != 3:
+        raise InputError(
+            f"{name}: key 'traj_coords': expected shape (F, N, 3), got {tuple(coords.shape)}"
+        )
+    _check_real(coords, name, "traj_coords")
+    n_frames, n_atoms = int(coords.shape[0]), int(coords.shape[1])
+    if n_frames < 1:
+        raise InputError(f"{name}: key 'traj_coords': expected at least 1 frame, got 0")
+    if lat.ndim != 3 or lat.shape[1:] != (3, 3):
+        raise InputError(f"{name}: key 'lattices': expected shape (F, 3, 3), got {tuple(lat.shape)}")
+    _check_real(lat, name, "lattices")
+    if lat.shape[0] != n_frames:
+        raise InputError(
+            f"{name}: key 'lattices': expected {n_frames} frames (as traj_coords), "
+            f"got {lat.shape[0]}"
+        )
+    if types.ndim != 1:
+        raise InputError(f"{name}: key 'atom_types': expected shape (N,), got {types.shape}")
+    if types.shape[0] != n_atoms:
+        raise InputError(
+            f"{name}: key 'atom_types': expected {n_atoms} atoms (as traj_coords), "
+            f"got {types.shape[0]}"
+        )
+    if not np.issubdtype(types.dtype, np.integer):
+        raise InputError(f"{name}: key 'atom_types': expected integers, got dtype {types.dtype}")
+    if n_atoms and (types.min() < 0 or types.max() > 118):
+        bad = types[(types < 0) | (types > 118)][0]
+        raise InputError(
+            f"{name}: key 'atom_types': expected atomic numbers in [0, 118], got {int(bad)}"
+        )
+
+    if n_neighbors is not None:
+        need = min_atoms_for_neighbors(int(n_neighbors))
+        if int(n_neighbors) < 1:
+            raise InputError(f"{name}: n_neighbors: expected M >= 1, got {n_neighbors}")
+        if n_atoms < need:
+            raise InputError(
+                f"{name}: key 'traj_coords': {n_atoms} atoms per cell cannot give "
+                f"M = {n_neighbors} neighbours (expected at least {need} atom, periodic "
+                "images included)"
+            )
+    elif n_atoms < 1:
+        raise InputError(f"{name}: key 'traj_coords': expected at least 1 atom, got 0")
+
+    if targets.ndim not in (1, 2):
+        raise InputError(
+            f"{name}: key 'target_index': expected shape (n,) or (n, k), got {targets.shape}"
+        )
+    if not np.issubdtype(targets.dtype, np.integer):
+        raise InputError(
+            f"{name}: key 'target_index': expected integers, got dtype {targets.dtype}"
+        )
+    if targets.shape[0] < 1 or (targets.ndim == 2 and targets.shape[1] < 1):
+        raise InputError(
+            f"{name}: key 'target_index': expected at least one target, got shape {targets.shape}"
+        )
+    flat = targets.reshape(-1)
+    out = (flat < 0) | (flat >= n_atoms)
+    if out.any():
+        raise InputError(
+            f"{name}: key 'target_index': expected atom indices in [0, {n_atoms}), "
+            f"got {int(flat[out][0])}"
+        )
+    uniq, counts = np.unique(flat, return_counts=True)
+    if (counts > 1).any():
+        raise InputError(
+            f"{name}: key 'target_index': expected each atom at most once, "
+            f"atom {int(uniq[counts > 1][0])} appears {int(counts[counts > 1][0])} times"
+        )
+
+    fi = traj.extras.get("frame_interval_ps")
+    if fi is not None:
+        fa = np.asarray(fi)
+        if fa.size != 1 or not np.isfinite(fa.astype(float)).all() or float(fa.reshape(())) <= 0:
+            raise InputError(
+                f"{name}: key 'frame_interval_ps': expected one positive number, got {fa!r}"
+            )
+
+    frame_bytes = n_atoms * 3 * coords.dtype.itemsize
+    for lo in _frame_chunks(n_frames, frame_bytes):
+        hi = min(n_frames, lo + max(1, _SCAN_BYTES // max(frame_bytes, 1)))
+        c = np.asarray(coords[lo:hi])
+        finite = np.isfinite(c).all(axis=(1, 2))
+        if not finite.all():
+            f = lo + int(np.argmin(finite))
+            raise InputError(
+                f"{name}: key 'traj_coords': expected finite coordinates, frame {f} has NaN or inf"
+            )
+        _check_lattices(np.asarray(lat[lo:hi], dtype=np.float64), lo, name)
+
+
+def _check_lattices(lat: np.ndarray, first_frame: int, name: str) -> None:
+    finite = np.isfinite(lat).all(axis=(1, 2))
+    if not finite.all():
+        f = first_frame + int(np.argmin(finite))
+        raise InputError(
+            f"{name}: key 'lattices': expected finite lattice vectors, frame {f} has NaN or inf"
+        )
+    det = np.linalg.det(lat)
+    scale = np.prod(np.linalg.norm(lat, axis=2), axis=1)
+    singular = np.abs(det) <= _SINGULAR_RTOL * scale
+    if singular.any():
+        i = int(np.argmax(singular))
+        raise InputError(
+            f"{name}: key 'lattices': expected a non-singular cell, frame {first_frame + i} "
+            f"has det = {det[i]:.3g} (lattice vectors coplanar or zero)"
+        )
+    left = det < 0
+    if left.any():
+        i = int(np.argmax(left))
+        raise InputError(
+            f"{name}: key 'lattices': expected a right-handed cell (det > 0), frame "
+            f"{first_frame + i} has det = {det[i]:.6g}"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Writing
+
+
+def is_compressed_npz(path: str | Path) -> bool:
+    """True when some member of the zip ``path`` is compressed (so cannot be memory-mapped)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any(i.compress_type != zipfile.ZIP_STORED for i in zf.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(f"{path}: not a readable .npz (truncated or corrupt file? {exc})") from None
+
+
+def copy_npz_uncompressed(src: str | Path, dest: str | Path) -> None:
+    """Copy every member of ``src`` into ``dest`` uncompressed, streaming (bounded memory).
+
+    ``dest`` is written in place (wrap it in :func:`gdyn.files.atomic_path`). The zip CRC of
+    each member is checked while reading, so a corrupt ``src`` raises :class:`InputError`.
+    """
+    import shutil
+
+    try:
+        with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED,
+                                                          allowZip64=True) as zout:
+            for info in zin.infolist():
+                with zin.open(info) as fin, zout.open(info.filename, "w",
+                                                      force_zip64=True) as fout:
+                    shutil.copyfileobj(fin, fout, 1 << 22)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise InputError(
+            f"{src}: not a readable .npz trajectory (truncated or corrupt file? {exc})"
+        ) from None
+
+
+def save_trajectory(path: str | Path, traj: Trajectory) -> None:
+    """Write ``traj`` to ``path`` as an uncompressed (memory-mappable) ``.npz``, atomically."""
+    from gdyn.files import save_npz
+
+    save_npz(path, compressed=False, **traj.arrays())
+
+
+# --------------------------------------------------------------------------------------
+# CLI
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from gdyn.files import atomic_path
+
+    if args.copy_to:
+        # copy first (streaming, so a compressed input is never held in memory whole), then
+        # validate the memory-mapped copy; atomic_path drops the copy if validation fails
+        with atomic_path(args.copy_to, suffix=".npz") as tmp:
+            copy_npz_uncompressed(args.traj, tmp)
+            traj = load_trajectory(tmp, mmap=True, validate=False)
+            validate_trajectory(traj, str(args.traj), n_neighbors=args.n_neighbors)
+            del traj  # release the memmaps before the rename
+        traj = load_trajectory(args.copy_to, mmap=True, validate=False)
+    else:
+        traj = load_trajectory(args.traj, mmap=True, validate=False)
+        validate_trajectory(traj, str(args.traj), n_neighbors=args.n_neighbors)
+    sets = traj.target_sets
+    fi = traj.frame_interval_ps
+    print(
+        f"{args.traj}: ok: {traj.n_frames} frames, {traj.n_atoms} atoms, "
+        f"{sets.shape[0]} target sets of {sets.shape[1]} atom(s)"
+        + (f", frame interval {fi:g} ps" if fi is not None else "")
+    )
+    if args.copy_to:
+        print(f"copied (uncompressed) to {args.copy_to}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``gdyn check`` to the CLI."""
+    p = subparsers.add_parser(
+        "check",
+        help="validate a trajectory .npz (optionally copy it uncompressed)",
+        description="Validate a trajectory .npz in the Materials Cloud schema. Exit 0 when "
+        "valid, 2 with a one-line reason otherwise.",
+    )
+    p.add_argument("traj", type=Path, help="trajectory .npz")
+    p.add_argument("--n-neighbors", type=int, default=None, metavar="M",
+                   help="also check that M neighbours per atom exist")
+    p.add_argument("--copy-to", type=Path, default=None, metavar="OUT.npz",
+                   help="after validation write an uncompressed copy here (atomically)")
+    p.set_defaults(func=_cmd_check)

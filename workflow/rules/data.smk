@@ -20,7 +20,11 @@ def download_md5(wildcards):
 
 
 rule download:
-    """Fetch one Materials Cloud trajectory (resumable, checksummed, atomic)."""
+    """Fetch one Materials Cloud trajectory (resumable, checksummed, atomic).
+
+    md5: pinned in the config, else read from the record's file listing. A compressed .npz
+    is stored uncompressed so that later stages can memory-map it.
+    """
     output:
         "results/raw/{system}/{traj}.npz",
     wildcard_constraints:
@@ -83,7 +87,11 @@ def frame_time_args(wildcards):
 
 
 rule split:
-    """Cut one contiguous time window of one trajectory into a train, val or test piece."""
+    """Cut one contiguous time window of one trajectory into a train, val or test piece.
+
+    Each piece is its own contiguous segment and later stages form lag pairs (t, t + tau)
+    only within one piece, so no pair straddles a split boundary.
+    """
     input:
         "results/raw/{system}/{traj}.npz",
     output:

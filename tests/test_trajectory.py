@@ -1,0 +1,221 @@
+"""Trajectory format: memory-mapped loading, validation errors, gdyn check."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+import gdyn.trajectory as T
+from gdyn.cli import main
+from gdyn.errors import InputError
+from gdyn.trajectory import Trajectory, load_trajectory, save_trajectory, validate_trajectory
+
+
+def make(F=4, N=5, seed=0, **over) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "traj_coords": rng.random((F, N, 3)) * 5.0,
+        "lattices": np.tile(np.diag([5.0, 6.0, 7.0]), (F, 1, 1)),
+        "atom_types": np.array([3, 3, 16, 16, 16][:N] + [8] * max(0, N - 5)),
+        "target_index": np.array([0, 1][: min(N, 2)]),
+    }
+    arrays.update(over)
+    return arrays
+
+
+def traj_of(arrays) -> Trajectory:
+    return T.from_arrays(arrays)
+
+
+def test_roundtrip_is_memory_mapped_and_exact(tmp_path):
+    a = make(F=6, N=7)
+    a["lattices"][2] = [[5.0, 0, 0], [1.0, 6.0, 0], [0.5, 0.3, 7.0]]  # triclinic frame
+    extras = {
+        "frame_interval_ps": np.array(0.25),
+        "source": np.array("li2s-traj"),
+        "site_label": np.arange(12, dtype=np.int8).reshape(6, 2),
+        "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+    }
+    path = tmp_path / "t.npz"
+    save_trajectory(path, Trajectory(**{k: a[k] for k in T.REQUIRED_KEYS}, extras=extras))
+    with zipfile.ZipFile(path) as zf:  # uncompressed, so it can be mapped
+        assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED}
+    t = load_trajectory(path)
+    assert isinstance(t.traj_coords, np.memmap) and not t.traj_coords.flags.writeable
+    assert isinstance(t.lattices, np.memmap)
+    ref = np.load(path)  # numpy's own reader as the independent reference
+    for key in ref.files:
+        got = t.arrays()[key]
+        np.testing.assert_array_equal(got, ref[key])
+        assert got.dtype == ref[key].dtype
+    assert t.arrays()["fortran"].flags.f_contiguous
+    assert t.n_frames == 6 and t.n_atoms == 7 and t.frame_interval_ps == 0.25
+    assert str(t.extras["source"]) == "li2s-traj"
+    assert t.path == path
+
+
+def test_compressed_file_falls_back_to_full_load(tmp_path):
+    a = make()
+    path = tmp_path / "c.npz"
+    np.savez_compressed(path, **a)
+    t = load_trajectory(path)
+    assert not isinstance(t.traj_coords, np.memmap)
+    np.testing.assert_array_equal(t.traj_coords, a["traj_coords"])
+
+
+def test_target_sets_shape():
+    assert traj_of(make()).target_sets.tolist() == [[0], [1]]
+    t = traj_of(make(target_index=np.array([[0, 2], [1, 3]])))
+    assert t.target_sets.shape == (2, 2)
+    assert traj_of(make()).frame_interval_ps is None
+
+
+def _nan_coords():
+    a = make()
+    a["traj_coords"][2, 3, 1] = np.nan
+    return a
+
+
+def _inf_lattice():
+    a = make()
+    a["lattices"][3, 0, 0] = np.inf
+    return a
+
+
+def _singular():
+    a = make()
+    a["lattices"][1] = [[5.0, 0, 0], [0, 6.0, 0], [5.0, 6.0, 0]]
+    return a
+
+
+def _left_handed():
+    a = make()
+    a["lattices"][2] = a["lattices"][2][[1, 0, 2]]
+    return a
+
+
+def _without(key):
+    a = make()
+    del a[key]
+    return a
+
+
+BAD = {
+    "missing traj_coords": (_without("traj_coords"), "key 'traj_coords': missing"),
+    "missing lattices": (_without("lattices"), "key 'lattices': missing"),
+    "missing atom_types": (_without("atom_types"), "key 'atom_types': missing"),
+    "missing target_index": (_without("target_index"), "key 'target_index': missing"),
+    "coords rank 2": (make(traj_coords=np.zeros((4, 15))), r"traj_coords'.*\(F, N, 3\), got \(4, 15\)"),
+    "coords xy only": (make(traj_coords=np.zeros((4, 5, 2))), r"traj_coords'.*got \(4, 5, 2\)"),
+    "zero frames": (make(traj_coords=np.zeros((0, 5, 3)), lattices=np.zeros((0, 3, 3))),
+                    "at least 1 frame"),
+    "lattice shape": (make(lattices=np.ones((4, 3))), r"lattices'.*\(F, 3, 3\), got \(4, 3\)"),
+    "frame mismatch": (make(lattices=np.tile(np.eye(3) * 5, (3, 1, 1))),
+                       "lattices'.*expected 4 frames.*got 3"),
+    "atom mismatch": (make(atom_types=np.array([3, 3, 16, 16])), "atom_types'.*expected 5 atoms.*got 4"),
+    "atom types 2-D": (make(atom_types=np.ones((5, 1), int)), r"atom_types'.*\(N,\)"),
+    "atom types fractional": (make(atom_types=np.array([3, 3, 16, 16, 16.5])), "atom_types'.*integers"),
+    "atom types negative": (make(atom_types=np.array([3, 3, 16, 16, -1])), r"atomic numbers.*got -1"),
+    "nan coords": (_nan_coords(), "traj_coords'.*frame 2 has NaN or inf"),
+    "inf lattice": (_inf_lattice(), "lattices'.*frame 3 has NaN or inf"),
+    "singular lattice": (_singular(), "lattices'.*non-singular cell, frame 1"),
+    "zero lattice": (make(lattices=np.zeros((4, 3, 3))), "non-singular cell, frame 0"),
+    "left-handed lattice": (_left_handed(), r"right-handed cell \(det > 0\), frame 2 has det = -210"),
+    "target out of range": (make(target_index=np.array([0, 5])), r"\[0, 5\), got 5"),
+    "target negative": (make(target_index=np.array([-1, 2])), r"\[0, 5\), got -1"),
+    "target repeated": (make(target_index=np.array([1, 1])), "atom 1 appears 2 times"),
+    "target repeated across sets": (make(target_index=np.array([[0, 1], [1, 2]])),
+                                    "atom 1 appears 2 times"),
+    "target rank 3": (make(target_index=np.zeros((1, 1, 1), int)), r"\(n,\) or \(n, k\)"),
+    "no targets": (make(target_index=np.zeros(0, int)), "at least one target"),
+    "target float": (make(target_index=np.array([0.5])), "target_index'.*integers"),
+    "bad frame interval": (make(frame_interval_ps=np.array(-0.1)), "frame_interval_ps'.*positive"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_each_bad_input_has_its_own_error(case, tmp_path):
+    arrays, pattern = BAD[case]
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(InputError, match=pattern) as err:
+        load_trajectory(path)
+    assert str(path) in str(err.value)
+
+
+def test_nan_found_in_a_later_scan_chunk(monkeypatch):
+    monkeypatch.setattr(T, "_SCAN_BYTES", 5 * 3 * 8 * 2)  # two frames per chunk
+    a = make(F=9)
+    a["traj_coords"][7, 0, 0] = np.inf
+    with pytest.raises(InputError, match="frame 7 has NaN"):
+        validate_trajectory(traj_of(a), "x")
+    b = make(F=9)
+    b["lattices"][8] = b["lattices"][8][[2, 1, 0]]
+    with pytest.raises(InputError, match="frame 8"):
+        validate_trajectory(traj_of(b), "x")
+
+
+def test_neighbour_count_counts_periodic_images():
+    # 5 atoms with M = 12 and even a single atom are legal: periodic images are neighbours
+    validate_trajectory(traj_of(make(N=5)), "x", n_neighbors=12)
+    one = make(N=1, target_index=np.array([0]))
+    validate_trajectory(traj_of(one), "x", n_neighbors=50)
+    empty = make(traj_coords=np.zeros((4, 0, 3)), atom_types=np.zeros(0, int),
+                 target_index=np.array([0]))
+    with pytest.raises(InputError, match="0 atoms per cell cannot give M = 12"):
+        validate_trajectory(traj_of(empty), "x", n_neighbors=12)
+    with pytest.raises(InputError, match="expected M >= 1, got 0"):
+        validate_trajectory(traj_of(make()), "x", n_neighbors=0)
+
+
+def test_truncated_and_garbage_files(tmp_path):
+    good = tmp_path / "good.npz"
+    np.savez(good, **make())
+    data = good.read_bytes()
+    for name, content in {"trunc.npz": data[: len(data) // 2], "junk.npz": b"\x00" * 100,
+                          "empty.npz": b""}.items():
+        p = tmp_path / name
+        p.write_bytes(content)
+        with pytest.raises(InputError, match=f"{p}: not a readable .npz.*truncated or corrupt"):
+            load_trajectory(p)
+    with pytest.raises(InputError, match="file not found"):
+        load_trajectory(tmp_path / "nope.npz")
+
+
+def test_member_shorter_than_its_header_says(tmp_path):
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.zeros((4, 5, 3)))
+    raw = buf.getvalue()[:-40]  # drop the last 5 floats, keep the header
+    p = tmp_path / "short.npz"
+    with zipfile.ZipFile(p, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("traj_coords.npy", raw)
+    with pytest.raises(InputError, match=r"traj_coords\.npy.*shorter.*truncated or corrupt"):
+        load_trajectory(p)
+    with pytest.raises(InputError, match="truncated or corrupt"):  # the non-mapped reader too
+        load_trajectory(p, mmap=False)
+
+
+def test_cli_check_and_copy(tmp_path, capsys, monkeypatch):
+    # only this stage's subcommands: the test must not depend on other stages importing
+    monkeypatch.setattr("gdyn.cli.STAGES", ("trajectory",))
+    src = tmp_path / "in.npz"
+    np.savez_compressed(src, **make(), frame_interval_ps=np.array(0.1))
+    out = tmp_path / "raw" / "copy.npz"
+    assert main(["check", str(src), "--n-neighbors", "12", "--copy-to", str(out)]) == 0
+    assert "4 frames, 5 atoms, 2 target sets of 1 atom(s), frame interval 0.1 ps" in (
+        capsys.readouterr().out
+    )
+    t = load_trajectory(out)
+    assert isinstance(t.traj_coords, np.memmap)
+    np.testing.assert_array_equal(t.traj_coords, np.load(src)["traj_coords"])
+
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **make(target_index=np.array([9])))
+    bad_out = tmp_path / "raw" / "bad.npz"
+    assert main(["check", str(bad), "--copy-to", str(bad_out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gdyn check: error: ") and "target_index" in err[0]
+    assert not bad_out.exists()
