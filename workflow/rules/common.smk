@@ -155,3 +155,44 @@ def log_path(rule_name, stem):
 
 def bench_path(rule_name, stem):
     return f"results/benchmarks/{rule_name}/{stem}.tsv"
+
+
+# --- data.smk: download and split parameters
+
+
+def download_url(wildcards):
+    entry = SYSTEMS[wildcards.system]["files"][wildcards.traj]
+    if "url" in entry:
+        return entry["url"]
+    record = config.get("materials_cloud", {}).get("record")
+    if not record:
+        raise ValueError(
+            f"config: systems/{wildcards.system}/files/{wildcards.traj} has no 'url' and "
+            "materials_cloud/record is not set"
+        )
+    return f"{record}/files/{entry['filename']}?download=1"
+
+
+
+def download_md5(wildcards):
+    md5 = SYSTEMS[wildcards.system]["files"][wildcards.traj].get("md5")
+    return f"--md5 {md5}" if md5 else ""
+
+
+
+def split_piece(wildcards):
+    pieces = gc.split_pieces(SYSTEMS[wildcards.system], wildcards.part)
+    if wildcards.traj not in pieces:
+        raise ValueError(
+            f"config: trajectory {wildcards.traj!r} is not in split/{wildcards.part} "
+            f"of system {wildcards.system!r}"
+        )
+    return pieces[wildcards.traj]
+
+
+
+def frame_time_args(wildcards):
+    s = SYSTEMS[wildcards.system]
+    if "frame_interval_ps" in s:
+        return f"--frame-interval-ps {s['frame_interval_ps']}"
+    return f"--duration-ps {s['duration_ps']}"
