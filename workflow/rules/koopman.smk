@@ -26,5 +26,8 @@ rule koopman:
     conda:
         GDYN_ENV
     shell:
+        # --probs and --lags are in the same (sorted) lag order; quick-look PNGs land
+        # beside the CSVs and are not rule outputs.
         "gdyn koopman {params.outdir} --probs {input.probs} --lags {params.lags} "
+        "--model {wildcards.model} --n-states {wildcards.n_states} "
         "--settings {params.settings} > {log} 2>&1"
