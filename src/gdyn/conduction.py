@@ -1,7 +1,374 @@
-"""Stage module `gdyn.conduction` (being written; see DESIGN.md)."""
+"""Transport of the learned states: transition MSDs, D_ij and cluster Nernst-Einstein shares.
+
+``gdyn conduction DIFFUSION.csv CONDUCTION.csv`` implements Methods Eqs. 13-16:
+
+* E[d^2(t) | i -> j] = sum_t' d^2(t', t'+t) p_i(t') p_j(t'+t) / sum_t' p_i(t') p_j(t'+t)
+  (Eq. 13), summed over every target set and every frame pair within one trajectory, with
+  displacements of the set centre unwrapped across periodic boundaries;
+* D_ij(tau) = (1/6) dE/dt at t = tau* (Eq. 14). The derivative is the least-squares slope
+  of E over ``msd_points`` lags spread evenly over [tau*(1 - w), tau*(1 + w)],
+  w = ``msd_window``: a symmetric window, so curvature of E biases the slope only at
+  second order in w;
+* sigma_ij = e^2 N / (V k_B T) pi_i z_ij K_ij(tau*) D_ij(tau*) (Eq. 15) and the shares
+  sigma_ij / sum sigma (Eq. 16), with K = C00^-1 C0t and pi its stationary distribution,
+  both from the same tau* probabilities (pairs within one trajectory), and
+  z_ij = (z_i + z_j) / 2 from charge.csv (``charge_at_r_star``) or the configured charge
+  of the target atoms.
+
+N / V is the number of target sets per cell volume of each test trajectory, averaged over
+frames and trajectories. For the toy system every Li is simulated alone in its own
+5-atom cell (Li-Li interactions off), so N / V = 1 / a^3: the conductivity of a lattice
+holding one non-interacting Li per cubic cell.
+
+Confidence intervals: the pairs are divided into groups as the Koopman CIs are
+(``koopman.ci.method``: ``chunks`` = n contiguous chunks of every trajectory by the pair's
+first frame, ``trajectories`` = the test trajectories in n consecutive groups,
+``target_subsets`` = n random subsets of the target sets of all trajectories); every
+quantity is recomputed per group and the 95% interval is estimate +- t_{0.975, G-1} s_G /
+sqrt(G), s_G the standard deviation over the G groups (the Koopman stage's Student-t
+half-width, centred here on the pooled estimate so the interval always brackets it).
+"""
+
+from __future__ import annotations
 
 import argparse
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gdyn.errors import InputError
+from gdyn.structure import (
+    Piece,
+    add_analysis_args,
+    koopman_matrix,
+    load_analysis,
+    minimum_image,
+    set_centres,
+    stationary_distribution,
+)
+
+log = logging.getLogger(__name__)
+
+ELEMENTARY_CHARGE_C = 1.602176634e-19
+BOLTZMANN_J_PER_K = 1.380649e-23
+A2_PER_PS_TO_CM2_PER_S = 1e-4  # 1 A^2/ps = 1e-16 cm^2 / 1e-12 s
 
 
-def register(subparsers: "argparse._SubParsersAction") -> None:
-    """Add this stage's subcommands to the `gdyn` CLI."""
+def unwrap(positions: np.ndarray, lattices: np.ndarray) -> np.ndarray:
+    """Continuous trajectory (F, ..., 3) from wrapped positions: each frame-to-frame step
+    is taken at its minimum image in that frame's cell (exact while a step is shorter than
+    half the smallest plane spacing)."""
+    x = np.asarray(positions, dtype=np.float64)
+    lat = np.asarray(lattices, dtype=np.float64)
+    lat = lat.reshape(lat.shape[0], *([1] * (x.ndim - 2)), 3, 3)
+    steps = minimum_image(np.diff(x, axis=0), lat[1:])
+    return np.concatenate([x[:1], x[:1] + np.cumsum(steps, axis=0)], axis=0)
+
+
+@dataclass
+class TransitionSums:
+    """Per group: Eq. 13 numerators/denominators at each lag, and C00, C0t at tau*."""
+
+    num: np.ndarray  # (G, n_lags, S, S): sum d^2 p_i(t') p_j(t'+t)
+    den: np.ndarray  # (G, n_lags, S, S): sum p_i(t') p_j(t'+t)
+    c00: np.ndarray  # (G, S, S)
+    c0t: np.ndarray  # (G, S, S)
+
+    @classmethod
+    def zeros(cls, n_groups: int, n_lags: int, n_states: int) -> TransitionSums:
+        """All-zero sums."""
+        s = n_states
+        return cls(np.zeros((n_groups, n_lags, s, s)), np.zeros((n_groups, n_lags, s, s)),
+                   np.zeros((n_groups, s, s)), np.zeros((n_groups, s, s)))
+
+    def total(self) -> TransitionSums:
+        """Sums over all groups (a single group)."""
+        return TransitionSums(*(a.sum(axis=0, keepdims=True)
+                                for a in (self.num, self.den, self.c00, self.c0t)))
+
+    def group(self, g: int) -> TransitionSums:
+        """One group's sums."""
+        return TransitionSums(*(a[g : g + 1] for a in (self.num, self.den, self.c00, self.c0t)))
+
+
+def accumulate(
+    sums: TransitionSums, x: np.ndarray, probs: np.ndarray, lags: Sequence[int], tau: int,
+    groups: np.ndarray,
+) -> None:
+    """Add one trajectory to ``sums``.
+
+    ``x`` (F, n, 3) unwrapped centres, ``probs`` (F, n, S) with NaN rows for unscored
+    frames, ``lags`` frame lags of the MSD, ``tau`` the Koopman lag in frames, ``groups``
+    (F, n) the group of a pair starting at (frame, set).
+    """
+    valid = np.isfinite(probs).all(axis=2)
+    # Unscored rows get zero weight, so they drop out of every product below.
+    w = np.where(valid[..., None], probs, 0.0)
+    n_states = w.shape[2]
+    present = np.unique(groups)
+    for k, lag in enumerate([*lags, tau]):
+        if lag >= x.shape[0]:
+            continue
+        p0, pt = w[:-lag], w[lag:]
+        if k < len(lags):
+            dx = x[lag:] - x[:-lag]
+            a = p0 * np.einsum("tsk,tsk->ts", dx, dx)[..., None]
+        else:
+            a = p0 * valid[lag:, :, None]  # C00 only over pairs whose end is scored too
+        g = groups[:-lag]
+        for gi in present:
+            if present.size == 1:
+                aa, bb = a.reshape(-1, n_states), pt.reshape(-1, n_states)
+                cc = p0.reshape(-1, n_states)
+            else:
+                m = g == gi
+                aa, bb, cc = a[m], pt[m], p0[m]
+            if k < len(lags):
+                sums.num[gi, k] += aa.T @ bb
+                sums.den[gi, k] += cc.T @ bb
+            else:
+                sums.c0t[gi] += cc.T @ bb
+                sums.c00[gi] += aa.T @ cc
+
+
+def transition_msd(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """E[d^2(t) | i -> j] (Eq. 13); NaN where the transition never occurs."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def local_slope(t: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares slope of y (n_t, ...) against t (n_t,) along the first axis."""
+    tc = t - t.mean()
+    yc = y - y.mean(axis=0)
+    return np.tensordot(tc, yc, axes=(0, 0)) / float(tc @ tc)
+
+
+def msd_lags(tau_frames: int, window: float, n_points: int) -> list[int]:
+    """Distinct frame lags spread evenly over [tau (1 - w), tau (1 + w)], at least 1."""
+    lo = max(1, round(tau_frames * (1.0 - window)))
+    hi = max(lo + 1, round(tau_frames * (1.0 + window)))
+    return sorted({int(v) for v in np.rint(np.linspace(lo, hi, n_points))})
+
+
+def nernst_einstein(
+    pi: np.ndarray, k: np.ndarray, d_a2_per_ps: np.ndarray, z: np.ndarray,
+    number_density_a3: float, temperature_k: float,
+) -> np.ndarray:
+    """sigma_ij in S/m (Eq. 15) from D_ij in A^2/ps, N/V in A^-3 and T in K."""
+    prefactor = (ELEMENTARY_CHARGE_C**2 * number_density_a3 * 1e30
+                 / (BOLTZMANN_J_PER_K * temperature_k))
+    return prefactor * pi[:, None] * z * k * (d_a2_per_ps * 1e-8)  # A^2/ps -> m^2/s
+
+
+@dataclass
+class Transport:
+    """Eqs. 13-16 from one set of sums."""
+
+    pi: np.ndarray  # (S,)
+    k: np.ndarray  # (S, S)
+    d: np.ndarray  # (S, S) A^2/ps
+    sigma: np.ndarray  # (S, S) S/m
+    percent: np.ndarray  # (S, S)
+
+
+def transport(
+    sums: TransitionSums, lags_ps: np.ndarray, z_state: np.ndarray, number_density_a3: float,
+    temperature_k: float,
+) -> Transport:
+    """pi, K, D, sigma and percentages from single-group sums."""
+    msd = transition_msd(sums.num[0], sums.den[0])  # (n_lags, S, S)
+    d = local_slope(np.asarray(lags_ps, dtype=np.float64), msd) / 6.0
+    k = koopman_matrix(sums.c00[0], sums.c0t[0])
+    pi = stationary_distribution(k)
+    z = 0.5 * (z_state[:, None] + z_state[None, :])
+    sigma = nernst_einstein(pi, k, d, z, number_density_a3, temperature_k)
+    total = np.nansum(sigma)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        percent = 100.0 * sigma / total
+    return Transport(pi, k, d, sigma, percent)
+
+
+def t_interval(estimate: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """95% interval estimate +- t_{0.975, G-1} sd(samples) / sqrt(G) over axis 0."""
+    from scipy import stats
+
+    g = np.isfinite(samples).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        # A transition seen in fewer than two groups has no spread: NaN, not a warning.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sd = np.nanstd(samples, axis=0, ddof=1)
+        half = stats.t.ppf(0.975, np.maximum(g - 1, 1)) * sd / np.sqrt(g)
+    half = np.where(g >= 2, half, np.nan)
+    return estimate - half, estimate + half
+
+
+def assign_groups(pieces: Sequence[Piece], ci: dict[str, Any]) -> tuple[list[np.ndarray], int]:
+    """(per piece (F, n) group ids, number of groups) for the configured CI method."""
+    method = ci.get("method", "chunks")
+    n = int(ci.get("n", 5))
+    if method == "trajectories":
+        # As the Koopman CIs: the test trajectories split into n consecutive groups.
+        k = min(n, len(pieces))
+        if k != n:
+            log.warning("ci: only %d test trajectories for n = %d groups", len(pieces), n)
+        label = np.zeros(len(pieces), dtype=np.int64)
+        for g, part in enumerate(np.array_split(np.arange(len(pieces)), k)):
+            label[part] = g
+        return [np.full((pc.n_frames, pc.target_sets.shape[0]), label[i], dtype=np.int64)
+                for i, pc in enumerate(pieces)], k
+    if method == "chunks":
+        out = []
+        for pc in pieces:
+            chunk = np.minimum(np.arange(pc.n_frames) * n // pc.n_frames, n - 1)
+            out.append(np.repeat(chunk[:, None], pc.target_sets.shape[0], axis=1))
+        return out, n
+    if method == "target_subsets":
+        sizes = [pc.target_sets.shape[0] for pc in pieces]
+        rng = np.random.default_rng(int(ci.get("seed", 0)))
+        label = np.empty(sum(sizes), dtype=np.int64)
+        label[rng.permutation(label.size)] = np.arange(label.size) % n
+        out, start = [], 0
+        for pc, size in zip(pieces, sizes, strict=True):
+            out.append(np.repeat(label[None, start : start + size], pc.n_frames, axis=0))
+            start += size
+        return out, min(n, label.size)
+    raise InputError(f"--koopman-settings: key 'ci/method': expected chunks, trajectories or "
+                     f"target_subsets, got {method!r}")
+
+
+def number_density(pieces: Sequence[Piece]) -> float:
+    """Target sets per A^3: n_sets / V averaged over every frame of every trajectory."""
+    vals, weights = [], []
+    for pc in pieces:
+        vol = np.abs(np.linalg.det(np.asarray(pc.lattices, dtype=np.float64)))
+        vals.append(float(np.mean(pc.target_sets.shape[0] / vol)))
+        weights.append(pc.n_frames)
+    return float(np.average(vals, weights=weights))
+
+
+def state_charges(
+    pieces: Sequence[Piece], n_states: int, settings: dict[str, Any], charge_csv: Path | None
+) -> np.ndarray:
+    """z_i of each state: charge.csv's charge_at_r_star, else the target atoms' charge."""
+    if charge_csv is not None:
+        import pandas as pd
+
+        table = pd.read_csv(charge_csv)
+        if not {"state", "charge_at_r_star"} <= set(table.columns):
+            raise InputError(f"{charge_csv}: expected columns state, charge_at_r_star; got "
+                             f"{list(table.columns)}")
+        per = table.groupby("state")["charge_at_r_star"].first()
+        if sorted(per.index) != list(range(n_states)):
+            raise InputError(f"{charge_csv}: column 'state': expected states 0..{n_states - 1}, "
+                             f"got {sorted(per.index)}")
+        return per.sort_index().to_numpy(dtype=np.float64)
+    from ase.data import chemical_symbols
+
+    charges = settings.get("charges", {"Li": 1})
+    pc = pieces[0]
+    symbols = {chemical_symbols[int(z)] for z in np.asarray(pc.atom_types)[pc.target_sets.ravel()]}
+    missing = sorted(symbols - set(charges))
+    if missing:
+        raise InputError(f"--settings: key 'conduction/charges': expected a charge for target "
+                         f"element {missing[0]}, got {charges}")
+    z = sum(float(charges[chemical_symbols[int(a)]])
+            for a in np.asarray(pc.atom_types)[pc.target_sets[0]])
+    return np.full(n_states, z)
+
+
+def conduction_tables(
+    pieces: Sequence[Piece], tau_ps: float, settings: dict[str, Any], ci: dict[str, Any],
+    z_state: np.ndarray,
+) -> tuple[Any, Any]:
+    """(diffusion, conduction) DataFrames per the contract (docs/contracts.md)."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from gdyn.config import lag_to_frames
+
+    fi = pieces[0].frame_interval_ps
+    tau = lag_to_frames(tau_ps, fi)
+    lags = msd_lags(tau, float(settings.get("msd_window", 0.5)),
+                    int(settings.get("msd_points", 11)))
+    lags_ps = np.asarray(lags, dtype=np.float64) * fi
+    log.info("tau* = %g ps (%d frames); MSD slope over lags %s ps", tau_ps, tau,
+             ", ".join(f"{v:g}" for v in lags_ps))
+    groups, n_groups = assign_groups(pieces, ci)
+    n_states = pieces[0].probs.shape[2]
+    sums = TransitionSums.zeros(n_groups, len(lags), n_states)
+    for pc, grp in tqdm(list(zip(pieces, groups, strict=True)), desc="conduction"):
+        lat = np.asarray(pc.lattices, dtype=np.float64)
+        x = unwrap(set_centres(np.asarray(pc.coords, dtype=np.float64), lat, pc.target_sets), lat)
+        accumulate(sums, x, pc.probs, lags, tau, grp)
+    if "volume_A3" in settings:
+        density = float(np.mean([pc.target_sets.shape[0] for pc in pieces])) / float(
+            settings["volume_A3"])
+    else:
+        density = number_density(pieces)
+    temperature = settings.get("temperature_K")
+    if temperature is None:
+        raise InputError("--settings: key 'conduction/temperature_K': missing")
+    log.info("N/V = %.6g A^-3, T = %g K, z = %s", density, temperature, z_state.tolist())
+    est = transport(sums.total(), lags_ps, z_state, density, float(temperature))
+    per = [transport(sums.group(g), lags_ps, z_state, density, float(temperature))
+           for g in range(n_groups)]
+    d_lo, d_hi = t_interval(est.d, np.stack([p.d for p in per]))
+    p_lo, p_hi = t_interval(est.percent, np.stack([p.percent for p in per]))
+    ii, jj = np.meshgrid(np.arange(n_states), np.arange(n_states), indexing="ij")
+    ii, jj = ii.ravel(), jj.ravel()
+    conv = A2_PER_PS_TO_CM2_PER_S
+    diffusion = pd.DataFrame({
+        "from_state": ii, "to_state": jj, "tau_ps": tau_ps,
+        "D_cm2_per_s": est.d[ii, jj] * conv, "ci_low_cm2_per_s": d_lo[ii, jj] * conv,
+        "ci_high_cm2_per_s": d_hi[ii, jj] * conv,
+    })
+    z = 0.5 * (z_state[:, None] + z_state[None, :])
+    conduction = pd.DataFrame({
+        "from_state": ii, "to_state": jj, "tau_ps": tau_ps, "population_from": est.pi[ii],
+        "K": est.k[ii, jj], "z": z[ii, jj], "D_cm2_per_s": est.d[ii, jj] * conv,
+        "sigma_S_per_m": est.sigma[ii, jj], "percent": est.percent[ii, jj],
+        "ci_low_percent": p_lo[ii, jj], "ci_high_percent": p_hi[ii, jj],
+    })
+    for row in conduction.itertuples():
+        log.info("%d -> %d: K = %.4f, D = %.4g cm2/s, sigma = %.4g S/m, %.1f %%", row.from_state,
+                 row.to_state, row.K, row.D_cm2_per_s, row.sigma_S_per_m, row.percent)
+    return diffusion, conduction
+
+
+def _cmd_conduction(args: argparse.Namespace) -> int:
+    from gdyn.files import write_csv
+
+    an = load_analysis(args.test, args.probs, args.summary)
+    z_state = state_charges(an.pieces, an.n_states, args.settings, args.charge)
+    ci = args.koopman_settings.get("ci", {"method": "chunks", "n": 5})
+    diffusion, conduction = conduction_tables(an.pieces, an.tau_star_ps, args.settings, ci,
+                                              z_state)
+    if not math.isfinite(float(np.nansum(conduction["sigma_S_per_m"]))):
+        raise InputError(f"{args.summary}: conductivity is not finite (no valid pairs at tau*?)")
+    write_csv(args.diffusion, diffusion)
+    write_csv(args.conduction, conduction)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``gdyn conduction``."""
+    from gdyn.cli import json_arg
+
+    p = subparsers.add_parser(
+        "conduction", help="transition MSDs, D_ij and Nernst-Einstein shares (Eqs. 13-16)"
+    )
+    p.add_argument("diffusion", type=Path, metavar="DIFFUSION.csv")
+    p.add_argument("conduction", type=Path, metavar="CONDUCTION.csv")
+    add_analysis_args(p)
+    p.add_argument("--charge", type=Path, default=None, metavar="CHARGE.csv",
+                   help="per-state charges (gdyn charge); default: the target atoms' charge")
+    p.add_argument("--koopman-settings", type=json_arg, default={}, metavar="JSON",
+                   help="the system's 'koopman' config section (its 'ci' sets the CI groups)")
+    p.set_defaults(func=_cmd_conduction)

@@ -108,6 +108,37 @@ rule snapshot:
         "--settings {params.settings} > {log} 2>&1"
 
 
+def positions_inputs(wildcards):
+    """Test split, one model's probabilities at every lag, and that model's Koopman summary."""
+    return {
+        "test": split_files(wildcards.system, ["test"]),
+        "probs": model_probs(wildcards.system, wildcards.model, wildcards.n_states, "test"),
+        "summary": f"{koopman_dir(wildcards.system, wildcards.model, wildcards.n_states)}/summary.json",
+    }
+
+
+rule positions:
+    """Folded target positions with one model's state probabilities at its tau* (Figs. 2c, 3b)."""
+    input:
+        unpack(positions_inputs),
+    output:
+        "results/structure/{system}/positions-{model}-s{n_states}.csv",
+    params:
+        args=analysis_args,
+        settings=lambda wc: settings("structure", wc.system),
+    log:
+        log_path("positions", "{system}-{model}-s{n_states}"),
+    benchmark:
+        bench_path("positions", "{system}-{model}-s{n_states}")
+    threads: 1
+    resources:
+        **ANALYSIS_RESOURCES,
+    conda:
+        GDYN_ENV
+    shell:
+        "gdyn positions {output} {params.args} --settings {params.settings} > {log} 2>&1"
+
+
 rule q3:
     """Steinhardt q3 of the target atoms and its distribution per learned state (Supp. Fig. 2)."""
     input:
