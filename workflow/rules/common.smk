@@ -3,6 +3,7 @@ import json
 import shlex
 
 from gdyn import config as gc
+from gdyn import plots as gdyn_plots
 
 SYSTEMS = config["systems"]
 EXECUTION = config.get("execution", {})
@@ -121,11 +122,8 @@ TABLES = ["supp_table1", "supp_table2"]
 
 
 def figure_system(name):
-    """The system whose config lists figure/table `name` (the schema keeps it unique)."""
-    owners = [s for s, c in SYSTEMS.items() if name in c.get("figures", [])]
-    if len(owners) > 1:
-        raise ValueError(f"config: {name} is listed under figures of several systems: {owners}")
-    return owners[0] if owners else None
+    """The system whose config lists figure/table `name` (None if no system does)."""
+    return gdyn_plots.figure_system(name, SYSTEMS)
 
 
 def figure_outputs():

@@ -1,130 +1,110 @@
-# Paper figures and tables: pure functions of the analysis CSVs.
+# Paper figures and tables: pure functions of the analysis CSVs (gdyn.plots, gdyn.compare).
+# One rule per figure/table, generated below, so that each carries its own report caption
+# (workflow/report/<name>.rst); `snakemake results/figures/fig4.pdf` still builds one figure
+# and only what it needs (gdyn.plots.figure_input_paths lists exactly what it draws).
+from gdyn import compare as gdyn_compare
+from gdyn import plots as gdyn_plots
 
 
-def _koopman_files(system, model, n_states, tables=("timescales", "ck", "eigen", "populations")):
-    d = koopman_dir(system, model, n_states)
-    return {t: f"{d}/{t}.csv" for t in tables}
+report: "../report/workflow.rst"
 
 
-def figure_inputs(wildcards):
-    """Named inputs of one figure or table, by name (see the paper's figure list)."""
-    name = wildcards.name
-    system = figure_system(name)
-    if system is None:
-        raise ValueError(f"no system in the config lists {name} under 'figures'")
-    model, n = analysed(system)
-    d = f"results/structure/{system}"
-    if name == "fig2":
-        states = gc.model_state_counts(SYSTEMS[system])
-        n_vamp = n if n in states.get("vampnet", []) else states["vampnet"][0]
-        ins = {"energy": f"results/toy/{system}/energy_path.csv"}
-        ins.update({f"gdynet_{k}": v for k, v in _koopman_files(system, "gdynet", n).items()})
-        ins.update({f"vampnet_{k}": v for k, v in _koopman_files(system, "vampnet", n_vamp).items()})
-        ins["gdynet_snapshot"] = f"{d}/snapshot.extxyz"
-        return ins
-    if name == "supp_fig1":
-        n_max = max(gc.model_state_counts(SYSTEMS[system])["vampnet"])
-        return _koopman_files(system, "vampnet", n_max, ("timescales",))
-    if name == "fig3":
-        ins = _koopman_files(system, model, n)
-        ins.update({"snapshot": f"{d}/snapshot.extxyz", "profile": f"{d}/profile.csv"})
-        return ins
-    if name == "fig4":
-        ins = _koopman_files(system, model, n)
-        ins["charge"] = f"{d}/charge.csv"
-        return ins
-    if name == "fig5":
-        return {"conduction": f"{d}/conduction.csv"}
-    if name == "supp_fig2":
-        return {"q3": f"{d}/q3.csv"}
-    if name == "supp_fig3":
-        return {"rdf": f"{d}/rdf.csv"}
-    if name == "supp_table1":
-        return {"charge": f"{d}/charge.csv"}
-    if name == "supp_table2":
-        return {"diffusion": f"{d}/diffusion.csv"}
-    raise ValueError(f"unknown figure or table {name!r}")
+# Functions (not strings) for params, so that Snakemake does not read braces in a data
+# label such as "peo-traj-{a..e}" as wildcards; `_n=_name` binds the loop variable.
+for _name in FIGURES:
+
+    rule:
+        name:
+            f"figure_{_name}"
+        input:
+            unpack(lambda wc, _n=_name: gdyn_plots.figure_input_paths(_n, SYSTEMS)),
+        output:
+            pdf=f"results/figures/{_name}.pdf",
+            png=report(
+                f"results/figures/{_name}.png",
+                caption=f"../report/{_name}.rst",
+                category="Figures",
+                labels={
+                    "item": gdyn_plots.SHORT_TITLES[_name],
+                    "system": figure_system(_name) or "not in this config",
+                },
+            ),
+        params:
+            name=_name,
+            inputs=lambda wc, input: shlex.quote(json.dumps(dict(input.items()), sort_keys=True)),
+            data_label=lambda wc, _n=_name: gdyn_plots.system_data_label(_n, SYSTEMS),
+            label=lambda wc, _n=_name: shlex.quote(gdyn_plots.system_data_label(_n, SYSTEMS)),
+        log:
+            log_path("figure", _name),
+        benchmark:
+            bench_path("figure", _name)
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        conda:
+            GDYN_ENV
+        shell:
+            "gdyn figure {params.name} {output.pdf} --png {output.png} --inputs {params.inputs} "
+            "--data-label {params.label} > {log} 2>&1"
 
 
-def inputs_json(wildcards, input):
-    return shlex.quote(json.dumps({k: str(v) for k, v in input.items()}, sort_keys=True))
+for _name in TABLES:
 
-
-rule figure:
-    """One paper figure as PDF and PNG."""
-    input:
-        unpack(figure_inputs),
-    output:
-        pdf="results/figures/{name}.pdf",
-        png="results/figures/{name}.png",
-    wildcard_constraints:
-        name="|".join(FIGURES),
-    params:
-        inputs=inputs_json,
-        label=lambda wc: shlex.quote(SYSTEMS[figure_system(wc.name)].get("data_label", "")),
-    log:
-        log_path("figure", "{name}"),
-    benchmark:
-        bench_path("figure", "{name}")
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        GDYN_ENV
-    shell:
-        "gdyn figure {wildcards.name} {output.pdf} --png {output.png} --inputs {params.inputs} "
-        "--data-label {params.label} > {log} 2>&1"
-
-
-rule table:
-    """One supplementary table as CSV and Markdown."""
-    input:
-        unpack(figure_inputs),
-    output:
-        csv="results/tables/{name}.csv",
-        md="results/tables/{name}.md",
-    wildcard_constraints:
-        name="|".join(TABLES),
-    params:
-        inputs=inputs_json,
-        label=lambda wc: shlex.quote(SYSTEMS[figure_system(wc.name)].get("data_label", "")),
-    log:
-        log_path("table", "{name}"),
-    benchmark:
-        bench_path("table", "{name}")
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        GDYN_ENV
-    shell:
-        "gdyn table {wildcards.name} {output.csv} --md {output.md} --inputs {params.inputs} "
-        "--data-label {params.label} > {log} 2>&1"
-
-
-def comparison_inputs(wildcards):
-    ins = []
-    for system in SYSTEMS:
-        ins += koopman_outputs(system) + structure_outputs(system)
-        ins += [
-            f"{koopman_dir(system, m, n)}/summary.json"
-            for m, counts in gc.model_state_counts(SYSTEMS[system]).items()
-            for n in counts
-        ]
-    return ins
+    rule:
+        name:
+            f"table_{_name}"
+        input:
+            unpack(lambda wc, _n=_name: gdyn_plots.figure_input_paths(_n, SYSTEMS)),
+        output:
+            csv=report(
+                f"results/tables/{_name}.csv",
+                caption=f"../report/{_name}.rst",
+                category="Tables",
+                labels={
+                    "item": gdyn_plots.SHORT_TITLES[_name],
+                    "system": figure_system(_name) or "not in this config",
+                },
+            ),
+            md=f"results/tables/{_name}.md",
+        params:
+            name=_name,
+            inputs=lambda wc, input: shlex.quote(json.dumps(dict(input.items()), sort_keys=True)),
+            data_label=lambda wc, _n=_name: gdyn_plots.system_data_label(_n, SYSTEMS),
+            label=lambda wc, _n=_name: shlex.quote(gdyn_plots.system_data_label(_n, SYSTEMS)),
+        log:
+            log_path("table", _name),
+        benchmark:
+            bench_path("table", _name)
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        conda:
+            GDYN_ENV
+        shell:
+            "gdyn table {params.name} {output.csv} --md {output.md} --inputs {params.inputs} "
+            "--data-label {params.label} > {log} 2>&1"
 
 
 rule paper_comparison:
     """Every headline number of the paper beside this run's value and its data source."""
     input:
-        comparison_inputs,
+        # Exactly the files `gdyn compare` reads.
+        lambda wc: sorted(gdyn_compare.comparison_inputs(SYSTEMS).values()),
     output:
         md="results/tables/paper_comparison.md",
-        csv="results/tables/paper_comparison.csv",
+        csv=report(
+            "results/tables/paper_comparison.csv",
+            caption="../report/paper_comparison.rst",
+            category="Paper comparison",
+            labels={"item": "paper comparison", "system": ", ".join(SYSTEMS)},
+        ),
     params:
         systems=lambda wc: shlex.quote(json.dumps(SYSTEMS, sort_keys=True)),
+        inputs=lambda wc: shlex.quote(
+            json.dumps(gdyn_compare.comparison_inputs(SYSTEMS), sort_keys=True)
+        ),
     log:
         log_path("paper_comparison", "all"),
     benchmark:
@@ -136,4 +116,5 @@ rule paper_comparison:
     conda:
         GDYN_ENV
     shell:
-        "gdyn compare {output.md} --csv {output.csv} --systems {params.systems} > {log} 2>&1"
+        "gdyn compare {output.md} --csv {output.csv} --systems {params.systems} "
+        "--inputs {params.inputs} > {log} 2>&1"

@@ -1,0 +1,603 @@
+"""The paper comparison: every headline number of Xie et al. 2019 beside this run's value.
+
+``gdyn compare OUT.md --csv OUT.csv --systems JSON --inputs JSON`` writes one row per
+headline number with the paper's value, this run's value (with its 95% CI where the
+analysis has one), and the data source of each, so that a simulated toy is never mistaken
+for the paper's trajectory. Systems take the role of the paper's toy, Si-Au or PEO/LiTFSI
+system by the figures their config lists (``fig2`` -> toy, ...) or, failing that, by name.
+Rows of a role no configured system plays say "not run in this config".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gdyn import config as gc
+from gdyn.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+NOT_RUN = "not run in this config"
+MISSING_MODEL = {
+    "gdynet2": "no 2-state GDyNet in this config",
+    "vampnet2": "no 2-state VAMPnet in this config",
+    "vampnet_max": "no VAMPnet with more than 2 states in this config",
+}
+
+
+@dataclass(frozen=True)
+class Role:
+    """One of the paper's three systems."""
+
+    key: str
+    title: str
+    figures: tuple[str, ...]
+    names: tuple[str, ...]
+    paper_data: str
+
+
+ROLES: dict[str, Role] = {
+    "toy": Role(
+        "toy",
+        "Li hopping in an FCC S lattice (toy system; Fig. 2, Supp. Fig. 1, Supp. Note 2)",
+        ("fig2", "supp_fig1"),
+        ("toy", "li2s"),
+        "One 200 ns LAMMPS/MedeA trajectory at 64 K (Materials Cloud li2s-traj.npz)",
+    ),
+    "siau": Role(
+        "siau",
+        "Si at the Si(110) / Si-Au liquid interface (Fig. 3)",
+        ("fig3", "supp_fig2"),
+        ("siau",),
+        "25 ns trajectory at 629 K (Materials Cloud siau-traj.npz)",
+    ),
+    "peo": Role(
+        "peo",
+        "Li+ in PEO/LiTFSI (Figs. 4-5, Supp. Tables 1-2)",
+        ("fig4", "fig5", "supp_fig3", "supp_table1", "supp_table2"),
+        ("peo",),
+        "Five 80 ns trajectories at 363 K (Materials Cloud peo-traj-{a..e}.npz)",
+    ),
+}
+
+
+@dataclass
+class Value:
+    """This run's value of one headline number, or why there is none."""
+
+    value: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    status: str = "ok"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One number the paper reports, and how to read this run's counterpart."""
+
+    role: str
+    quantity: str
+    paper: float
+    paper_pm: float | None
+    unit: str
+    where: str
+    extract: Callable[[Context], Value]
+    approx: bool = False
+    digits: str = ".3g"  # this run's value
+    paper_digits: str | None = None  # the paper's, when it prints fewer digits
+
+
+@dataclass
+class Context:
+    """One system playing a role, and the comparison inputs (name -> path)."""
+
+    system: str
+    settings: Mapping[str, Any]
+    inputs: Mapping[str, str]
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def path(self, key: str) -> str | None:
+        return self.inputs.get(f"{self.system}:{key}")
+
+    def json(self, key: str) -> dict[str, Any] | None:
+        p = self.path(key)
+        if p is None:
+            return None
+        if p not in self.cache:
+            try:
+                self.cache[p] = json.loads(Path(p).read_text())
+            except FileNotFoundError:
+                raise InputError(f"{p}: file not found") from None
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{p}: not valid JSON: {exc}") from None
+        return self.cache[p]
+
+    def csv(self, key: str, kind: str) -> pd.DataFrame | None:
+        from gdyn.plots import read_table
+
+        p = self.path(key)
+        if p is None:
+            return None
+        if p not in self.cache:
+            self.cache[p] = read_table(p, kind)
+        return self.cache[p]
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def system_roles(systems: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """``{role: [system, ...]}``: systems whose figures (or, without figures, name) match."""
+    out: dict[str, list[str]] = {r: [] for r in ROLES}
+    for name, s in systems.items():
+        figures = set(s.get("figures", []))
+        for role in ROLES.values():
+            if figures & set(role.figures) or (not figures and name in role.names):
+                out[role.key].append(name)
+    return out
+
+
+def analysed(settings: Mapping[str, Any]) -> tuple[str, int]:
+    """(model, n_states) of the Koopman model the structure analyses use."""
+    k = settings.get("koopman", {})
+    return str(k.get("model", "gdynet")), int(k.get("n_states", 2))
+
+
+def _toy_models(settings: Mapping[str, Any]) -> dict[str, tuple[str, int]]:
+    counts = gc.model_state_counts(settings)
+    out = {}
+    if 2 in counts.get("gdynet", []):
+        out["gdynet2"] = ("gdynet", 2)
+    vamp = counts.get("vampnet", [])
+    if 2 in vamp:
+        out["vampnet2"] = ("vampnet", 2)
+    if vamp and max(vamp) > 2:
+        out["vampnet_max"] = ("vampnet", max(vamp))
+    return out
+
+
+def comparison_inputs(
+    systems: Mapping[str, Mapping[str, Any]], results: str = "results"
+) -> dict[str, str]:
+    """Every file the comparison reads, as ``{"system:name": path}``.
+
+    The Snakemake rule requests exactly these, so the comparison needs nothing else.
+    """
+    roles = system_roles(systems)
+    out: dict[str, str] = {}
+
+    def koopman(system: str, model: str, n: int, tables: tuple[str, ...]) -> None:
+        d = f"{results}/koopman/{system}/{model}-s{n}"
+        for t in tables:
+            out[f"{system}:{model}-s{n}:{t}"] = f"{d}/{t}"
+
+    for system in roles["toy"]:
+        for model, n in _toy_models(systems[system]).values():
+            koopman(system, model, n, ("summary.json", "timescales.csv"))
+    for system in roles["siau"]:
+        model, n = analysed(systems[system])
+        koopman(system, model, n, ("summary.json", "timescales.csv"))
+    for system in roles["peo"]:
+        s = systems[system]
+        model, n = analysed(s)
+        koopman(system, model, n, ("summary.json", "populations.csv"))
+        d = f"{results}/structure/{system}"
+        if "charge" in s.get("structure", {}):
+            out[f"{system}:charge.csv"] = f"{d}/charge.csv"
+        if "conduction" in s:
+            out[f"{system}:diffusion.csv"] = f"{d}/diffusion.csv"
+            out[f"{system}:conduction.csv"] = f"{d}/conduction.csv"
+    return out
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+def _near(a: Any, b: float) -> Any:
+    return np.isclose(np.asarray(a, dtype=float), b, rtol=1e-6, atol=1e-9)
+
+
+def _at_tau(frame: pd.DataFrame, column: str, tau: float | None) -> pd.DataFrame:
+    """Rows at tau* when the table has several lags (a single lag is tau* by contract)."""
+    if tau is None or frame[column].nunique() <= 1:
+        return frame
+    return frame[_near(frame[column], tau)]
+
+
+def timescale(model_key: str, process: int, scale: float = 1.0) -> Callable[[Context], Value]:
+    """Timescale of relaxation ``process`` at tau* (summary.json), CI from timescales.csv."""
+
+    def extract(ctx: Context) -> Value:
+        if model_key == "analysed":
+            model, n = analysed(ctx.settings)
+        else:
+            found = _toy_models(ctx.settings).get(model_key)
+            if found is None:
+                return Value(status=MISSING_MODEL[model_key])
+            model, n = found
+        summary = ctx.json(f"{model}-s{n}:summary.json")
+        if summary is None:
+            return Value(status="not computed")
+        ts = list(summary.get("timescales_ps", []))
+        if process > len(ts):
+            return Value(status=f"{model} has {n} states: no process {process}")
+        tau = float(summary["tau_star_ps"])
+        out = Value(value=float(ts[process - 1]) * scale)
+        table = ctx.csv(f"{model}-s{n}:timescales.csv", "timescales")
+        if table is not None:
+            row = table[_near(table["lag_ps"], tau) & (table["process"] == process)]
+            if not row.empty:
+                out.ci_low = float(row["ci_low_ps"].iloc[0]) * scale
+                out.ci_high = float(row["ci_high_ps"].iloc[0]) * scale
+        unit, s = ("ns", 1e-3) if tau >= 1000 else ("ps", 1.0)
+        out.note = f"{model}, {n} states, τ* = {tau * s:g} {unit}"
+        if model_key == "vampnet_max" and n != 8:
+            out.note += f" (paper: 8 states, this config's largest: {n})"
+        return out
+
+    return extract
+
+
+def global_timescale_from_local(
+    k_local: np.ndarray, tau_ps: float, n_oct: int = 4, n_tet: int = 8
+) -> float:
+    """Slowest relaxation (ps) of the 12-site global model built from the 2-state one.
+
+    Supp. Note 2, Eq. 2: an octahedral site keeps p_o and sends (1 - p_o)/n_tet to each
+    tetrahedral site; a tetrahedral site keeps p_t and sends (1 - p_t)/n_oct to each
+    octahedral site. Which learned state is octahedral does not change the slowest
+    timescale (the spectrum is {1, p_o + p_t - 1, p_o, p_t} up to multiplicity).
+    """
+    p_o, p_t = float(k_local[0, 0]), float(k_local[1, 1])
+    n = n_oct + n_tet
+    k = np.zeros((n, n))
+    k[:n_oct, :n_oct] = np.eye(n_oct) * p_o
+    k[:n_oct, n_oct:] = (1.0 - p_o) / n_tet
+    k[n_oct:, :n_oct] = (1.0 - p_t) / n_oct
+    k[n_oct:, n_oct:] = np.eye(n_tet) * p_t
+    mags = np.sort(np.abs(np.linalg.eigvals(k)))[::-1]
+    slowest = mags[1]
+    if not 0.0 < slowest < 1.0:
+        return math.inf if slowest >= 1.0 else math.nan
+    return -tau_ps / math.log(slowest)
+
+
+def local_koopman_matrix(t1_ps: float, populations: list[float], tau_ps: float) -> np.ndarray:
+    """The 2-state K(tau) with stationary ``populations`` and relaxation time ``t1_ps``.
+
+    A 2-state stochastic matrix is fixed by its stationary distribution pi and its second
+    eigenvalue lambda: the off-diagonals are pi_1 (1 - lambda) and pi_0 (1 - lambda).
+    """
+    lam = math.exp(-tau_ps / t1_ps)
+    pi0, pi1 = populations[0], populations[1]
+    return np.array(
+        [[1.0 - pi1 * (1.0 - lam), pi1 * (1.0 - lam)], [pi0 * (1.0 - lam), 1.0 - pi0 * (1.0 - lam)]]
+    )
+
+
+def global_from_local(ctx: Context) -> Value:
+    """Supp. Note 2: the slowest global timescale rebuilt from the 2-state GDyNet model."""
+    if "gdynet2" not in _toy_models(ctx.settings):
+        return Value(status="no 2-state GDyNet in this config")
+    summary = ctx.json("gdynet-s2:summary.json")
+    if summary is None:
+        return Value(status="not computed")
+    tau = float(summary["tau_star_ps"])
+    t1 = float(summary["timescales_ps"][0])
+    pops = [float(p) for p in summary["populations"]]
+    if not (math.isfinite(t1) and t1 > 0):
+        return Value(status=f"GDyNet timescale at τ* is {t1}: no global model")
+    k_local = local_koopman_matrix(t1, pops, tau)
+    return Value(
+        value=global_timescale_from_local(k_local, tau),
+        note=f"from the 2-state GDyNet K(τ* = {tau:g} ps): p_00 = {k_local[0, 0]:.4f}, p_11 = {k_local[1, 1]:.4f}",
+    )
+
+
+def population(state: int) -> Callable[[Context], Value]:
+    """Stationary population of ``state`` (percent) at tau* with its CI."""
+
+    def extract(ctx: Context) -> Value:
+        model, n = analysed(ctx.settings)
+        if state >= n:
+            return Value(status=f"{model} has {n} states: no state {state}")
+        summary = ctx.json(f"{model}-s{n}:summary.json")
+        table = ctx.csv(f"{model}-s{n}:populations.csv", "populations") if summary else None
+        if summary is None or table is None:
+            return Value(status="not computed")
+        tau = float(summary["tau_star_ps"])
+        rows = _at_tau(table, "tau_ps", tau)
+        row = rows[rows["state"] == state]
+        if row.empty:
+            return Value(status=f"state {state} missing from populations.csv")
+        return Value(
+            value=100.0 * float(row["population"].iloc[0]),
+            ci_low=100.0 * float(row["ci_low"].iloc[0]),
+            ci_high=100.0 * float(row["ci_high"].iloc[0]),
+            note=f"{model}, {n} states, τ* = {tau:g} ps",
+        )
+
+    return extract
+
+
+def _tau_star(ctx: Context) -> float | None:
+    model, n = analysed(ctx.settings)
+    summary = ctx.json(f"{model}-s{n}:summary.json")
+    return None if summary is None else float(summary["tau_star_ps"])
+
+
+def conduction_share(i: int, j: int) -> Callable[[Context], Value]:
+    """Percent of the conduction carried by transition i -> j (Fig. 5)."""
+
+    def extract(ctx: Context) -> Value:
+        table = ctx.csv("conduction.csv", "conduction")
+        if table is None:
+            return Value(status="no conduction analysis in this config")
+        rows = _at_tau(table, "tau_ps", _tau_star(ctx)) if "tau_ps" in table else table
+        row = rows[(rows["from_state"] == i) & (rows["to_state"] == j)]
+        if row.empty:
+            return Value(status=f"transition {i}→{j} missing from conduction.csv")
+        return Value(
+            value=float(row["percent"].iloc[0]),
+            ci_low=float(row["ci_low_percent"].iloc[0]),
+            ci_high=float(row["ci_high_percent"].iloc[0]),
+        )
+
+    return extract
+
+
+def state_charge(state: int) -> Callable[[Context], Value]:
+    """Charge of ``state`` within its first solvation shell r* (Supp. Table 1)."""
+
+    def extract(ctx: Context) -> Value:
+        from gdyn.plots import charge_per_state
+
+        table = ctx.csv("charge.csv", "charge")
+        if table is None:
+            return Value(status="no charge analysis in this config")
+        per_state = charge_per_state(table, ctx.path("charge.csv") or "charge.csv")
+        row = per_state[per_state["state"] == state]
+        if row.empty:
+            return Value(status=f"state {state} missing from charge.csv")
+        return Value(
+            value=float(row["charge_e"].iloc[0]),
+            note=f"r* = {float(row['r_star_A'].iloc[0]):.2f} Å",
+        )
+
+    return extract
+
+
+def diffusion(i: int, j: int) -> Callable[[Context], Value]:
+    """D_ij at tau* in 1e-7 cm^2/s (Supp. Table 2)."""
+
+    def extract(ctx: Context) -> Value:
+        table = ctx.csv("diffusion.csv", "diffusion")
+        if table is None:
+            return Value(status="no conduction analysis in this config")
+        rows = _at_tau(table, "tau_ps", _tau_star(ctx))
+        row = rows[(rows["from_state"] == i) & (rows["to_state"] == j)]
+        if row.empty:
+            return Value(status=f"transition {i}→{j} missing from diffusion.csv")
+        return Value(
+            value=float(row["D_cm2_per_s"].iloc[0]) / 1e-7,
+            ci_low=float(row["ci_low_cm2_per_s"].iloc[0]) / 1e-7,
+            ci_high=float(row["ci_high_cm2_per_s"].iloc[0]) / 1e-7,
+        )
+
+    return extract
+
+
+# Supp. Table 2 of the paper, 1e-7 cm^2/s: (value, ±) for i (rows) -> j (columns).
+PAPER_D = (
+    ((3.9, 0.2), (4.6, 0.1), (4.6, 0.2), (4.0, 0.2)),
+    ((4.5, 0.2), (4.3, 0.1), (4.6, 0.1), (4.4, 0.2)),
+    ((4.4, 0.1), (4.6, 0.1), (3.5, 0.0), (4.8, 0.7)),
+    ((3.8, 0.1), (3.9, 0.1), (5.5, 0.6), (2.8, 0.2)),
+)
+PAPER_POPULATIONS = ((50.6, 0.8), (27.3, 0.4), (15.1, 0.4), (7.0, 0.9))
+PAPER_CHARGES = (0.040, 0.262, -0.637, 0.889)
+
+
+def headlines() -> list[Headline]:
+    """Every headline number of the paper, in reading order."""
+    fig2, note2 = "main text, Fig. 2b", "Supp. Note 2"
+    fig3 = "main text, Fig. 3d-e"
+    # (role, quantity, paper value, unit, where, extractor)
+    single = [
+        ("toy", "GDyNet relaxation timescale (2 states)", 42.3, "ps", fig2, timescale("gdynet2", 1)),
+        ("toy", "global VAMPnet relaxation timescale (2 states)", 236.0, "ps", fig2, timescale("vampnet2", 1)),
+        ("toy", "slowest global timescale rebuilt from the local model", 531.0, "ps", note2, global_from_local),
+        ("toy", "slowest timescale of the 8-state global VAMPnet", 528.0, "ps", "main text, Supp. Fig. 1", timescale("vampnet_max", 1)),
+        ("siau", "relaxation 1: solid-liquid transition", 538.0, "ns", fig3, timescale("analysed", 1, 1e-3)),
+        ("siau", "relaxation 2: solid Si into/out of the interface", 73.2, "ns", fig3, timescale("analysed", 2, 1e-3)),
+        ("siau", "relaxation 3: liquid Si into/out of the interface", 2.26, "ns", fig3, timescale("analysed", 3, 1e-3)),
+    ]  # fmt: skip
+    rows = [Headline(r, q, v, None, u, w, f) for r, q, v, u, w, f in single]
+    rows += [
+        Headline("peo", f"population of state {s}", v, pm, "%", "main text, Fig. 4b", population(s), digits=".1f")
+        for s, (v, pm) in enumerate(PAPER_POPULATIONS)
+    ]  # fmt: skip
+    rows.append(
+        Headline("peo", "conduction carried by state 2 (2→2)", 40.0, None, "%", "main text, Fig. 5",
+                 conduction_share(2, 2), approx=True, digits=".1f")
+    )  # fmt: skip
+    rows += [
+        Headline("peo", f"charge of state {s} at r*", q, None, "e", "Supp. Table 1", state_charge(s), digits="+.3f")
+        for s, q in enumerate(PAPER_CHARGES)
+    ]  # fmt: skip
+    rows += [
+        Headline("peo", f"D_{i}{j} (transition {i}→{j})", v, pm, "1e-7 cm²/s", "Supp. Table 2", diffusion(i, j), digits=".2f", paper_digits=".1f")
+        for i, row in enumerate(PAPER_D)
+        for j, (v, pm) in enumerate(row)
+    ]  # fmt: skip
+    return rows
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def data_source(name: str, settings: Mapping[str, Any]) -> str:
+    """This run's data source of one system (its config's ``data_label``)."""
+    label = (
+        settings.get("data_label")
+        or f"{settings.get('source', '?')} ({settings.get('description', '')})"
+    )
+    return f"{name}: {label}"
+
+
+def caveat(settings: Mapping[str, Any]) -> str:
+    """Why this run's numbers need not match the paper's, for one system."""
+    if settings.get("source") == "simulate":
+        sim = settings.get("simulate", {})
+        total_ns = float(sim.get("n_li", 0)) * float(sim.get("duration_ps", 0)) / 1000.0
+        return (
+            "Simulated in this workflow (OpenMM) with this config's Born-Mayer Li-S potential "
+            f"(softness {sim.get('rho_A', '?')} Å, {sim.get('wall_energy_eV', '?')} eV at "
+            f"{sim.get('wall_r_A', '?')} Å, cutoff {sim.get('cutoff_A', '?')} Å, lattice "
+            f"{sim.get('lattice_A', '?')} Å, {sim.get('temperature_K', '?')} K; "
+            f"{sim.get('n_li', '?')} Li x {sim.get('duration_ps', '?')} ps = {total_ns:g} ns), "
+            "a different potential parametrisation than the paper's LAMMPS/MedeA run (one 200 "
+            "ns trajectory; its potential parameters are not published). Absolute timescales "
+            "are not expected to match; only the qualitative result is comparable (in the paper "
+            "the GDyNet finds the fast local tet-oct hop and the global VAMPnet a much slower "
+            "global process)."
+        )
+    if settings.get("source") == "download":
+        return (
+            "Same trajectory as the paper (Materials Cloud); differences come from training "
+            "(epochs, seed, batch size) and the confidence-interval method."
+        )
+    return "Trajectory supplied locally; not necessarily the paper's."
+
+
+def _fmt(v: float, digits: str) -> str:
+    return "–" if not np.isfinite(v) else format(v, digits)
+
+
+def build_comparison(
+    systems: Mapping[str, Mapping[str, Any]], inputs: Mapping[str, str]
+) -> tuple[pd.DataFrame, str]:
+    """The comparison as a tidy table and as Markdown."""
+    import pandas as pd
+
+    roles = system_roles(systems)
+    records: list[dict[str, Any]] = []
+    md = [
+        "# Paper comparison",
+        "",
+        "Every headline number of Xie et al., *Graph dynamical networks for unsupervised "
+        "learning of atomic scale dynamics in materials*, Nat. Commun. 10, 2667 (2019), beside "
+        "the value this run produced. Paper values carry the paper's ± where it gives one; "
+        "this run's values carry their 95% confidence interval in brackets where the analysis "
+        "computes one. **Check the data source of each section before comparing numbers.**",
+    ]
+    all_rows = headlines()
+    for role in ROLES.values():
+        md += ["", f"## {role.title}", "", f"- Paper data: {role.paper_data}"]
+        names = roles[role.key] or [None]
+        for system in names:
+            if system is None:
+                md.append(f"- This run: {NOT_RUN} (no system lists {', '.join(role.figures)})")
+                ctx = None
+            else:
+                s = systems[system]
+                md.append(f"- This run's data: {data_source(system, s)}")
+                md.append(f"- Note: {caveat(s)}")
+                ctx = Context(system, s, inputs)
+            table_rows = []
+            for h in (r for r in all_rows if r.role == role.key):
+                v = Value(status=NOT_RUN) if ctx is None else h.extract(ctx)
+                pd_ = h.paper_digits or h.digits
+                paper_txt = ("~" if h.approx else "") + format(h.paper, pd_)
+                if h.paper_pm is not None:
+                    paper_txt += f" ± {format(h.paper_pm, pd_.lstrip('+'))}"
+                if v.status == "ok":
+                    run_txt = _fmt(v.value, h.digits)
+                    if np.isfinite(v.ci_low) and np.isfinite(v.ci_high):
+                        run_txt += f" [{_fmt(v.ci_low, h.digits)}, {_fmt(v.ci_high, h.digits)}]"
+                    ratio = v.value / h.paper if h.paper and np.isfinite(v.value) else math.nan
+                else:
+                    run_txt, ratio = v.status, math.nan
+                table_rows.append([h.quantity, paper_txt, run_txt, h.unit, h.where, v.note])
+                records.append(
+                    {
+                        "role": role.key,
+                        "quantity": h.quantity,
+                        "unit": h.unit,
+                        "paper_value": h.paper,
+                        "paper_pm": h.paper_pm if h.paper_pm is not None else math.nan,
+                        "paper_where": h.where,
+                        "paper_data": role.paper_data,
+                        "system": system or "",
+                        "run_value": v.value,
+                        "run_ci_low": v.ci_low,
+                        "run_ci_high": v.ci_high,
+                        "run_over_paper": ratio,
+                        "run_data": data_source(system, systems[system]) if system else NOT_RUN,
+                        "status": v.status,
+                        "note": v.note,
+                    }
+                )
+            md += [
+                "",
+                "| Quantity | Paper | This run [95% CI] | Unit | Where in the paper | Run details |",
+                "|---|---|---|---|---|---|",
+                *("| " + " | ".join(r) + " |" for r in table_rows),
+            ]
+    return pd.DataFrame.from_records(records), "\n".join(md) + "\n"
+
+
+def write_comparison(
+    systems: Mapping[str, Mapping[str, Any]],
+    inputs: Mapping[str, str],
+    md: str | Path,
+    csv: str | Path | None,
+) -> None:
+    """Write the comparison Markdown (and CSV) atomically."""
+    from gdyn.files import write_csv, write_text
+
+    table, text = build_comparison(systems, inputs)
+    if csv is not None:
+        write_csv(csv, table)
+    write_text(md, text)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    inputs = args.inputs if args.inputs is not None else comparison_inputs(args.systems)
+    write_comparison(args.systems, inputs, args.md, args.csv)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``compare`` to the ``gdyn`` CLI."""
+    p = subparsers.add_parser("compare", help="paper headline numbers beside this run's values")
+    p.add_argument("md", help="output Markdown")
+    p.add_argument("--csv", help="also write the table as CSV")
+    p.add_argument("--systems", type=_json_object, required=True, help="config 'systems' as JSON")
+    p.add_argument(
+        "--inputs",
+        type=_json_object,
+        default=None,
+        help="JSON 'system:file' -> path (default: the standard results/ paths)",
+    )
+    p.set_defaults(func=_cmd_compare)
