@@ -26,7 +26,7 @@ STAGES: tuple[str, ...] = (
     "download",  # download
     "importers",  # import
     "split",  # split
-    "toy",  # simulate-toy, toy-energy
+    "toy",  # simulate-toy, toy-cell, toy-sites, toy-energy
     "graph",  # graphs
     "train",  # train
     "koopman",  # koopman

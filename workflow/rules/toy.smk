@@ -63,7 +63,7 @@ rule toy_cell:
     conda:
         GDYN_ENV
     shell:
-        "gdyn simulate-toy --extract {wildcards.li} {input} {output} > {log} 2>&1"
+        "gdyn toy-cell {input} {output} --li {wildcards.li} > {log} 2>&1"
 
 
 rule toy_energy:
