@@ -1,4 +1,5 @@
-# Periodic M-nearest-neighbour graph of every frame of one split piece.
+# Periodic M-nearest-neighbour graph of every frame of one split piece (gdyn.graph).
+# Memory is bounded by 32 MiB chunks of frames, not by the trajectory length.
 
 
 rule graphs:
@@ -20,7 +21,7 @@ rule graphs:
         bench_path("graphs", "{system}/{part}/{traj}")
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=2000,
         runtime=60,
     conda:
         GDYN_ENV
