@@ -171,11 +171,9 @@ def download_url(wildcards):
     return f"{record}/files/{entry['filename']}?download=1"
 
 
-
 def download_md5(wildcards):
     md5 = SYSTEMS[wildcards.system]["files"][wildcards.traj].get("md5")
     return f"--md5 {md5}" if md5 else ""
-
 
 
 def split_piece(wildcards):
@@ -188,9 +186,56 @@ def split_piece(wildcards):
     return pieces[wildcards.traj]
 
 
-
 def frame_time_args(wildcards):
     s = SYSTEMS[wildcards.system]
     if "frame_interval_ps" in s:
         return f"--frame-interval-ps {s['frame_interval_ps']}"
     return f"--duration-ps {s['duration_ps']}"
+
+
+# --- toy.smk
+
+
+def toy_jobs(system):
+    """Li indices simulated by each simulate_toy job of a simulated system."""
+    sim = SYSTEMS[system]["simulate"]
+    n_li, n_jobs = int(sim["n_li"]), int(sim.get("n_jobs", 1))
+    n_jobs = max(1, min(n_jobs, n_li))
+    bounds = [round(k * n_li / n_jobs) for k in range(n_jobs + 1)]
+    return [list(range(bounds[k], bounds[k + 1])) for k in range(n_jobs)]
+
+
+def toy_job_of(system, li):
+    for job, members in enumerate(toy_jobs(system)):
+        if li in members:
+            return job
+    raise ValueError(f"Li {li} is not simulated for system {system}")
+
+
+# --- structure.smk
+
+
+def analysis_inputs(wildcards):
+    """Test split, the analysed model's probabilities at every lag, and its Koopman summary."""
+    model, n = analysed(wildcards.system)
+    return {
+        "test": split_files(wildcards.system, ["test"]),
+        "probs": model_probs(wildcards.system, model, n, "test"),
+        "summary": f"{koopman_dir(wildcards.system, model, n)}/summary.json",
+    }
+
+
+def analysis_args(wildcards, input):
+    return f"--test {' '.join(input.test)} --probs {' '.join(input.probs)} --summary {input.summary}"
+
+
+ANALYSIS_RESOURCES = dict(mem_mb=4000, runtime=60)
+
+
+def positions_inputs(wildcards):
+    """Test split, one model's probabilities at every lag, and that model's Koopman summary."""
+    return {
+        "test": split_files(wildcards.system, ["test"]),
+        "probs": model_probs(wildcards.system, wildcards.model, wildcards.n_states, "test"),
+        "summary": f"{koopman_dir(wildcards.system, wildcards.model, wildcards.n_states)}/summary.json",
+    }

@@ -1,23 +1,6 @@
 # State-weighted structure and transport of the analysed model at tau*.
 
 
-def analysis_inputs(wildcards):
-    """Test split, the analysed model's probabilities at every lag, and its Koopman summary."""
-    model, n = analysed(wildcards.system)
-    return {
-        "test": split_files(wildcards.system, ["test"]),
-        "probs": model_probs(wildcards.system, model, n, "test"),
-        "summary": f"{koopman_dir(wildcards.system, model, n)}/summary.json",
-    }
-
-
-def analysis_args(wildcards, input):
-    return f"--test {' '.join(input.test)} --probs {' '.join(input.probs)} --summary {input.summary}"
-
-
-ANALYSIS_RESOURCES = dict(mem_mb=4000, runtime=60)
-
-
 rule rdf:
     """State-weighted RDF g_i(r) and coordination number n_i(r) around the targets (Eq. 12)."""
     input:
@@ -106,15 +89,6 @@ rule snapshot:
     shell:
         "gdyn snapshot {output.xyz} --png {output.png} {params.args} "
         "--settings {params.settings} > {log} 2>&1"
-
-
-def positions_inputs(wildcards):
-    """Test split, one model's probabilities at every lag, and that model's Koopman summary."""
-    return {
-        "test": split_files(wildcards.system, ["test"]),
-        "probs": model_probs(wildcards.system, wildcards.model, wildcards.n_states, "test"),
-        "summary": f"{koopman_dir(wildcards.system, wildcards.model, wildcards.n_states)}/summary.json",
-    }
 
 
 rule positions:

@@ -1,22 +1,6 @@
 # The embedded default: the paper's toy system simulated with OpenMM (offline).
 
 
-def toy_jobs(system):
-    """Li indices simulated by each simulate_toy job of a simulated system."""
-    sim = SYSTEMS[system]["simulate"]
-    n_li, n_jobs = int(sim["n_li"]), int(sim.get("n_jobs", 1))
-    n_jobs = max(1, min(n_jobs, n_li))
-    bounds = [round(k * n_li / n_jobs) for k in range(n_jobs + 1)]
-    return [list(range(bounds[k], bounds[k + 1])) for k in range(n_jobs)]
-
-
-def toy_job_of(system, li):
-    for job, members in enumerate(toy_jobs(system)):
-        if li in members:
-            return job
-    raise ValueError(f"Li {li} is not simulated for system {system}")
-
-
 rule simulate_toy:
     """Run one OpenMM job: a batch of independent Li in the frozen FCC S lattice."""
     output:
