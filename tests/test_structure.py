@@ -377,7 +377,7 @@ def test_wrong_probs_shape_is_named(tmp_path: Path) -> None:
     args, _ = _toy_inputs(tmp_path)
     bad = tmp_path / "bad.npz"
     np.savez(bad, probs=np.zeros((3, 2, 2)), traj=np.zeros(3, int), sources=np.array(["run0"]),
-             frame=np.arange(3), lag_ps=np.float64(0.2))
+             frame=np.arange(3), lag_ps=np.float64(0.2), frame_interval_ps=np.float64(0.1))
     summary = json.loads(Path(args[-1]).read_text())
     summary["probs_test"] = str(bad)
     Path(args[-1]).write_text(json.dumps(summary))

@@ -111,30 +111,19 @@ def load_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def read_probs(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """A ``probs_{part}.npz`` (contract in docs/contracts.md), keys and shapes checked."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable .npz ({exc})") from None
-    for key in ("probs", "traj", "sources", "frame"):
-        if key not in data:
-            raise InputError(f"{path}: key {key!r}: missing (found {', '.join(sorted(data))})")
-    p = data["probs"]
-    if p.ndim != 3 or p.shape[2] < 1:
-        raise InputError(f"{path}: key 'probs': expected shape (F, n_sets, n_states), got {p.shape}")
-    for key in ("traj", "frame"):
-        if data[key].shape != (p.shape[0],):
-            raise InputError(
-                f"{path}: key {key!r}: expected shape ({p.shape[0]},), got {data[key].shape}"
-            )
-    n_src = data["sources"].shape[0]
-    if p.shape[0] and (data["traj"].min() < 0 or data["traj"].max() >= n_src):
-        raise InputError(f"{path}: key 'traj': expected indices into {n_src} sources")
-    return data
+    """A ``probs_{part}.npz`` (contract in docs/contracts.md) as a dict, validated by
+    :func:`gdyn.koopman.load_probs` so both stages accept exactly the same files."""
+    from gdyn.koopman import load_probs
+
+    pr = load_probs(path)
+    return {
+        "probs": pr.probs,
+        "traj": pr.traj,
+        "frame": pr.frame,
+        "sources": pr.sources,
+        "lag_ps": np.asarray(pr.lag_ps),
+        "frame_interval_ps": np.asarray(pr.frame_interval_ps),
+    }
 
 
 def tau_star_probs_path(
