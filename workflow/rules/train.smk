@@ -47,7 +47,7 @@ rule train_gdynet:
         log_path("train_gdynet", "{system}/s{n_states}-lag{lag}"),
     benchmark:
         bench_path("train_gdynet", "{system}/s{n_states}-lag{lag}")
-    threads: int(EXECUTION.get("train_threads", 2))
+    threads: int(EXECUTION.get("train_threads", 1))
     resources:
         **TRAIN_RESOURCES,
     conda:
@@ -72,7 +72,7 @@ rule train_vampnet:
         log_path("train_vampnet", "{system}/s{n_states}-lag{lag}"),
     benchmark:
         bench_path("train_vampnet", "{system}/s{n_states}-lag{lag}")
-    threads: int(EXECUTION.get("train_threads", 2))
+    threads: int(EXECUTION.get("train_threads", 1))
     resources:
         **TRAIN_RESOURCES,
     conda:

@@ -1,0 +1,282 @@
+"""Training: two-state recovery, resume after a crash, the probs contract, the CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gdyn import train as gt
+from gdyn.errors import InputError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_model import periodic_neighbours
+
+A = 6.5  # FCC S lattice parameter of the paper's toy (Angstrom)
+S_SITES = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+OCT = np.array([[0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]])
+TET = np.array([[x, y, z] for x in (0.25, 0.75) for y in (0.25, 0.75) for z in (0.25, 0.75)])
+
+
+def toy_trajectory(
+    n_frames: int, seed: int, p_leave_tet: float = 0.01, p_leave_oct: float = 0.02,
+    noise_A: float = 0.2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Li hopping tet <-> oct in an FCC S cell (5 atoms): coords (F, 5, 3), label (F,).
+
+    A Markov jump process on the 8 tetrahedral and 4 octahedral sites (each tet site
+    borders 4 oct sites) with Gaussian thermal noise; label 0 = octahedral, 1 = tetrahedral.
+    The S atoms vibrate a little: in a frozen lattice the M = 12 cut falls inside a shell
+    of equidistant S images, and its deterministic tie-break makes the four (equivalent)
+    octahedral sites distinguishable to a 2+ layer GDyNet; site identity then decays more
+    slowly than tet <-> oct hopping and becomes the slowest learnable process.
+    """
+    rng = np.random.default_rng(seed)
+    sites = np.vstack([OCT, TET])  # 0..3 oct, 4..11 tet
+    d = np.linalg.norm(((sites[:, None] - sites[None]) + 0.5) % 1.0 - 0.5, axis=-1)
+    adjacent = np.isclose(d, np.sqrt(3) / 4)  # tet-oct neighbours
+    site = int(rng.integers(12))
+    path = np.empty(n_frames, dtype=np.int64)
+    for t in range(n_frames):
+        leave = p_leave_oct if site < 4 else p_leave_tet
+        if rng.random() < leave:
+            site = int(rng.choice(np.flatnonzero(adjacent[site])))
+        path[t] = site
+    li = sites[path] * A + rng.normal(0, noise_A, size=(n_frames, 3))
+    coords = np.empty((n_frames, 5, 3))
+    coords[:, 0] = li % A
+    coords[:, 1:] = S_SITES * A + rng.normal(0, 0.05, size=(n_frames, 4, 3))
+    return coords, (path >= 4).astype(np.int8)
+
+
+def write_piece(root: Path, part: str, name: str, coords: np.ndarray, label: np.ndarray,
+                offset: int, m: int = 12, frame_interval_ps: float = 0.1) -> tuple[Path, Path]:
+    """A split piece and its (unpruned) graph store, following docs/contracts.md."""
+    split = root / "split" / part / f"{name}.npz"
+    split.parent.mkdir(parents=True, exist_ok=True)
+    f = coords.shape[0]
+    np.savez(
+        split, traj_coords=coords.astype(np.float32),
+        lattices=np.broadcast_to(np.eye(3) * A, (f, 3, 3)).astype(np.float32),
+        atom_types=np.array([3, 16, 16, 16, 16]), target_index=np.array([0]),
+        frame_interval_ps=np.float64(frame_interval_ps), frame_offset=np.int64(offset),
+        source=np.str_(name), site_label=label[:, None],
+    )
+    gdir = root / "graphs" / part / name
+    gdir.mkdir(parents=True, exist_ok=True)
+    index, dist = periodic_neighbours(coords, np.eye(3) * A, m)
+    np.save(gdir / "index.npy", index)
+    np.save(gdir / "distance.npy", dist)
+    np.save(gdir / "rows.npy", np.arange(5, dtype=np.int64))
+    (gdir / "meta.json").write_text(json.dumps(
+        {"n_frames": f, "n_atoms": 5, "n_neighbors": m, "n_conv": 3, "pruned": False,
+         "source": name}))
+    return split, gdir
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Two trajectories of 3000 frames: first halves train (li000) / val (li001), second
+    halves test, as the toy config splits them."""
+    root = tmp_path_factory.mktemp("toy")
+    parts: dict[str, list] = {"train": [], "val": [], "test": []}
+    graphs: dict[str, list] = {"train": [], "val": [], "test": []}
+    labels = {}
+    for i, name in enumerate(["li000", "li001"]):
+        coords, label = toy_trajectory(3000, seed=10 + i)
+        labels[name] = label
+        first = "train" if i == 0 else "val"
+        for part, lo, hi in ((first, 0, 1500), ("test", 1500, 3000)):
+            s, g = write_piece(root, part, name, coords[lo:hi], label[lo:hi], lo)
+            parts[part].append(s)
+            graphs[part].append(g)
+    return {"root": root, "parts": parts, "graphs": graphs, "labels": labels}
+
+
+FAST = {"batch_size": 64, "epochs": 6, "max_pairs_per_epoch": 2048, "learning_rate": 0.01,
+        "seed": 3}
+
+
+def _agreement(probs: np.ndarray, truth: np.ndarray) -> float:
+    state = probs[:, 0].argmax(1)
+    return max(np.mean(state == truth), np.mean(state != truth))
+
+
+def test_pair_permutation_is_a_seeded_bijection() -> None:
+    for n in (1, 2, 3, 7, 100, 1000, 4097, 65537):
+        perm = gt.PairPermutation(n, seed=5)
+        img = perm(np.arange(n))
+        assert np.array_equal(np.sort(img), np.arange(n))
+        assert np.array_equal(img, gt.PairPermutation(n, seed=5)(np.arange(n)))
+    img = gt.PairPermutation(10000, seed=1)(np.arange(10000))
+    assert not np.array_equal(img, gt.PairPermutation(10000, seed=2)(np.arange(10000)))
+    # Shuffled: far from the identity and from any short-range order.
+    assert abs(np.corrcoef(np.arange(10000), img)[0, 1]) < 0.05
+
+
+def test_settings_are_checked() -> None:
+    assert gt.resolve_settings({"lags_ps": [1], "models": {}})["batch_size"] == 16
+    with pytest.raises(InputError, match="'epoch'"):
+        gt.resolve_settings({"epoch": 3})
+    with pytest.raises(InputError, match=r"'batch_size'.*integer >= 2"):
+        gt.resolve_settings({"batch_size": 1})
+    with pytest.raises(InputError, match="'vamp_mode'"):
+        gt.resolve_settings({"vamp_mode": "svd"})
+
+
+def test_gdynet_recovers_the_two_states(toy: dict, tmp_path: Path) -> None:
+    res = gt.train("gdynet", tmp_path, 2, "1ps", toy["parts"], toy["graphs"], FAST, threads=1,
+                   progress=False)
+    assert res["best_val_vamp2"] > 1.3  # two-state optimum: 1 + (0.97^10)^2 = 1.54
+    for part in ("val", "test"):
+        with np.load(tmp_path / f"probs_{part}.npz") as z:
+            truth = np.array([toy["labels"][str(z["sources"][i])][f]
+                              for i, f in zip(z["traj"], z["frame"], strict=True)])
+            assert _agreement(z["probs"], truth) > 0.95
+
+
+def _check_probs_contract(outdir: Path, toy: dict, n_states: int, lag_ps: float,
+                          stride: int = 1) -> None:
+    for part in ("train", "val", "test"):
+        with np.load(outdir / f"probs_{part}.npz", allow_pickle=False) as z:
+            assert set(z.files) == {"probs", "traj", "sources", "frame", "lag_ps",
+                                    "frame_interval_ps"}
+            probs, traj, frame = z["probs"], z["traj"], z["frame"]
+            names = [Path(p).stem for p in toy["parts"][part]]
+            assert list(z["sources"]) == names
+            n = 1500 // stride
+            assert probs.dtype == np.float32 and probs.shape == (n * len(names), 1, n_states)
+            assert traj.dtype == np.int64 and frame.dtype == np.int64
+            np.testing.assert_allclose(probs.sum(-1), 1, atol=1e-5)
+            for i, _ in enumerate(names):
+                lo = 0 if part != "test" else 1500
+                assert np.array_equal(frame[traj == i], np.arange(lo, lo + 1500, stride))
+            assert float(z["lag_ps"]) == lag_ps and float(z["frame_interval_ps"]) == 0.1
+
+
+def test_outputs_follow_the_contract(toy: dict, tmp_path: Path) -> None:
+    settings = dict(FAST, epochs=2, frame_stride=5)
+    gt.train("gdynet", tmp_path, 3, "2ps", toy["parts"], toy["graphs"], settings, progress=False)
+    _check_probs_contract(tmp_path, toy, 3, 2.0, stride=5)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["lag_frames"] == 20 and cfg["frame_interval_ps"] == 0.1 and cfg["seed"] == 3
+    assert 1 <= cfg["best_epoch"] <= 2
+    metrics = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert metrics[0] == "epoch,train_vamp2,val_vamp2,seconds" and len(metrics) == 3
+    assert not (tmp_path / "checkpoint.pt").exists()
+    # model.pt is a plain state_dict and rebuilds the model that wrote probs_test.
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    model, _ = gt.load_model(tmp_path)
+    problem = gt.prepare("gdynet", 3, "2ps", toy["parts"], toy["graphs"],
+                         gt.resolve_settings(settings))
+    probs, _, _ = gt.predict_part(model, problem, "test", torch.device("cpu"))
+    with np.load(tmp_path / "probs_test.npz") as z:
+        np.testing.assert_allclose(probs, z["probs"], atol=1e-6)
+
+
+def test_vampnet_baseline_outputs(toy: dict, tmp_path: Path) -> None:
+    gt.train("vampnet", tmp_path, 2, "1ps", toy["parts"], None, dict(FAST, epochs=2),
+             progress=False)
+    _check_probs_contract(tmp_path, toy, 2, 1.0)
+    model, cfg = gt.load_model(tmp_path)
+    assert cfg["dims"]["n_inputs"] == 3
+    # It sees positions in the cell, so (unlike GDyNet) a translation changes its output.
+    x = torch.tensor([[0.1, 0.2, 0.3], [0.6, 0.7, 0.8]])
+    assert not torch.allclose(model(x)[0], model(x)[1])
+
+
+def _run(toy: dict, outdir: Path, settings: dict, stop: int | None = None) -> dict:
+    return gt.train("gdynet", outdir, 2, "1ps", toy["parts"], toy["graphs"], settings,
+                    threads=1, progress=False, stop_after_batches=stop)
+
+
+@pytest.mark.parametrize("every_s", [1e9, 0.0], ids=["epoch-checkpoints", "batch-checkpoints"])
+def test_resume_after_crash_equals_uninterrupted(toy: dict, tmp_path: Path, every_s: float) -> None:
+    settings = dict(FAST, epochs=3, batch_size=128, max_pairs_per_epoch=1024,
+                    checkpoint_every_s=every_s)
+    _run(toy, tmp_path / "ref", settings)
+    # 1024 pairs / 128 = 8 batches per epoch: crash in the middle of the second epoch.
+    with pytest.raises(gt.Interrupted):
+        _run(toy, tmp_path / "crash", settings, stop=12)
+    assert (tmp_path / "crash" / "checkpoint.pt").exists()
+    res = _run(toy, tmp_path / "crash", settings)
+    # The crash hits after the 12th step, before that batch's checkpoint.
+    assert res["resumed"] == ((1, 0) if every_s else (1, 3))
+    ref = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)
+    got = torch.load(tmp_path / "crash" / "model.pt", weights_only=True)
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+    for part in ("train", "val", "test"):
+        with np.load(tmp_path / "ref" / f"probs_{part}.npz") as a, \
+                np.load(tmp_path / "crash" / f"probs_{part}.npz") as b:
+            assert np.array_equal(a["probs"], b["probs"])
+    strip = lambda p: [line.rsplit(",", 1)[0] for line in p.read_text().splitlines()]  # noqa: E731
+    assert strip(tmp_path / "ref" / "metrics.csv") == strip(tmp_path / "crash" / "metrics.csv")
+
+
+def _cli(toy: dict, outdir: Path, settings: dict, lag: str = "1ps") -> list[str]:
+    """The command line train.smk runs, for one toy GDyNet."""
+    args = ["gdyn", "train", "gdynet", str(outdir), "--n-states", "2", "--lag", lag]
+    for part in ("train", "val", "test"):
+        args += [f"--{part}", *map(str, toy["parts"][part])]
+        args += [f"--{part}-graphs", *map(str, toy["graphs"][part])]
+    return [*args, "--settings", json.dumps(settings), "--threads", "1"]
+
+
+def test_sigkill_then_rerun_equals_uninterrupted(toy: dict, tmp_path: Path) -> None:
+    """A real crash: SIGKILL the CLI mid-epoch, run it again, get the same model."""
+    settings = dict(FAST, epochs=4, checkpoint_every_s=0.0)
+    _run(toy, tmp_path / "ref", settings)
+    crash = tmp_path / "crash"
+    proc = subprocess.Popen(_cli(toy, crash, settings), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        while proc.poll() is None and not (crash / "checkpoint.pt").exists():
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "finished before it could be killed"
+    assert (crash / "checkpoint.pt").exists() and not (crash / "model.pt").exists()
+    rerun = subprocess.run(_cli(toy, crash, settings), capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming from" in rerun.stderr
+    ref = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)
+    got = torch.load(crash / "model.pt", weights_only=True)
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+
+
+def test_checkpoint_of_other_settings_is_ignored(toy: dict, tmp_path: Path) -> None:
+    settings = dict(FAST, epochs=2, max_pairs_per_epoch=1024)
+    with pytest.raises(gt.Interrupted):
+        _run(toy, tmp_path, settings, stop=20)
+    res = _run(toy, tmp_path, dict(settings, learning_rate=0.02))
+    assert res["resumed"] is None
+
+
+def test_cli_trains_and_rejects_bad_input(toy: dict, tmp_path: Path) -> None:
+    def cmd(lag: str = "1ps") -> subprocess.CompletedProcess:
+        settings = dict(FAST, epochs=1, max_pairs_per_epoch=256, lags_ps=[1], models={})
+        return subprocess.run(_cli(toy, tmp_path / "m", settings, lag), capture_output=True,
+                              text=True, timeout=300)
+
+    ok = cmd()
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "m" / "probs_test.npz").exists()
+    bad = cmd(lag="0.15ps")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("gdyn train: error: lag 0.15 ps")
+
+
+def test_graph_store_must_match_its_piece(toy: dict, tmp_path: Path) -> None:
+    graphs = dict(toy["graphs"], val=toy["graphs"]["train"])
+    with pytest.raises(InputError, match="--val-graphs: expected a graph store named 'li001'"):
+        gt.prepare("gdynet", 2, "1ps", toy["parts"], graphs, gt.resolve_settings({}))
