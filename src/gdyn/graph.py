@@ -5,10 +5,17 @@ Every atom is joined to its M nearest neighbours under periodic boundary conditi
 smaller than the neighbour shell an atom may list the same atom, or its own images, several
 times; the atom itself at zero shift is never listed.
 
-Ordering is fully deterministic and defined on the stored values: each row is the first M
-of all (distance, neighbour id) over every image, sorted by float32 distance, then by
-neighbour id. Two images of the same neighbour at the same float32 distance give identical
-entries, so no further tie-break can change the output.
+Ordering is fully deterministic and defined on the stored values: each row is M of all
+(distance, neighbour id) over every image, sorted by float32 distance, then by neighbour
+id. Two images of the same neighbour at the same float32 distance give identical entries,
+so no further tie-break can change the order. Which candidates are kept only needs a rule
+when the cut falls inside a group of exactly tied (same float32 distance) candidates, as
+in the toy, where each S has 12 S images at exactly a/sqrt(2) and a nearby Li pushes one
+out. Without a seed the smallest ids are kept; but then *which* S is dropped depends on
+atom ids, so symmetry-equivalent sites get different graphs that a deep model can tell
+apart. ``gdyn graphs`` therefore seeds the choice with the raw frame index: the kept tied
+candidates are drawn by a hash of (frame, row atom, neighbour, occurrence), see
+:func:`_break_ties`, reproducible yet uniform over frames.
 
 Candidate pairs within a cutoff come from vesin's cell list (C, called directly through
 its C API, one thread per frame, GIL released) while worker threads take contiguous
@@ -30,6 +37,7 @@ import functools
 import itertools
 import json
 import math
+import operator
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -71,6 +79,11 @@ SINGULAR_RTOL = 1e-8
 _MAX_KEY = np.uint64(np.iinfo(np.uint64).max)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _SHIFT32 = np.uint64(32)
+# splitmix64 constants (hash of the seeded tie rule, see _break_ties).
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_M2 = np.uint64(0x94D049BB133111EB)
+_MIX_S1, _MIX_S2, _MIX_S3 = np.uint64(30), np.uint64(27), np.uint64(31)
 
 
 # --------------------------------------------------------------------------------------
@@ -135,6 +148,83 @@ def initial_cutoff(n_atoms: int, lattice: np.ndarray, n_neighbors: int) -> float
     return INITIAL_FACTOR * radius
 
 
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 arrays (wrapping arithmetic): a cheap, well-mixed
+    deterministic hash, identical on every platform."""
+    z = z ^ (z >> _MIX_S1)
+    z = z * _MIX_M1
+    z = z ^ (z >> _MIX_S2)
+    z = z * _MIX_M2
+    return z ^ (z >> _MIX_S3)
+
+
+def tie_salts(seeds: int | np.ndarray, atoms: np.ndarray) -> np.ndarray:
+    """uint64 hash salts of rows, from frame seeds and row atom ids (broadcast together).
+
+    A row's salt depends only on its frame's seed and its own atom id, never on its row
+    position, chunk or thread, so every search path and the pruning pass draw the same keys.
+    """
+    s = np.asarray(seeds, dtype=np.int64).view(np.uint64)
+    a = np.asarray(atoms, dtype=np.int64).view(np.uint64)
+    return _mix(_mix(s + _GOLDEN) + a * _GOLDEN)
+
+
+class _Salts:
+    """Salts of table rows on demand: row t is atom ``atoms[t % R]`` of frame ``t // R``
+    (frame-major, as the batched image search flattens them), R = len(atoms). Only rows
+    whose cut falls inside a tie are ever hashed."""
+
+    def __init__(self, seeds: np.ndarray, atoms: np.ndarray) -> None:
+        self.seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+        self.atoms = np.asarray(atoms, dtype=np.int64).reshape(-1)
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        frame, row = np.divmod(rows, self.atoms.size)
+        return tie_salts(self.seeds[frame], self.atoms[row])
+
+
+def _break_ties(sub: np.ndarray, salt: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """The M kept keys of rows whose M-th and (M+1)-th candidates tie in float32 distance.
+
+    ``sub`` (T, W) holds every candidate key of each such row, sorted (padding
+    ``_MAX_KEY``); ``salt`` (T,) their :func:`tie_salts`. All candidates closer than the
+    cut distance D are kept; of the g candidates at exactly D, the ``need`` with the
+    smallest pseudo-random draw are kept, the draw being a hash of (salt, neighbour id,
+    occurrence), where occurrence numbers the images of one neighbour at D (0, 1, ...).
+    Images of one neighbour at one float32 distance are identical entries, so numbering
+    them instead of naming their shift makes the choice a uniformly random subset of the
+    tied images that depends only on the stored (distance, id) values: every search path
+    gives the same answer. Kept entries stay in (distance, id) order.
+    """
+    t, m = sub.shape[0], n_neighbors
+    row = np.arange(t)[:, None]
+    bits = sub >> _SHIFT32
+    cut = bits[:, m - 1 : m]
+    below = (bits < cut).sum(axis=1)  # kept outright
+    size = (bits == cut).sum(axis=1)  # the tied group, columns below .. below + size - 1
+    need = m - below  # 1 <= need < size
+    width = int(size.max())
+    k = np.arange(width, dtype=np.int64)
+    valid = k[None, :] < size[:, None]
+    cols = np.minimum(below[:, None] + k[None, :], sub.shape[1] - 1)
+    group = sub[row, cols]  # (T, width), sorted by id
+    # Occurrence of each key within its run of equal keys.
+    new_run = np.ones((t, width), dtype=bool)
+    new_run[:, 1:] = group[:, 1:] != group[:, :-1]
+    occurrence = k[None, :] - np.maximum.accumulate(np.where(new_run, k[None, :], 0), axis=1)
+    tag = ((group & _LOW32) << _SHIFT32) | occurrence.astype(np.uint64)
+    draw = _mix(salt[:, None] + tag * _GOLDEN) >> np.uint64(1)
+    # Low bits := column, so draws in a row are distinct and exactly ``need`` fall at or
+    # below the need-th smallest; padding gets the largest key.
+    low = np.uint64((1 << max(1, (width - 1).bit_length())) - 1)
+    draw = np.where(valid, (draw & ~low) | k.astype(np.uint64)[None, :], _MAX_KEY)
+    threshold = np.sort(draw, axis=1)[row[:, 0], need - 1]
+    kept = draw <= threshold[:, None]
+    out = sub[:, :m].copy()
+    out[np.arange(m)[None, :] >= below[:, None]] = group[kept]
+    return out
+
+
 def _select(
     i: np.ndarray,
     j: np.ndarray,
@@ -142,6 +232,7 @@ def _select(
     n_neighbors: int,
     row_of: np.ndarray | None,
     n_rows: int,
+    salts: _Salts | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The M best (distance, id) of each row from directed pairs; None if a row has < M.
 
@@ -151,6 +242,11 @@ def _select(
     gives the (distance, id) order. Rows are gathered into a padded table with a radix
     argsort (16-bit row ids) and sorted along the short row axis, which is much cheaper
     than one global sort of all candidates.
+
+    ``salts`` (row -> salt, :class:`_Salts`) switches on the seeded tie rule: a row whose
+    (M+1)-th candidate has the same float32 distance as its M-th picks the kept ones of
+    that tied group by :func:`_break_ties`; None keeps the smallest ids. Only such rows
+    do extra work.
     """
     if row_of is not None:
         r = row_of[i]
@@ -175,10 +271,28 @@ def _select(
     table = np.full(n_rows * width, _MAX_KEY, dtype=np.uint64)
     table[flat] = key[order]
     table = table.reshape(n_rows, width)
-    if width > 2 * n_neighbors:
-        table = np.partition(table, n_neighbors - 1, axis=1)[:, :n_neighbors]
-    table.sort(axis=1)
-    best = table[:, :n_neighbors]
+    m = n_neighbors
+    if salts is None or width <= m:
+        # No seeded rule, or no row has an (M+1)-th candidate: nothing can tie at the cut.
+        if width > 2 * m:
+            table = np.partition(table, m - 1, axis=1)[:, :m]
+        table.sort(axis=1)
+        best = table[:, :m]
+    else:
+        # One more column than needed shows whether the cut falls inside a tie.
+        if width > 2 * m:
+            head = np.partition(table, m, axis=1)[:, : m + 1]
+            head.sort(axis=1)
+        else:
+            table.sort(axis=1)
+            head = table
+        tied = np.flatnonzero((head[:, m - 1] >> _SHIFT32) == (head[:, m] >> _SHIFT32))
+        if tied.size:
+            sub = table[tied]  # every candidate of the tied rows
+            if head is not table:
+                sub.sort(axis=1)
+            head[tied, :m] = _break_ties(sub, salts(tied), m)
+        best = head[:, :m]
     index = (best & _LOW32).astype(np.int32)
     distance = (best >> _SHIFT32).astype(np.uint32).view(np.float32)
     return index, distance
@@ -438,13 +552,18 @@ class NeighbourSearch:
         return bool(distance.size == 0 or float(distance[:, -1].max()) < float(np.float32(cutoff)))
 
     def _one(
-        self, coords: np.ndarray, lattice: np.ndarray, row_of: np.ndarray | None, n_rows: int
+        self,
+        coords: np.ndarray,
+        lattice: np.ndarray,
+        row_of: np.ndarray | None,
+        n_rows: int,
+        salts: _Salts | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         cutoff = start = self._start_cutoff(coords.shape[0], lattice)
         retried = False
         while True:
             i, j, d = self._pairs(coords, lattice, cutoff)
-            picked = _select(i, j, d, self.n_neighbors, row_of, n_rows)
+            picked = _select(i, j, d, self.n_neighbors, row_of, n_rows, salts)
             if picked is not None and self._inside(picked[1], cutoff):
                 self._learn(float(picked[1][:, -1].max()) if n_rows else 0.0, retried)
                 return picked
@@ -452,14 +571,19 @@ class NeighbourSearch:
             cutoff = self._grow(cutoff, start)
 
     def _images(
-        self, coords: np.ndarray, lattices: np.ndarray, rows: np.ndarray | None, n_rows: int
+        self,
+        coords: np.ndarray,
+        lattices: np.ndarray,
+        rows: np.ndarray | None,
+        n_rows: int,
+        salts: _Salts | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         b, n_atoms = coords.shape[:2]
         cutoff = start = self._start_cutoff(n_atoms, lattices[0])
         retried = False
         while True:
             i, j, d = _image_pairs(coords, lattices, rows, cutoff)
-            picked = _select(i, j, d, self.n_neighbors, None, b * n_rows)
+            picked = _select(i, j, d, self.n_neighbors, None, b * n_rows, salts)
             if picked is not None and self._inside(picked[1], cutoff):
                 index, dist = picked
                 self._learn(float(dist[:, -1].max()) if dist.size else 0.0, retried)
@@ -471,23 +595,36 @@ class NeighbourSearch:
     # -- public ------------------------------------------------------------------------
 
     def frames(
-        self, coords: np.ndarray, lattices: np.ndarray, rows: np.ndarray | None = None
+        self,
+        coords: np.ndarray,
+        lattices: np.ndarray,
+        rows: np.ndarray | None = None,
+        tie_seeds: Sequence[int] | np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(index (B, R, M) int32, distance (B, R, M) float32) for a block of frames.
 
         ``coords`` (B, N, 3) and ``lattices`` (B, 3, 3) float64, checked by the caller;
-        ``rows`` atom ids to compute (all atoms if None).
+        ``rows`` atom ids to compute (all atoms if None); ``tie_seeds`` (B,) one integer
+        per frame for the seeded tie rule at the M-th neighbour (see
+        :func:`nearest_neighbours`), None for ties by atom id.
         """
         b, n_atoms = coords.shape[:2]
         n_rows = n_atoms if rows is None else len(rows)
         m = self.n_neighbors
+        seeds = None
+        if tie_seeds is not None:
+            seeds = np.asarray(tie_seeds, dtype=np.int64).reshape(-1)
+            if seeds.size != b:
+                raise ValueError(f"tie_seeds: expected {b} seeds (one per frame), got {seeds.size}")
+        atoms = np.arange(n_atoms) if rows is None else np.asarray(rows, dtype=np.int64)
         if b and self._use_images(n_atoms, n_rows, lattices):
             index, dist = np.empty((b, n_rows, m), np.int32), np.empty((b, n_rows, m), np.float32)
             # ~40 bytes of temporaries per (row, atom, image) candidate.
             step = max(1, SMALL_BATCH_BYTES // (40 * self._image_work(n_atoms, n_rows, lattices)))
             for lo in range(0, b, step):
                 sl = slice(lo, lo + step)
-                index[sl], dist[sl] = self._images(coords[sl], lattices[sl], rows, n_rows)
+                salts = None if seeds is None else _Salts(seeds[sl], atoms)
+                index[sl], dist[sl] = self._images(coords[sl], lattices[sl], rows, n_rows, salts)
             return index, dist
         row_of = None
         if rows is not None:
@@ -496,26 +633,43 @@ class NeighbourSearch:
         index = np.empty((b, n_rows, m), np.int32)
         dist = np.empty((b, n_rows, m), np.float32)
         for f in range(b):
+            salts = None if seeds is None else _Salts(seeds[f : f + 1], atoms)
             index[f], dist[f] = self._one(
-                np.ascontiguousarray(coords[f]), np.ascontiguousarray(lattices[f]), row_of, n_rows
+                np.ascontiguousarray(coords[f]),
+                np.ascontiguousarray(lattices[f]),
+                row_of,
+                n_rows,
+                salts,
             )
         return index, dist
 
     def __call__(
-        self, coords: np.ndarray, lattice: np.ndarray, rows: np.ndarray | None = None
+        self,
+        coords: np.ndarray,
+        lattice: np.ndarray,
+        rows: np.ndarray | None = None,
+        tie_seed: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(index (R, M) int32, distance (R, M) float32) of one frame; see :meth:`frames`."""
-        index, dist = self.frames(coords[None], np.asarray(lattice)[None], rows)
+        seeds = None if tie_seed is None else [tie_seed]
+        index, dist = self.frames(coords[None], np.asarray(lattice)[None], rows, seeds)
         return index[0], dist[0]
 
     def reach(
-        self, coords: np.ndarray, lattices: np.ndarray, targets: np.ndarray, hops: int
+        self,
+        coords: np.ndarray,
+        lattices: np.ndarray,
+        targets: np.ndarray,
+        hops: int,
+        tie_seeds: Sequence[int] | np.ndarray | None = None,
     ) -> np.ndarray:
         """Boolean (N,) mask of atoms within ``hops`` hops of ``targets`` in any frame.
 
-        ``coords`` (B, N, 3), ``lattices`` (B, 3, 3). Hop h + 1 atoms are the neighbours
-        of hop h atoms (edges i -> its M nearest). With cell lists only the frontier's
-        neighbour lists are selected, so a frame costs about one pair search.
+        ``coords`` (B, N, 3), ``lattices`` (B, 3, 3), ``tie_seeds`` as in :meth:`frames`
+        (the graph whose hops are counted is the one :meth:`frames` gives). Hop h + 1
+        atoms are the neighbours of hop h atoms (edges i -> its M nearest). With cell
+        lists only the frontier's neighbour lists are selected, so a frame costs about
+        one pair search.
         """
         b, n_atoms = coords.shape[:2]
         union = np.zeros(n_atoms, dtype=bool)
@@ -523,18 +677,30 @@ class NeighbourSearch:
         if hops <= 0 or b == 0:
             return union
         if self._use_images(n_atoms, n_atoms, lattices):
-            tables, _ = self.frames(coords, lattices)
+            tables, _ = self.frames(coords, lattices, None, tie_seeds)
             for table in tables:
                 union |= _bfs(lambda front, t=table: t[front], n_atoms, targets, hops)
             return union
+        seeds = None if tie_seeds is None else np.asarray(tie_seeds, dtype=np.int64).reshape(-1)
+        if seeds is not None and seeds.size != b:
+            raise ValueError(f"tie_seeds: expected {b} seeds (one per frame), got {seeds.size}")
         for f in range(b):
             union |= self._reach_one(
-                np.ascontiguousarray(coords[f]), np.ascontiguousarray(lattices[f]), targets, hops
+                np.ascontiguousarray(coords[f]),
+                np.ascontiguousarray(lattices[f]),
+                targets,
+                hops,
+                None if seeds is None else int(seeds[f]),
             )
         return union
 
     def _reach_one(
-        self, coords: np.ndarray, lattice: np.ndarray, targets: np.ndarray, hops: int
+        self,
+        coords: np.ndarray,
+        lattice: np.ndarray,
+        targets: np.ndarray,
+        hops: int,
+        seed: int | None,
     ) -> np.ndarray:
         n_atoms = coords.shape[0]
         cutoff = start = self._start_cutoff(n_atoms, lattice)
@@ -542,7 +708,7 @@ class NeighbourSearch:
         while True:
             pairs = self._pairs(coords, lattice, cutoff)
             worst = [0.0]
-            step = functools.partial(self._frontier, pairs, n_atoms, cutoff, worst)
+            step = functools.partial(self._frontier, pairs, n_atoms, cutoff, worst, seed)
             reached = _bfs(step, n_atoms, targets, hops)
             if reached is not None:
                 self._learn(worst[0], retried)
@@ -556,12 +722,14 @@ class NeighbourSearch:
         n_atoms: int,
         cutoff: float,
         worst: list[float],
+        seed: int | None,
         front: np.ndarray,
     ) -> np.ndarray | None:
         """Neighbour ids of the ``front`` atoms, or None if the cutoff is too small."""
         row_of = np.full(n_atoms, -1, dtype=np.int64)
         row_of[front] = np.arange(front.size)
-        picked = _select(*pairs, self.n_neighbors, row_of, front.size)
+        salts = None if seed is None else _Salts(np.array([seed]), front)
+        picked = _select(*pairs, self.n_neighbors, row_of, front.size, salts)
         if picked is None or not self._inside(picked[1], cutoff):
             return None
         worst[0] = max(worst[0], float(picked[1][:, -1].max()))
@@ -598,16 +766,27 @@ def nearest_neighbours(
     lattice: np.ndarray,
     n_neighbors: int,
     rows: Sequence[int] | np.ndarray | None = None,
+    tie_seed: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The M nearest neighbours of each atom of one frame under periodic boundaries.
 
     Parameters: ``coords`` (N, 3) Angstrom (need not be wrapped into the cell);
     ``lattice`` (3, 3), rows are lattice vectors (any shape of cell, not degenerate);
-    ``n_neighbors`` M; ``rows`` optional atom ids to compute (default: all atoms).
+    ``n_neighbors`` M; ``rows`` optional atom ids to compute (default: all atoms);
+    ``tie_seed`` optional integer per frame (``gdyn graphs`` passes the raw frame index).
 
     Returns ``index`` (R, M) int32 neighbour atom ids in [0, N) and ``distance`` (R, M)
     float32 Angstrom, each row sorted by (float32 distance, neighbour id). Periodic
     images are distinct neighbours (a 5-atom cell can give M = 12).
+
+    Ties at the cut: when the M-th and (M+1)-th candidates of a row have the same float32
+    distance, only some of that tied group fit. With ``tie_seed`` None the smallest
+    neighbour ids are kept (the first M of the (distance, id) order). With a seed the kept
+    ones are drawn by a deterministic hash of (seed, row atom, neighbour id, occurrence
+    among that neighbour's tied images): reproducible for given inputs, but varying from
+    seed to seed, so over frames every tied candidate is dropped equally often and the
+    choice carries no atom-id (site) information. Distances, and everything closer than
+    the cut, are the same either way.
     """
     xyz = np.ascontiguousarray(coords, dtype=np.float64)
     if xyz.ndim != 2 or xyz.shape[1] != 3:
@@ -625,7 +804,15 @@ def nearest_neighbours(
             raise InputError(f"rows: expected atom ids in [0, {xyz.shape[0]}), got {row_ids}")
         if np.unique(row_ids).size != row_ids.size:
             raise InputError(f"rows: expected distinct atom ids, got {row_ids}")
-    return NeighbourSearch(int(n_neighbors))(xyz, lat, row_ids)
+    seed = None
+    if tie_seed is not None:
+        try:
+            seed = operator.index(tie_seed)
+        except TypeError:
+            raise InputError(f"tie_seed: expected an integer or None, got {tie_seed!r}") from None
+        if not -(2**63) <= seed < 2**63:
+            raise InputError(f"tie_seed: expected a 64-bit signed integer, got {seed}")
+    return NeighbourSearch(int(n_neighbors))(xyz, lat, row_ids, seed)
 
 
 # --------------------------------------------------------------------------------------
@@ -746,7 +933,8 @@ def receptive_field(
 
     A K-layer model needs hops = K - 1: an atom at hop h feeds the target's layer-K
     embedding through its own layer-(K - h) embedding, so atoms at hop K only enter
-    through their (fixed) initial embeddings and need no neighbour list.
+    through their (fixed) initial embeddings and need no neighbour list. Hops follow the
+    graph :func:`build_store` writes (ties at the cut seeded by the raw frame index).
     """
     targets = np.unique(np.asarray(traj.target_index, dtype=np.int64).reshape(-1))
     n_atoms = traj.traj_coords.shape[1]
@@ -756,8 +944,11 @@ def receptive_field(
     union = [np.zeros(n_atoms, dtype=bool) for _ in searchers]
     owner = {id(s): k for k, s in enumerate(searchers)}
 
+    offset = frame_offset(traj)
+
     def work(s: NeighbourSearch, coords: np.ndarray, lattices: np.ndarray, f: int, lo: int) -> None:
-        union[owner[id(s)]] |= s.reach(coords, lattices, targets, hops)
+        seeds = offset + f + np.arange(coords.shape[0], dtype=np.int64)
+        union[owner[id(s)]] |= s.reach(coords, lattices, targets, hops, seeds)
 
     n_frames = traj.traj_coords.shape[0]
     chunks = _frame_chunks(n_frames, n_atoms * 24, len(searchers))
@@ -819,6 +1010,8 @@ def build_store(
     ``n_conv`` None builds all rows; otherwise rows = :func:`receptive_field` with
     K - 1 hops. Output is computed and written in chunks of frames, so memory does not
     grow with the trajectory length (memory-mapped input pages are released per chunk).
+    Frame f is built with ``tie_seed`` = its raw frame index, frame_offset + f (see
+    :func:`nearest_neighbours`), so the store does not depend on chunks or threads.
     """
     from gdyn.files import atomic_dir
 
@@ -848,11 +1041,14 @@ def build_store(
         out_index = np.empty((biggest, n_rows, m), dtype=np.int32)
         out_distance = np.empty((biggest, n_rows, m), dtype=np.float32)
 
+        offset = frame_offset(traj)
+
         def work(
             s: NeighbourSearch, coords: np.ndarray, lattices: np.ndarray, f: int, lo: int
         ) -> None:
             block = slice(f - lo, f - lo + coords.shape[0])
-            out_index[block], out_distance[block] = s.frames(coords, lattices, row_arg)
+            seeds = offset + f + np.arange(coords.shape[0], dtype=np.int64)
+            out_index[block], out_distance[block] = s.frames(coords, lattices, row_arg, seeds)
 
         with open(tmp / "index.npy", "r+b") as fi, open(tmp / "distance.npy", "r+b") as fd:
 
@@ -873,6 +1069,7 @@ def build_store(
             "frame_offset": _scalar(traj.extras.get("frame_offset")),
             "max_neighbor_distance_A": max(s.max_distance for s in searchers),
             "cutoff_retries": sum(s.n_retries for s in searchers),
+            "tie_seed": "raw_frame_index",
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
@@ -882,6 +1079,12 @@ def _scalar(value: Any) -> Any:
     if value is None:
         return None
     return np.asarray(value).reshape(()).item()
+
+
+def frame_offset(traj: Trajectory) -> int:
+    """Raw-trajectory index of the first frame of ``traj`` (0 when not a split piece)."""
+    value = _scalar(traj.extras.get("frame_offset"))
+    return 0 if value is None else int(value)
 
 
 def _source_name(traj: Trajectory) -> str:
