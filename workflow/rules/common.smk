@@ -239,3 +239,36 @@ def positions_inputs(wildcards):
         "probs": model_probs(wildcards.system, wildcards.model, wildcards.n_states, "test"),
         "summary": f"{koopman_dir(wildcards.system, wildcards.model, wildcards.n_states)}/summary.json",
     }
+
+
+# --- train.smk
+
+MODEL_FILES = ["model.pt", "config.json", "metrics.csv"] + [f"probs_{p}.npz" for p in PARTS]
+
+
+def model_outputs(model):
+    d = f"results/models/{{system}}/{model}-s{{n_states}}-lag{{lag}}"
+    return {f.replace(".", "_"): f"{d}/{f}" for f in MODEL_FILES}
+
+
+def split_args(wildcards):
+    """`--train A.npz B.npz --val ... --test ...` for the training command."""
+    parts = []
+    for part in PARTS:
+        files = split_files(wildcards.system, [part])
+        parts.append(f"--{part} " + " ".join(files))
+    return " ".join(parts)
+
+
+def graph_args(wildcards):
+    parts = []
+    for part in PARTS:
+        parts.append(f"--{part}-graphs " + " ".join(graph_dirs(wildcards.system, [part])))
+    return " ".join(parts)
+
+
+TRAIN_RESOURCES = dict(
+    mem_mb=8000,
+    runtime=240,
+    gpu=int(EXECUTION.get("train_gpus", 0)),
+)

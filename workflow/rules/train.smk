@@ -1,35 +1,5 @@
 # One model per (system, n_states, lag): GDyNet and the global VAMPnet baseline.
 
-MODEL_FILES = ["model.pt", "config.json", "metrics.csv"] + [f"probs_{p}.npz" for p in PARTS]
-
-
-def model_outputs(model):
-    d = f"results/models/{{system}}/{model}-s{{n_states}}-lag{{lag}}"
-    return {f.replace(".", "_"): f"{d}/{f}" for f in MODEL_FILES}
-
-
-def split_args(wildcards):
-    """`--train A.npz B.npz --val ... --test ...` for the training command."""
-    parts = []
-    for part in PARTS:
-        files = split_files(wildcards.system, [part])
-        parts.append(f"--{part} " + " ".join(files))
-    return " ".join(parts)
-
-
-def graph_args(wildcards):
-    parts = []
-    for part in PARTS:
-        parts.append(f"--{part}-graphs " + " ".join(graph_dirs(wildcards.system, [part])))
-    return " ".join(parts)
-
-
-TRAIN_RESOURCES = dict(
-    mem_mb=8000,
-    runtime=240,
-    gpu=int(EXECUTION.get("train_gpus", 0)),
-)
-
 
 rule train_gdynet:
     """Train one GDyNet by maximising VAMP-2 at lag {lag}; write state probabilities."""
