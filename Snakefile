@@ -1,5 +1,7 @@
 # gdyn: Graph Dynamical Networks as a Snakemake workflow. Thin by design: every rule calls
 # one `gdyn` subcommand; the science lives in src/gdyn. See README.md and DESIGN.md.
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -7,9 +9,10 @@ min_version("9.0")
 
 # The default config is used only when none is given on the command line, so that
 # `--configfile config/paper.yaml` replaces the toy system instead of merging with it.
+# The path is anchored at this file so that `-d WORKDIR` runs work too.
 if not config:
 
-    configfile: "config/config.yaml"
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
