@@ -43,14 +43,13 @@ from typing import Any
 import numpy as np
 
 from gdyn.errors import InputError
+from gdyn.koopman import koopman_matrix, spectrum
 from gdyn.structure import (
     Piece,
     add_analysis_args,
-    koopman_matrix,
     load_analysis,
     minimum_image,
     set_centres,
-    stationary_distribution,
 )
 
 log = logging.getLogger(__name__)
@@ -186,7 +185,7 @@ def transport(
     msd = transition_msd(sums.num[0], sums.den[0])  # (n_lags, S, S)
     d = local_slope(np.asarray(lags_ps, dtype=np.float64), msd) / 6.0
     k = koopman_matrix(sums.c00[0], sums.c0t[0])
-    pi = stationary_distribution(k)
+    pi = spectrum(k).stationary
     z = 0.5 * (z_state[:, None] + z_state[None, :])
     sigma = nernst_einstein(pi, k, d, z, number_density_a3, temperature_k)
     total = np.nansum(sigma)

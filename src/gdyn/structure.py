@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from gdyn.errors import InputError
+from gdyn.koopman import koopman_matrix, spectrum
 
 log = logging.getLogger(__name__)
 
@@ -213,18 +214,6 @@ def koopman_counts(
     return x0.T @ x0, x0.T @ xt
 
 
-def koopman_matrix(c00: np.ndarray, c0t: np.ndarray) -> np.ndarray:
-    """K = C00^-1 C0t (the paper's Koopman matrix of a softmax model; rows sum to one)."""
-    return np.linalg.lstsq(c00, c0t, rcond=None)[0]
-
-
-def stationary_distribution(k: np.ndarray) -> np.ndarray:
-    """Left eigenvector of K for the eigenvalue closest to one, normalised to sum one."""
-    vals, vecs = np.linalg.eig(k.T)
-    v = np.real(vecs[:, int(np.argmin(np.abs(vals - 1.0)))])
-    return v / v.sum()
-
-
 def _lag_frames(lag_ps: float, frame_interval_ps: float) -> int:
     from gdyn.config import lag_to_frames
 
@@ -249,7 +238,7 @@ def population_order(pieces: Sequence[Piece], tau_frames: int) -> np.ndarray:
         # A repeated unit eigenvalue (no transitions between some states) leaves the
         # stationary vector undefined; the mean probability is then the population.
         if np.sort(np.abs(np.linalg.eigvals(k)))[-2] < 1.0 - 1e-8:
-            pop = stationary_distribution(k)
+            pop = spectrum(k).stationary
     return np.argsort(-pop, kind="stable")
 
 
