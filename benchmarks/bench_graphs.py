@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gdyn.graph import NeighbourSearch
+
 ROOT = Path(__file__).resolve().parents[1]
 TOY_L = 6.5
 LIQUID_DENSITY = 0.0213  # atoms / A^3: liquid argon near its triple point
@@ -208,8 +210,6 @@ def timed(fn: Callable[[], object]) -> tuple[float, float, object]:
 
 
 def ours(coords: np.ndarray, lattices: np.ndarray, m: int):
-    from gdyn.graph import NeighbourSearch
-
     search = NeighbourSearch(m)
     index = np.empty((len(coords), coords.shape[1], m), np.int32)
     dist = np.empty((len(coords), coords.shape[1], m), np.float32)

@@ -133,7 +133,7 @@ def matmul_rate(device, seconds: float = 1.0, n: int = 2048) -> float:
 
 def _train_step(model, opt, problem, pairs, perm, batch_pairs: int, device, b: int) -> None:
     """One full training step on batch ``b`` of lag-1 pairs (as gdyn.train.fit does it)."""
-    from gdyn.vamp import vamp2_loss
+    from gdyn.models.vamp import vamp2_loss
 
     ids = (np.arange(batch_pairs) + b * batch_pairs) % pairs.n_pairs
     piece, t = pairs.lookup(perm(ids))
@@ -152,9 +152,10 @@ def throughput(args: argparse.Namespace) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from gdyn import train as gt
+    from gdyn.cli.train import tune_malloc
 
     torch.set_num_threads(args.threads)
-    gt.tune_malloc()  # as gdyn.train.train does
+    tune_malloc()  # as gdyn train does
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(f"machine: {machine()}")
     print("| system | N | M | device | batch (pairs) | FLOPs/pair | pairs/s | model GFLOP/s "
@@ -228,9 +229,10 @@ def memory_child(args: argparse.Namespace) -> None:
     import torch
 
     from gdyn import train as gt
+    from gdyn.cli.train import tune_malloc
 
     torch.set_num_threads(1)
-    gt.tune_malloc()
+    tune_malloc()
     root = Path(args.root)
     parts = {"train": [root / "split" / "long.npz"], "val": [root / "split" / "short.npz"],
              "test": [root / "split" / "short.npz"]}
@@ -299,12 +301,12 @@ def _site_labels(pieces: list[Path]) -> dict[str, tuple[int, np.ndarray]]:
 
 
 def defaults(args: argparse.Namespace) -> None:
-    import torch
     import yaml
 
     from gdyn import train as gt
+    from gdyn.cli.train import set_process_state
 
-    torch.set_num_threads(args.threads)
+    set_process_state(args.threads)  # what gdyn train sets before training
     toy = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["systems"]["toy"]
     toy_settings = {k: v for k, v in toy["train"].items() if k not in ("lags_ps", "models")}
     # frame_stride joins the config with the schema change that allows it (see BENCHMARKS.md).
@@ -347,7 +349,7 @@ def defaults(args: argparse.Namespace) -> None:
             resolved = gt.resolve_settings(settings)
             t0 = time.perf_counter()
             res = gt.train("gdynet", out, 2, args.lag, parts, graphs, settings,
-                           threads=args.threads, progress=False)
+                           progress=False)
             wall = time.perf_counter() - t0
             problem = gt.prepare("gdynet", 2, args.lag, parts, graphs, resolved)
             n_pairs = gt.PairIndex(problem.parts["train"], problem.lag_frames).n_pairs

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gdyn import conduction as cd
+from gdyn.analysis import transport as cd
 from gdyn.cli import main
 
 DT = 0.1  # ps per frame

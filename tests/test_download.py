@@ -105,7 +105,7 @@ def test_server_that_never_answers_times_out(tmp_path):
 
 
 def test_offline_cli_one_line_exit_2(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("gdyn.cli.STAGES", ("download",))  # independent of other stages
+    monkeypatch.setattr("gdyn.cli.STAGES", ("data",))  # independent of other stages
     with socket.socket() as s:  # a port with nobody listening
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -8,7 +8,9 @@ import json
 import numpy as np
 import pytest
 
-import gdyn.graph as G
+import gdyn.cli.graphs as cli_graphs
+import gdyn.graph.search as graph_search
+import gdyn.graph.store as graph_store
 from gdyn.cli import main
 from gdyn.errors import InputError
 from gdyn.graph import NeighbourSearch, build_store, nearest_neighbours, open_store
@@ -94,13 +96,29 @@ def save_split(path, coords, lattices, targets, **extras):
     )
 
 
+class VesinWrapper:
+    """The half list of gdyn.graph._vesin through vesin's public Python API (the reference
+    the C-API shim must agree with; see that module's removal condition)."""
+
+    def __init__(self) -> None:
+        import vesin
+
+        self._calc = vesin.NeighborList(cutoff=1.0, full_list=False, n_threads=1)
+
+    def __call__(
+        self, coords: np.ndarray, lattice: np.ndarray, cutoff: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self._calc.cutoff = float(cutoff)
+        return self._calc.compute(coords, lattice, True, "ijd", copy=False)
+
+
 @pytest.fixture(params=["cells", "images", "wrapper"])
 def path(request, monkeypatch):
-    """Run a test through vesin cell lists (called directly, or through vesin's own Python
-    wrapper as with older vesin) and through the batched image brute force."""
-    monkeypatch.setattr(G, "SMALL_WORK", 10**12 if request.param == "images" else 0)
+    """Run a test through vesin cell lists (called directly through vesin's C API, or
+    through vesin's public Python wrapper) and through the batched image brute force."""
+    monkeypatch.setattr(graph_search, "SMALL_WORK", 10**12 if request.param == "images" else 0)
     if request.param == "wrapper":
-        monkeypatch.setattr(G._VesinHalfList, "create", staticmethod(G._VesinWrapper))
+        monkeypatch.setattr(graph_search, "VesinHalfList", VesinWrapper)
     return request.param
 
 
@@ -212,7 +230,7 @@ def test_adapted_cutoff_stays_exact_when_density_jumps(path):
 def test_candidate_just_beyond_the_cutoff_still_wins_a_float32_tie(monkeypatch):
     """Atom 1 lies 1e-12 A beyond the cutoff but rounds to the same float32 distance as
     atom 2 inside it; the (distance, id) order must still pick atom 1."""
-    monkeypatch.setattr(G, "SMALL_WORK", 0)  # the cell-list path has a cutoff to miss by
+    monkeypatch.setattr(graph_search, "SMALL_WORK", 0)  # the cell-list path has a cutoff to miss by
     lat = np.eye(3) * 20.0
     x = np.array([[0.0, 0.0, 0.0], [2.0 + 1e-12, 0.0, 0.0], [0.0, 2.0, 0.0]])
     search = NeighbourSearch(1)
@@ -345,11 +363,11 @@ def test_seeded_ties_agree_across_search_paths(monkeypatch):
     results = []
     for param in ("cells", "images", "wrapper"):
         with monkeypatch.context() as mp:
-            mp.setattr(G, "SMALL_WORK", 10**12 if param == "images" else 0)
+            mp.setattr(graph_search, "SMALL_WORK", 10**12 if param == "images" else 0)
             if param == "wrapper":
-                mp.setattr(G._VesinHalfList, "create", staticmethod(G._VesinWrapper))
+                mp.setattr(graph_search, "VesinHalfList", VesinWrapper)
             if param == "images":
-                mp.setattr(G, "SMALL_BATCH_BYTES", 1)  # one frame per batch
+                mp.setattr(graph_search, "SMALL_BATCH_BYTES", 1)  # one frame per batch
             batch = NeighbourSearch(12).frames(x, lattices, tie_seeds=seeds)
             single = [
                 nearest_neighbours(x[f], lat, 12, tie_seed=int(seeds[f])) for f in range(len(x))
@@ -510,7 +528,7 @@ def test_store_round_trip_in_chunks(tmp_path, monkeypatch, threads, path):
     path = tmp_path / "piece.npz"
     save_split(path, coords, lattices, [0, 5], source=np.array("traj7"), frame_offset=np.array(40))
     # Force several chunks so chunk boundaries and buffer reuse are exercised.
-    monkeypatch.setattr(G, "CHUNK_BYTES", 24 * 12 * 8 * 2)
+    monkeypatch.setattr(graph_store, "CHUNK_BYTES", 24 * 12 * 8 * 2)
     meta = build_store(
         load_trajectory(path), tmp_path / "store", 12, threads=threads, progress=False
     )
@@ -573,10 +591,10 @@ def test_store_seeds_ties_with_the_raw_frame_index(
     piece = tmp_path / "piece.npz"
     save_split(piece, coords, lattices, [0], frame_offset=np.array(offset))
     frame_bytes = 5 * 24 + 2 * 5 * 12 * 4
-    monkeypatch.setattr(G, "CHUNK_BYTES", chunk_frames * frame_bytes)
-    monkeypatch.setattr(G, "PROGRESS_BLOCK", block)
+    monkeypatch.setattr(graph_store, "CHUNK_BYTES", chunk_frames * frame_bytes)
+    monkeypatch.setattr(graph_store, "PROGRESS_BLOCK", block)
     if block == 3:
-        monkeypatch.setattr(G, "SMALL_BATCH_BYTES", 1)  # image path: one frame per batch
+        monkeypatch.setattr(graph_search, "SMALL_BATCH_BYTES", 1)  # image path: one frame per batch
     meta = build_store(load_trajectory(piece), tmp_path / "s", 12, threads=threads, progress=False)
     assert meta["tie_seed"] == "raw_frame_index"
     store = open_store(tmp_path / "s")
@@ -595,6 +613,30 @@ def test_store_seeds_ties_with_the_raw_frame_index(
     args = ["graphs", str(piece), str(out), "--n-neighbors", "12", "--n-conv", "2", "--quiet"]
     assert main([*args, "--threads", str(threads)]) == 0
     np.testing.assert_array_equal(open_store(out).index, store.index)
+
+
+def test_after_block_runs_after_every_block_and_the_cli_trims_the_heap(tmp_path, monkeypatch):
+    """The library's per-block hook (pruning pass and build), which ``gdyn graphs`` uses
+    for its process-wide heap trim; the store does not depend on it."""
+    rng = np.random.default_rng(61)
+    coords, lattices = make_trajectory(rng, 10, 30, "orthogonal", 8.0)
+    piece = tmp_path / "piece.npz"
+    save_split(piece, coords, lattices, [0])
+    monkeypatch.setattr(graph_store, "PROGRESS_BLOCK", 3)
+    calls: list[int] = []
+    traj = load_trajectory(piece)
+    build_store(
+        traj, tmp_path / "a", 6, n_conv=2, progress=False, after_block=lambda: calls.append(1)
+    )
+    assert len(calls) == 2 * 4  # ceil(10 / 3) blocks, in the pruning pass and the build
+    build_store(traj, tmp_path / "b", 6, n_conv=2, progress=False)
+    for name in ("index.npy", "distance.npy", "rows.npy"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    trims: list[int] = []
+    monkeypatch.setattr(cli_graphs, "_trim_heap", lambda: trims.append(1))
+    args = ["graphs", str(piece), str(tmp_path / "c"), "--n-neighbors", "6", "--all-rows"]
+    assert main([*args, "--quiet"]) == 0
+    assert len(trims) == 4
 
 
 def test_pruning_follows_the_seeded_tie_choice(tmp_path, path):

@@ -209,7 +209,7 @@ def test_select_targets_errors():
 
 
 def test_cli_import(extxyz, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("gdyn.cli.STAGES", ("importers",))
+    monkeypatch.setattr("gdyn.cli.STAGES", ("data",))
     path, pos, _ = extxyz
     out = tmp_path / "c.npz"
     assert main(["import", str(path), str(out), "--targets", "element:Li",

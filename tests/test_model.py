@@ -1,5 +1,6 @@
-"""GDyNet model: Gaussian edges, the convolution against the paper's concatenated form,
-flat batching, pruning exactness and equivariance (permutation, translation, rotation)."""
+"""GDyNet model (gdyn.models.gdynet): Gaussian edges, the convolution against the paper's
+concatenated form, flat batching, pruning exactness and equivariance (permutation,
+translation, rotation)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from gdyn.model import GatedConv, GaussianExpansion, GDyNet, GraphBatch, n_gaussians
+from gdyn.models.gdynet import (
+    GatedConv,
+    GaussianExpansion,
+    GDyNetModule,
+    GraphBatch,
+    n_gaussians,
+)
 
 
 def periodic_neighbours(
@@ -81,9 +88,9 @@ def _cell(seed: int, n_atoms: int = 9, a: float = 6.0) -> tuple[np.ndarray, np.n
     return coords, lattice, types
 
 
-def _model(n_states: int = 3, n_gauss: int = 30, **kw) -> GDyNet:
+def _model(n_states: int = 3, n_gauss: int = 30, **kw) -> GDyNetModule:
     torch.manual_seed(0)
-    return GDyNet(n_states=n_states, n_gauss=n_gauss, **kw).double().eval()
+    return GDyNetModule(n_states=n_states, n_gauss=n_gauss, **kw).double().eval()
 
 
 def test_gaussian_expansion_is_eq7() -> None:
@@ -170,7 +177,7 @@ def test_pruned_rows_are_exact_for_targets(n_conv: int) -> None:
 
 
 def _outputs(coords: np.ndarray, lattice: np.ndarray, types: np.ndarray, targets: np.ndarray,
-             model: GDyNet) -> torch.Tensor:
+             model: GDyNetModule) -> torch.Tensor:
     index, dist = periodic_neighbours(coords, lattice, 12)
     return model(batch_from_graphs(types, index, dist, targets))
 

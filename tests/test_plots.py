@@ -13,15 +13,19 @@ import re
 import zlib
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.linalg import expm
 
-from gdyn import cli, compare, plots
+from gdyn import cli, compare, layout, plots
 from gdyn import config as gc
+from gdyn.cli import figures as figures_cli
 
 ROOT = Path(__file__).resolve().parents[1]
+# The library selects no backend (gdyn.cli.main sets MPLBACKEND); tests that draw do.
+matplotlib.use("Agg")
 
 
 # ----------------------------------------------------------------------------- validators
@@ -301,6 +305,13 @@ def test_wiring_requests_what_each_figure_draws() -> None:
         plots.figure_input_paths("fig3", systems)
 
 
+def test_cli_choices_match_the_builders() -> None:
+    # gdyn.cli.figures builds its parser from gdyn.layout without importing gdyn.plots.
+    assert sorted(layout.FIGURES) == sorted(plots.FIGURE_BUILDERS)
+    assert sorted(layout.TABLES) == sorted(plots.TABLE_BUILDERS)
+    assert figures_cli.PNG_DPI == plots.style.PNG_DPI
+
+
 # ----------------------------------------------------------------------------- figures
 
 
@@ -361,7 +372,7 @@ def test_ck_needs_a_single_tau(data: Path, tmp_path: Path) -> None:
 
 
 def test_time_axis_switches_to_ns() -> None:
-    from gdyn import style
+    from gdyn.plots import style
 
     assert style.time_unit(40.0) == ("ps", 1.0)
     assert style.time_unit(3000.0) == ("ns", 1e-3)

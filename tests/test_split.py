@@ -115,7 +115,7 @@ def test_only_the_window_is_read(tmp_path):
 
 
 def test_cli(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("gdyn.cli.STAGES", ("split",))
+    monkeypatch.setattr("gdyn.cli.STAGES", ("data",))
     raw = tmp_path / "peo-traj-a.npz"
     write_raw(raw, F=20)
     out = tmp_path / "split" / "train" / "peo-traj-a.npz"

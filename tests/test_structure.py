@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 from scipy.special import erf, sph_harm_y
 
-from gdyn import structure as st
+from gdyn import analysis as st
 from gdyn.cli import main
+from gdyn.errors import InputError
 
 FCC_BASIS = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
 TET_SITE = np.array([0.25, 0.25, 0.25])
@@ -199,7 +200,7 @@ def test_charge_integral_of_gaussian_peaks_is_analytic(tmp_path: Path) -> None:
 def test_charge_needs_centre_rdf() -> None:
     df = pd.DataFrame({"state": 0, "element": "O", "r_A": [1.0, 2.0], "g": [0.0, 1.0],
                        "n_coord": [0.0, 1.0]})
-    with pytest.raises(st.InputError, match="RDF of N"):
+    with pytest.raises(InputError, match="RDF of N"):
         st.charge_table(df, {"center": "N", "charges": {"Li": 1, "N": -1}}, "rdf.csv")
 
 
@@ -322,7 +323,7 @@ def test_summary_state_order_wins(tmp_path: Path) -> None:
                                rtol=1e-6)
     summary["state_order"] = [0, 0]
     Path(args[-1]).write_text(json.dumps(summary))
-    with pytest.raises(st.InputError, match="state_order"):
+    with pytest.raises(InputError, match="state_order"):
         st.load_analysis([args[1]], args[3:5], args[-1])
 
 
@@ -381,7 +382,7 @@ def test_wrong_probs_shape_is_named(tmp_path: Path) -> None:
     summary = json.loads(Path(args[-1]).read_text())
     summary["probs_test"] = str(bad)
     Path(args[-1]).write_text(json.dumps(summary))
-    with pytest.raises(st.InputError, match="expected 1 target sets"):
+    with pytest.raises(InputError, match="expected 1 target sets"):
         st.load_analysis([args[1]], [str(bad)], args[-1])
 
 

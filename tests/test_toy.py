@@ -203,9 +203,10 @@ def test_settings_errors_name_the_key() -> None:
         toy.steps_per_frame(toy.parse_settings({"timestep_fs": 3.0}), 0.1)
 
 
-def test_bad_platform_is_a_clear_error(tmp_path: Path) -> None:
+def test_bad_platform_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from gdyn.cli import main
 
+    monkeypatch.setattr("gdyn.cli.STAGES", ("toy",))  # independent of other stages
     with pytest.raises(toy.SimulationError, match=r"'NoSuchPlatform' is not available.*Reference"):
         toy.make_context(S, np.zeros((1, 3)), platform="NoSuchPlatform")
     status = main(["simulate-toy", str(tmp_path / "j.npz"), "--li", "0", "--platform", "NoSuch"])
@@ -215,10 +216,56 @@ def test_bad_platform_is_a_clear_error(tmp_path: Path) -> None:
 def test_missing_openmm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from gdyn.cli import main
 
+    monkeypatch.setattr("gdyn.cli.STAGES", ("toy",))  # independent of other stages
     monkeypatch.setitem(sys.modules, "openmm", None)  # makes `import openmm` fail
     with pytest.raises(toy.SimulationError, match=r"OpenMM is not installed.*pip install openmm"):
         toy.simulate(S, [0], 0.1, progress=False)
     assert main(["simulate-toy", str(tmp_path / "j.npz"), "--li", "0"]) == 1
+
+
+def test_import_gdyn_toy_does_not_import_openmm() -> None:
+    code = (
+        "import sys, gdyn.toy, gdyn.cli.toy; "
+        "heavy = {'openmm', 'torch', 'matplotlib', 'tqdm'} & set(sys.modules); "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_cli_job_cell_sites_energy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from gdyn.cli import main
+    from gdyn.trajectory import load_trajectory
+
+    monkeypatch.setattr("gdyn.cli.STAGES", ("toy",))  # independent of other stages
+    settings = json.dumps({"n_li": 3, "duration_ps": 2.0, "equilibration_ps": 0.1})
+    job = tmp_path / "job.npz"
+    assert main(["simulate-toy", str(job), "--li", "0,2", "--settings", settings]) == 0
+    data, s = toy.load_job(job)
+    assert s.n_li == 3 and data["li_coords"].shape == (20, 2, 3)
+    assert data["li_index"].tolist() == [0, 2]
+
+    cell = tmp_path / "li002.npz"
+    assert main(["toy-cell", str(job), str(cell), "--li", "2"]) == 0
+    raw = load_trajectory(cell)
+    assert raw.atom_types.tolist() == [3, 16, 16, 16, 16] and raw.frame_interval_ps == 0.1
+    np.testing.assert_array_equal(raw.traj_coords[:, 0], data["li_coords"][:, 1])
+    assert main(["toy-cell", str(job), str(tmp_path / "x.npz"), "--li", "1"]) == 2
+    assert "expected to contain Li 1" in capsys.readouterr().err
+
+    assert main(["toy-sites", str(cell), str(cell), "--lag-ps", "0.1", "--stop", "0.5"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["n_trajectories"] == 2 and stats["li_ns"] == pytest.approx(2 * 10 * 0.1 / 1000)
+    assert main(["toy-sites", str(cell), "--start", "0.5", "--stop", "0.5"]) == 2
+
+    csv, png = tmp_path / "energy.csv", tmp_path / "energy.png"
+    assert main(["toy-energy", str(csv), "--png", str(png), "--points", "31"]) == 0
+    assert "tet 1.09 meV" in capsys.readouterr().out
+    lines = csv.read_text().splitlines()
+    assert lines[0] == "path_coordinate_A,energy_meV,site,polyhedron" and len(lines) == 32
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ------------------------------------------------------------------ dynamics

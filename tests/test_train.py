@@ -81,6 +81,15 @@ def write_piece(root: Path, part: str, name: str, coords: np.ndarray, label: np.
     return split, gdir
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, as `gdyn train --threads 1` (the library leaves threads alone)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Two trajectories of 3000 frames: first halves train (li000) / val (li001), second
@@ -132,7 +141,7 @@ def test_settings_are_checked() -> None:
 
 
 def test_gdynet_recovers_the_two_states(toy: dict, tmp_path: Path) -> None:
-    res = gt.train("gdynet", tmp_path, 2, "1ps", toy["parts"], toy["graphs"], FAST, threads=1,
+    res = gt.train("gdynet", tmp_path, 2, "1ps", toy["parts"], toy["graphs"], FAST,
                    progress=False)
     assert res["best_val_vamp2"] > 1.3  # two-state optimum: 1 + (0.97^10)^2 = 1.54
     for part in ("val", "test"):
@@ -195,7 +204,7 @@ def test_vampnet_baseline_outputs(toy: dict, tmp_path: Path) -> None:
 
 def _run(toy: dict, outdir: Path, settings: dict, stop: int | None = None) -> dict:
     return gt.train("gdynet", outdir, 2, "1ps", toy["parts"], toy["graphs"], settings,
-                    threads=1, progress=False, stop_after_batches=stop)
+                    progress=False, stop_after_batches=stop)
 
 
 @pytest.mark.parametrize("every_s", [1e9, 0.0], ids=["epoch-checkpoints", "batch-checkpoints"])

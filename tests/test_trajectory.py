@@ -200,7 +200,7 @@ def test_member_shorter_than_its_header_says(tmp_path):
 
 def test_cli_check_and_copy(tmp_path, capsys, monkeypatch):
     # only this stage's subcommands: the test must not depend on other stages importing
-    monkeypatch.setattr("gdyn.cli.STAGES", ("trajectory",))
+    monkeypatch.setattr("gdyn.cli.STAGES", ("data",))
     src = tmp_path / "in.npz"
     np.savez_compressed(src, **make(), frame_interval_ps=np.array(0.1))
     out = tmp_path / "raw" / "copy.npz"
@@ -219,3 +219,86 @@ def test_cli_check_and_copy(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("gdyn check: error: ") and "target_index" in err[0]
     assert not bad_out.exists()
+
+
+# --------------------------------------------------------------------------------------
+# Slicing frames: traj[a:b]
+
+
+def _saved(tmp_path, F=10, N=5, **extras) -> Trajectory:
+    a = make(F=F, N=N)
+    a["lattices"] = a["lattices"] + np.arange(F)[:, None, None] * 1e-3  # frames differ
+    path = tmp_path / "s.npz"
+    save_trajectory(path, Trajectory(**{k: a[k] for k in T.REQUIRED_KEYS}, extras=extras))
+    return load_trajectory(path)
+
+
+def test_slice_values_extras_and_offset(tmp_path):
+    F = 10
+    site = np.arange(F * 2, dtype=np.int8).reshape(F, 2)
+    t = _saved(tmp_path, F=F, site_label=site, per_atom=np.arange(5),
+               frame_interval_ps=np.array(0.5), source=np.array("raw"))
+    s = t[2:7]
+    assert isinstance(s, Trajectory) and s.n_frames == 5 and s.n_atoms == t.n_atoms
+    np.testing.assert_array_equal(s.traj_coords, np.asarray(t.traj_coords)[2:7])
+    np.testing.assert_array_equal(s.lattices, np.asarray(t.lattices)[2:7])
+    np.testing.assert_array_equal(s.extras["site_label"], site[2:7])  # per-frame: sliced
+    np.testing.assert_array_equal(s.extras["per_atom"], np.arange(5))  # not per-frame: kept
+    assert s.frame_interval_ps == 0.5 and str(s.extras["source"]) == "raw"
+    assert s.atom_types is t.atom_types and s.target_index is t.target_index
+    assert s.path == t.path
+    # frame f of the slice is raw frame frame_offset + f, also for a slice of a slice
+    assert s.extras["frame_offset"].dtype == np.int64 and int(s.extras["frame_offset"]) == 2
+    ss = s[1:3]
+    assert ss.frame_offset == 3 and int(ss.extras["frame_offset"]) == 3
+    np.testing.assert_array_equal(ss.traj_coords, np.asarray(t.traj_coords)[3:5])
+    np.testing.assert_array_equal(ss.extras["site_label"], site[3:5])
+    # an existing frame_offset keeps its place among the extras (member order of a file)
+    assert list(ss.extras) == list(s.extras)
+    assert t.frame_offset == 0 and "frame_offset" not in t.extras  # the original untouched
+
+
+def test_slice_is_a_view_of_the_memory_map(tmp_path):
+    t = _saved(tmp_path, site_label=np.zeros((10, 1), dtype=np.int8))
+    s = t[3:8]
+    for got, base in [(s.traj_coords, t.traj_coords), (s.lattices, t.lattices),
+                      (s.extras["site_label"], t.extras["site_label"])]:
+        assert isinstance(got, np.memmap) and np.shares_memory(got, base)
+        assert not got.flags.writeable
+
+
+def test_slice_bounds_follow_python(tmp_path):
+    t = _saved(tmp_path, F=10)
+    coords = np.asarray(t.traj_coords)
+    cases = [(slice(None, None), 0, 10), (slice(-3, None), 7, 10), (slice(None, -4), 0, 6),
+             (slice(2, 100), 2, 10), (slice(-100, 2), 0, 2), (slice(4, 4), 4, 4),
+             (slice(8, 3), 8, 8), (slice(3, 8, 1), 3, 8)]
+    for sl, lo, hi in cases:
+        s = t[sl]
+        assert s.n_frames == hi - lo, sl
+        assert s.frame_offset == lo, sl
+        np.testing.assert_array_equal(s.traj_coords, coords[lo:hi])
+        assert s.lattices.shape[0] == hi - lo
+
+
+def test_slice_errors(tmp_path):
+    t = _saved(tmp_path, F=10)
+    for step in (2, -1):
+        with pytest.raises(ValueError, match=f"step 1, got step {step}"):
+            t[::step]
+    with pytest.raises(TypeError, match=r"expected a slice of frames.*traj\[i:i \+ 1\]"):
+        t[3]
+    with pytest.raises(TypeError, match="expected a slice of frames"):
+        t[np.array([1, 2])]
+
+
+def test_data_modules_import_no_heavy_libraries():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gdyn.trajectory, gdyn.split, gdyn.download, gdyn.importers, "
+        "gdyn.cli.data; heavy = {'torch', 'matplotlib', 'openmm', 'MDAnalysis', 'ase', "
+        "'requests'} & set(sys.modules); assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -8,7 +8,7 @@ import torch
 from deeptime.decomposition.deep import vamp_score as deeptime_vamp_score
 
 from gdyn.errors import InputError
-from gdyn.vamp import CovarianceAccumulator, vamp2_loss, vamp2_score
+from gdyn.models.vamp import CovarianceAccumulator, vamp2_loss, vamp2_score
 
 
 def exact_pairs(p: np.ndarray, total: int) -> tuple[np.ndarray, np.ndarray]:

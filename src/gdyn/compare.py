@@ -5,12 +5,12 @@ headline number with the paper's value, this run's value (with its 95% CI where 
 analysis has one), and the data source of each, so that a simulated toy is never mistaken
 for the paper's trajectory. Systems take the role of the paper's toy, Si-Au or PEO/LiTFSI
 system by the figures their config lists (``fig2`` -> toy, ...) or, failing that, by name.
-Rows of a role no configured system plays say "not run in this config".
+Rows of a role no configured system plays say "not run in this config". The ``gdyn
+compare`` command is in :mod:`gdyn.cli.figures`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -21,7 +21,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gdyn import config as gc
+from gdyn import layout
 from gdyn.errors import InputError
+from gdyn.files import write_csv, write_text
+from gdyn.plots.io import charge_per_state, read_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,8 +126,6 @@ class Context:
         return self.cache[p]
 
     def csv(self, key: str, kind: str) -> pd.DataFrame | None:
-        from gdyn.plots import read_table
-
         p = self.path(key)
         if p is None:
             return None
@@ -147,12 +148,6 @@ def system_roles(systems: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str
     return out
 
 
-def analysed(settings: Mapping[str, Any]) -> tuple[str, int]:
-    """(model, n_states) of the Koopman model the structure analyses use."""
-    k = settings.get("koopman", {})
-    return str(k.get("model", "gdynet")), int(k.get("n_states", 2))
-
-
 def _toy_models(settings: Mapping[str, Any]) -> dict[str, tuple[str, int]]:
     counts = gc.model_state_counts(settings)
     out = {}
@@ -167,36 +162,40 @@ def _toy_models(settings: Mapping[str, Any]) -> dict[str, tuple[str, int]]:
 
 
 def comparison_inputs(
-    systems: Mapping[str, Mapping[str, Any]], results: str = "results"
+    systems: Mapping[str, Mapping[str, Any]], results: str = layout.RESULTS
 ) -> dict[str, str]:
     """Every file the comparison reads, as ``{"system:name": path}``.
 
     The Snakemake rule requests exactly these, so the comparison needs nothing else.
+    Paths are :mod:`gdyn.layout`'s, under ``results`` when another root is given.
     """
     roles = system_roles(systems)
     out: dict[str, str] = {}
 
-    def koopman(system: str, model: str, n: int, tables: tuple[str, ...]) -> None:
-        d = f"{results}/koopman/{system}/{model}-s{n}"
-        for t in tables:
-            out[f"{system}:{model}-s{n}:{t}"] = f"{d}/{t}"
+    def under(path: str) -> str:
+        # Same as gdyn.plots.registry.rebase; compare reads only gdyn.plots.io (no cycle).
+        return path if results == layout.RESULTS else results + path[len(layout.RESULTS) :]
+
+    def koopman(system: str, model: str, n: int, files: tuple[str, ...]) -> None:
+        for f in files:
+            out[f"{system}:{layout.model_name(model, n)}:{f}"] = under(
+                layout.koopman_file(system, model, n, f)
+            )
 
     for system in roles["toy"]:
         for model, n in _toy_models(systems[system]).values():
             koopman(system, model, n, ("summary.json", "timescales.csv"))
     for system in roles["siau"]:
-        model, n = analysed(systems[system])
+        model, n = gc.analysed(systems[system])
         koopman(system, model, n, ("summary.json", "timescales.csv"))
     for system in roles["peo"]:
         s = systems[system]
-        model, n = analysed(s)
+        model, n = gc.analysed(s)
         koopman(system, model, n, ("summary.json", "populations.csv"))
-        d = f"{results}/structure/{system}"
-        if "charge" in s.get("structure", {}):
-            out[f"{system}:charge.csv"] = f"{d}/charge.csv"
-        if "conduction" in s:
-            out[f"{system}:diffusion.csv"] = f"{d}/diffusion.csv"
-            out[f"{system}:conduction.csv"] = f"{d}/conduction.csv"
+        files = ["charge.csv"] if "charge" in s.get("structure", {}) else []
+        files += ["diffusion.csv", "conduction.csv"] if "conduction" in s else []
+        for f in files:
+            out[f"{system}:{f}"] = under(layout.structure_file(system, f))
     return out
 
 
@@ -219,7 +218,7 @@ def timescale(model_key: str, process: int, scale: float = 1.0) -> Callable[[Con
 
     def extract(ctx: Context) -> Value:
         if model_key == "analysed":
-            model, n = analysed(ctx.settings)
+            model, n = gc.analysed(ctx.settings)
         else:
             found = _toy_models(ctx.settings).get(model_key)
             if found is None:
@@ -308,7 +307,7 @@ def population(state: int) -> Callable[[Context], Value]:
     """Stationary population of ``state`` (percent) at tau* with its CI."""
 
     def extract(ctx: Context) -> Value:
-        model, n = analysed(ctx.settings)
+        model, n = gc.analysed(ctx.settings)
         if state >= n:
             return Value(status=f"{model} has {n} states: no state {state}")
         summary = ctx.json(f"{model}-s{n}:summary.json")
@@ -331,7 +330,7 @@ def population(state: int) -> Callable[[Context], Value]:
 
 
 def _tau_star(ctx: Context) -> float | None:
-    model, n = analysed(ctx.settings)
+    model, n = gc.analysed(ctx.settings)
     summary = ctx.json(f"{model}-s{n}:summary.json")
     return None if summary is None else float(summary["tau_star_ps"])
 
@@ -360,8 +359,6 @@ def state_charge(state: int) -> Callable[[Context], Value]:
     """Charge of ``state`` within its first solvation shell r* (Supp. Table 1)."""
 
     def extract(ctx: Context) -> Value:
-        from gdyn.plots import charge_per_state
-
         table = ctx.csv("charge.csv", "charge")
         if table is None:
             return Value(status="no charge analysis in this config")
@@ -564,40 +561,7 @@ def write_comparison(
     csv: str | Path | None,
 ) -> None:
     """Write the comparison Markdown (and CSV) atomically."""
-    from gdyn.files import write_csv, write_text
-
     table, text = build_comparison(systems, inputs)
     if csv is not None:
         write_csv(csv, table)
     write_text(md, text)
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object")
-    return value
-
-
-def _cmd_compare(args: argparse.Namespace) -> int:
-    inputs = args.inputs if args.inputs is not None else comparison_inputs(args.systems)
-    write_comparison(args.systems, inputs, args.md, args.csv)
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``compare`` to the ``gdyn`` CLI."""
-    p = subparsers.add_parser("compare", help="paper headline numbers beside this run's values")
-    p.add_argument("md", help="output Markdown")
-    p.add_argument("--csv", help="also write the table as CSV")
-    p.add_argument("--systems", type=_json_object, required=True, help="config 'systems' as JSON")
-    p.add_argument(
-        "--inputs",
-        type=_json_object,
-        default=None,
-        help="JSON 'system:file' -> path (default: the standard results/ paths)",
-    )
-    p.set_defaults(func=_cmd_compare)

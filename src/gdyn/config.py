@@ -14,30 +14,25 @@ from typing import Any
 import yaml
 
 from gdyn.errors import InputError
+from gdyn.layout import PARTS, lag_label, parse_lag, toy_trajectory_name
 
-PARTS: tuple[str, ...] = ("train", "val", "test")
-MODELS: tuple[str, ...] = ("gdynet", "vampnet")
+__all__ = [
+    "PARTS",
+    "SCHEMA_PATH",
+    "analysed",
+    "as_sequence",
+    "frame_interval_ps",
+    "lag_label",
+    "lag_to_frames",
+    "lags_ps",
+    "load_yaml",
+    "model_state_counts",
+    "parse_lag",
+    "split_pieces",
+    "trajectory_names",
+    "validate",
+]
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-
-
-def lag_label(lag_ps: float) -> str:
-    """Path label of a lag time: ``10.0 -> '10ps'``, ``0.5 -> '0.5ps'``, ``800 -> '800ps'``."""
-    if not math.isfinite(lag_ps) or lag_ps <= 0:
-        raise InputError(f"lag time must be a positive number of ps, got {lag_ps!r}")
-    return f"{float(lag_ps):g}ps"
-
-
-def parse_lag(label: str) -> float:
-    """Inverse of :func:`lag_label`: ``'10ps' -> 10.0``."""
-    if not label.endswith("ps"):
-        raise InputError(f"lag label must look like '10ps', got {label!r}")
-    try:
-        value = float(label[:-2])
-    except ValueError:
-        raise InputError(f"lag label must look like '10ps', got {label!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"lag label must be a positive time, got {label!r}")
-    return value
 
 
 def lag_to_frames(lag_ps: float, frame_interval_ps: float, rtol: float = 1e-6) -> int:
@@ -89,7 +84,7 @@ def trajectory_names(system: Mapping[str, Any]) -> list[str]:
     source = system["source"]
     if source == "simulate":
         n_li = int(system["simulate"]["n_li"])
-        return [f"li{i:03d}" for i in range(n_li)]
+        return [toy_trajectory_name(i) for i in range(n_li)]
     return list(system["files"].keys())
 
 
@@ -128,6 +123,17 @@ def lags_ps(system: Mapping[str, Any]) -> list[float]:
 def model_state_counts(system: Mapping[str, Any]) -> dict[str, list[int]]:
     """``{model: [n_states, ...]}`` of the models trained for this system."""
     return {m: [int(s) for s in counts] for m, counts in system["train"]["models"].items()}
+
+
+def analysed(system: Mapping[str, Any]) -> tuple[str, int]:
+    """``(model, n_states)`` whose Koopman model feeds the structure and transport analyses.
+
+    The system's ``koopman`` block: ``model`` (default ``gdynet``) and ``n_states``.
+    """
+    k = system.get("koopman") or {}
+    if "n_states" not in k:
+        raise InputError("config key 'koopman/n_states': missing (the analysed state count)")
+    return str(k.get("model", "gdynet")), int(k["n_states"])
 
 
 def frame_interval_ps(system: Mapping[str, Any]) -> float:

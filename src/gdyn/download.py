@@ -11,7 +11,6 @@ checksum is deleted.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import os
@@ -21,10 +20,23 @@ import time
 import zipfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from gdyn.errors import InputError
 from gdyn.files import atomic_path
 from gdyn.trajectory import copy_npz_uncompressed, is_compressed_npz
+
+__all__ = [
+    "CHUNK_BYTES",
+    "download",
+    "listed_md5",
+    "md5_file",
+    "normalise_md5",
+    "parse_listing",
+    "part_path",
+    "record_listing",
+    "short_reason",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +82,6 @@ def normalise_md5(md5: str, where: str = "--md5") -> str:
 
 def record_listing(url: str) -> tuple[str, str] | None:
     """(file-listing API URL, file name) for an InvenioRDM record file URL, else None."""
-    from urllib.parse import unquote
-
     m = _RECORD_FILE_RE.match(url)
     if not m:
         return None
@@ -275,33 +285,3 @@ def download(url: str, out: str | os.PathLike[str], md5: str | None = None, *,
 def _drop_empty(part: Path) -> None:
     if part.exists() and part.stat().st_size == 0:
         part.unlink()
-
-
-def _cmd_download(args: argparse.Namespace) -> int:
-    md5 = download(args.url, args.out, args.md5, timeout=args.timeout, retries=args.retries,
-                   backoff=args.backoff, use_listing=not args.no_listing)
-    print(f"{args.out}: md5 {md5}")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``gdyn download`` to the CLI."""
-    p = subparsers.add_parser(
-        "download",
-        help="fetch a file (resumable, retried, md5-verified, atomic)",
-        description="Download URL to OUT via OUT.part: resumes with HTTP Range after a "
-        "dropped connection, retries with exponential backoff, verifies the md5 (given, or "
-        "from the Materials Cloud record's file listing) and renames into place only then.",
-    )
-    p.add_argument("url")
-    p.add_argument("out", type=Path)
-    p.add_argument("--md5", default=None, metavar="HEX", help="expected md5 (hex)")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
-                   help="connect and read timeout in seconds (default 30)")
-    p.add_argument("--retries", type=int, default=5, metavar="N",
-                   help="extra attempts after a transient failure (default 5)")
-    p.add_argument("--backoff", type=float, default=2.0, metavar="S",
-                   help="first retry wait in seconds, doubling each time (default 2)")
-    p.add_argument("--no-listing", action="store_true",
-                   help="do not look up the md5 in the record's file listing")
-    p.set_defaults(func=_cmd_download)

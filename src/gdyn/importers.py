@@ -16,7 +16,6 @@ Targets (``--targets``):
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -28,6 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from gdyn.errors import InputError
+from gdyn.trajectory import Trajectory, load_trajectory, save_trajectory, validate_trajectory
+
+__all__ = ["MDA_SUFFIXES", "Source", "atomic_numbers", "import_trajectory", "open_source",
+           "select_targets"]
 
 log = logging.getLogger(__name__)
 
@@ -257,11 +260,10 @@ def _frame_interval(times: list[float | None], given: float | None, path: Path) 
 def import_trajectory(inp: str | Path, out: str | Path, targets: str, *,
                       topology: str | Path | None = None, fmt: str | None = None,
                       frame_interval_ps: float | None = None,
-                      species: Sequence[str] | None = None, progress: bool = True):
+                      species: Sequence[str] | None = None,
+                      progress: bool = True) -> Trajectory:
     """Convert ``inp`` to the trajectory format at ``out``; return the saved Trajectory."""
     from tqdm import tqdm
-
-    from gdyn.trajectory import Trajectory, save_trajectory, validate_trajectory
 
     inp, out = Path(inp), Path(out)
     src = open_source(inp, topology, fmt, species)
@@ -292,45 +294,4 @@ def import_trajectory(inp: str | Path, out: str | Path, targets: str, *,
         save_trajectory(out, traj)
     finally:
         tmp.unlink(missing_ok=True)
-    from gdyn.trajectory import load_trajectory
-
     return load_trajectory(out, validate=False)
-
-
-def _cmd_import(args: argparse.Namespace) -> int:
-    species = [s.strip() for s in args.species.split(",")] if args.species else None
-    t = import_trajectory(args.input, args.out, args.targets, topology=args.topology,
-                          fmt=args.format, frame_interval_ps=args.frame_interval_ps,
-                          species=species)
-    sets = t.target_sets
-    fi = t.frame_interval_ps
-    print(
-        f"{args.out}: {t.n_frames} frames, {t.n_atoms} atoms, {sets.shape[0]} target sets of "
-        f"{sets.shape[1]} atom(s), frame interval "
-        + (f"{fi:g} ps" if fi is not None else "unknown (set frame_interval_ps in the config)")
-    )
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``gdyn import`` to the CLI."""
-    p = subparsers.add_parser(
-        "import",
-        help="convert an ASE/MDAnalysis-readable trajectory into the gdyn format",
-        description="Convert INPUT (extended XYZ, LAMMPS dump, ... via ASE; XTC/TRR/DCD + "
-        "topology via MDAnalysis) into a trajectory .npz. Targets: element:Li, "
-        "index:0,5,7 (ranges 10-19), residue:SOL (one (k)-atom set per residue).",
-    )
-    p.add_argument("input", type=Path)
-    p.add_argument("out", type=Path)
-    p.add_argument("--targets", required=True, metavar="SPEC",
-                   help="element:SYM[,SYM], index:I[,J,K-L] or residue:NAME / molecule:NAME")
-    p.add_argument("--topology", type=Path, default=None, metavar="TOP",
-                   help="topology for MDAnalysis (PDB, GRO, ...); implies the MDAnalysis reader")
-    p.add_argument("--format", default=None, metavar="FMT",
-                   help="reader format (ASE name like extxyz, lammps-dump-text; or XTC, TRR...)")
-    p.add_argument("--frame-interval-ps", type=float, default=None, metavar="X",
-                   help="time between frames in ps (default: from the file's frame times)")
-    p.add_argument("--species", default=None, metavar="SYM,SYM",
-                   help="elements of LAMMPS atom types 1, 2, ... (dumps without 'element')")
-    p.set_defaults(func=_cmd_import)

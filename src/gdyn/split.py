@@ -1,4 +1,4 @@
-"""``gdyn split``: cut one contiguous time window of a raw trajectory into a split piece.
+"""Split pieces (``gdyn split``): one contiguous time window of a raw trajectory.
 
 A piece holds frames ``[floor(start * F), floor(stop * F))`` of the raw trajectory (see
 docs/contracts.md): the raw keys sliced, extras with a leading frame axis sliced, plus
@@ -15,14 +15,22 @@ The raw file is memory-mapped: only the window's pages are read, validated and w
 
 from __future__ import annotations
 
-import argparse
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from gdyn.errors import InputError
 from gdyn.trajectory import Trajectory, load_trajectory, save_trajectory, validate_trajectory
+
+__all__ = [
+    "PIECE_KEYS",
+    "frame_window",
+    "resolve_frame_interval",
+    "slice_trajectory",
+    "split",
+]
 
 # Fractions such as 0.3 * 10 = 3.0000000000000004 or 0.29 * 100 = 28.999999999999996 must
 # land on the frame a person expects; both sides of a boundary use the same rounding.
@@ -86,25 +94,18 @@ def resolve_frame_interval(n_frames: int, stored: float | None, name: str,
 
 def slice_trajectory(traj: Trajectory, lo: int, hi: int, frame_interval_ps: float,
                      source: str) -> Trajectory:
-    """The piece of frames [lo, hi) as views (no copy of memory-mapped data)."""
-    n = traj.n_frames
-    old_offset = int(np.asarray(traj.extras.get("frame_offset", 0)).reshape(()))
-    extras: dict[str, np.ndarray] = {}
-    for key, value in traj.extras.items():
-        if key in PIECE_KEYS:
-            continue
-        # the contract: an extra whose leading axis has F entries is per-frame
-        extras[key] = value[lo:hi] if value.ndim >= 1 and value.shape[0] == n else value
+    """The piece of frames [lo, hi) as views (no copy of memory-mapped data).
+
+    ``traj[lo:hi]`` with the piece's bookkeeping: ``frame_interval_ps``, ``frame_offset``
+    and ``source`` are stored last, in that order (the members of the written piece).
+    """
+    window = traj[lo:hi]
+    extras = {k: v for k, v in window.extras.items() if k not in PIECE_KEYS}
     extras["frame_interval_ps"] = np.asarray(float(frame_interval_ps))
-    extras["frame_offset"] = np.asarray(old_offset + lo, dtype=np.int64)
+    extras["frame_offset"] = window.extras["frame_offset"]
     extras["source"] = np.asarray(str(source))
-    return Trajectory(
-        traj_coords=traj.traj_coords[lo:hi],
-        lattices=traj.lattices[lo:hi],
-        atom_types=traj.atom_types,
-        target_index=traj.target_index,
-        extras=extras,
-    )
+    # path=None: the piece's bookkeeping is not that of the file its arrays map
+    return replace(window, extras=extras, path=None)
 
 
 def split(raw: str | Path, out: str | Path, start: float, stop: float, *,
@@ -126,37 +127,3 @@ def split(raw: str | Path, out: str | Path, start: float, stop: float, *,
     validate_trajectory(piece, f"{raw} frames [{lo}, {hi})")
     save_trajectory(out, piece)
     return piece
-
-
-def _cmd_split(args: argparse.Namespace) -> int:
-    piece = split(args.raw, args.out, args.start, args.stop,
-                  frame_interval_ps=args.frame_interval_ps, duration_ps=args.duration_ps,
-                  source=args.source)
-    off = int(piece.extras["frame_offset"])
-    print(
-        f"{args.out}: frames [{off}, {off + piece.n_frames}) of {args.raw}, "
-        f"{piece.n_frames} frames at {float(piece.extras['frame_interval_ps']):g} ps"
-    )
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``gdyn split`` to the CLI."""
-    p = subparsers.add_parser(
-        "split",
-        help="cut a contiguous time window of a trajectory into a split piece",
-        description="Write frames [floor(start*F), floor(stop*F)) of RAW to OUT (uncompressed, "
-        "memory-mappable) with frame_interval_ps, frame_offset and source.",
-    )
-    p.add_argument("raw", type=Path)
-    p.add_argument("out", type=Path)
-    p.add_argument("--start", type=float, required=True, metavar="FRAC")
-    p.add_argument("--stop", type=float, required=True, metavar="FRAC")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--frame-interval-ps", type=float, default=None, metavar="X",
-                   help="time between frames (ps)")
-    g.add_argument("--duration-ps", type=float, default=None, metavar="D",
-                   help="total duration of RAW (ps): frame interval = D / (F - 1)")
-    p.add_argument("--source", default=None,
-                   help="raw trajectory name stored in the piece (default: RAW's file stem)")
-    p.set_defaults(func=_cmd_split)

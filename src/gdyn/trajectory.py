@@ -8,12 +8,16 @@ or (n, k) (k atoms per target set, e.g. a water molecule). Every other member is
 Members of an uncompressed ``.npz`` (what ``np.savez`` and :func:`save_trajectory` write)
 are memory-mapped straight out of the zip file, so a slice of a long trajectory costs only
 the pages it touches. Compressed members cannot be mapped and are read whole.
+
+``traj[a:b]`` is the trajectory of frames ``a .. b-1``: views of the same (memory-mapped)
+arrays, per-frame extras sliced, ``frame_offset`` advanced by ``a`` so that frame ``f`` of the
+slice is still frame ``frame_offset + f`` of the raw trajectory (docs/contracts.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
+import shutil
 import struct
 import zipfile
 import zlib
@@ -24,6 +28,21 @@ from typing import Any
 import numpy as np
 
 from gdyn.errors import InputError
+from gdyn.files import atomic_path, save_npz
+
+__all__ = [
+    "REQUIRED_KEYS",
+    "Trajectory",
+    "check_trajectory",
+    "copy_npz_uncompressed",
+    "from_arrays",
+    "is_compressed_npz",
+    "load_trajectory",
+    "min_atoms_for_neighbors",
+    "read_npz",
+    "save_trajectory",
+    "validate_trajectory",
+]
 
 REQUIRED_KEYS: tuple[str, ...] = ("traj_coords", "lattices", "atom_types", "target_index")
 
@@ -68,6 +87,60 @@ class Trajectory:
         """The stored ``frame_interval_ps`` extra, or None when the file has none."""
         value = self.extras.get("frame_interval_ps")
         return None if value is None else float(np.asarray(value).reshape(()))
+
+    @property
+    def frame_offset(self) -> int:
+        """Index of frame 0 in the raw trajectory: the ``frame_offset`` extra, else 0."""
+        return int(np.asarray(self.extras.get("frame_offset", 0)).reshape(()))
+
+    def __getitem__(self, frames: slice) -> Trajectory:
+        """The frames ``traj[a:b]`` as a Trajectory of views (no copy of memory-mapped data).
+
+        Bounds follow Python slicing (negative, None, clipped to ``[0, F]``; ``b <= a`` gives
+        an empty trajectory). Extras whose leading axis has F entries are sliced, the others
+        kept as they are; ``frame_offset`` becomes ``old offset + a`` (always stored), and
+        ``path`` is kept (the arrays still map that file).
+
+        Raises
+        ------
+        TypeError
+            For anything but a slice (use ``traj[i:i + 1]`` for one frame).
+        ValueError
+            For a step other than 1: ``frame_offset`` and ``frame_interval_ps`` describe
+            consecutive frames of the raw trajectory, which a strided slice is not.
+        """
+        if not isinstance(frames, slice):
+            raise TypeError(
+                f"Trajectory: expected a slice of frames (traj[a:b]), got "
+                f"{type(frames).__name__}; use traj[i:i + 1] for one frame"
+            )
+        n = self.n_frames
+        lo, hi, step = frames.indices(n)
+        if step != 1:
+            raise ValueError(
+                f"Trajectory: expected a frame slice with step 1, got step {step} "
+                "(frame_offset and frame_interval_ps describe consecutive raw frames)"
+            )
+        window = slice(lo, max(lo, hi))
+        extras: dict[str, np.ndarray] = {}
+        for key, value in self.extras.items():
+            if key == "frame_offset":
+                extras[key] = np.asarray(self.frame_offset + lo, dtype=np.int64)
+            elif np.ndim(value) >= 1 and np.shape(value)[0] == n:
+                # the contract: an extra whose leading axis has F entries is per-frame
+                extras[key] = value[window]
+            else:
+                extras[key] = value
+        if "frame_offset" not in extras:
+            extras["frame_offset"] = np.asarray(lo, dtype=np.int64)
+        return Trajectory(
+            traj_coords=self.traj_coords[window],
+            lattices=self.lattices[window],
+            atom_types=self.atom_types,
+            target_index=self.target_index,
+            extras=extras,
+            path=self.path,
+        )
 
     def arrays(self) -> dict[str, np.ndarray]:
         """All members (required keys first, then extras) as a name -> array dict."""
@@ -366,8 +439,6 @@ def copy_npz_uncompressed(src: str | Path, dest: str | Path) -> None:
     ``dest`` is written in place (wrap it in :func:`gdyn.files.atomic_path`). The zip CRC of
     each member is checked while reading, so a corrupt ``src`` raises :class:`InputError`.
     """
-    import shutil
-
     try:
         with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED,
                                                           allowZip64=True) as zout:
@@ -383,53 +454,41 @@ def copy_npz_uncompressed(src: str | Path, dest: str | Path) -> None:
 
 def save_trajectory(path: str | Path, traj: Trajectory) -> None:
     """Write ``traj`` to ``path`` as an uncompressed (memory-mappable) ``.npz``, atomically."""
-    from gdyn.files import save_npz
-
     save_npz(path, compressed=False, **traj.arrays())
 
 
 # --------------------------------------------------------------------------------------
-# CLI
+# Checking a file (``gdyn check``)
 
 
-def _cmd_check(args: argparse.Namespace) -> int:
-    from gdyn.files import atomic_path
+def check_trajectory(path: str | Path, n_neighbors: int | None = None,
+                     copy_to: str | Path | None = None) -> Trajectory:
+    """Validate the trajectory file ``path``; optionally store it uncompressed at ``copy_to``.
 
-    if args.copy_to:
-        # copy first (streaming, so a compressed input is never held in memory whole), then
-        # validate the memory-mapped copy; atomic_path drops the copy if validation fails
-        with atomic_path(args.copy_to, suffix=".npz") as tmp:
-            copy_npz_uncompressed(args.traj, tmp)
-            traj = load_trajectory(tmp, mmap=True, validate=False)
-            validate_trajectory(traj, str(args.traj), n_neighbors=args.n_neighbors)
-            del traj  # release the memmaps before the rename
-        traj = load_trajectory(args.copy_to, mmap=True, validate=False)
-    else:
-        traj = load_trajectory(args.traj, mmap=True, validate=False)
-        validate_trajectory(traj, str(args.traj), n_neighbors=args.n_neighbors)
-    sets = traj.target_sets
-    fi = traj.frame_interval_ps
-    print(
-        f"{args.traj}: ok: {traj.n_frames} frames, {traj.n_atoms} atoms, "
-        f"{sets.shape[0]} target sets of {sets.shape[1]} atom(s)"
-        + (f", frame interval {fi:g} ps" if fi is not None else "")
-    )
-    if args.copy_to:
-        print(f"copied (uncompressed) to {args.copy_to}")
-    return 0
+    Parameters
+    ----------
+    path
+        Trajectory ``.npz`` (compressed or not).
+    n_neighbors
+        Also check that M = ``n_neighbors`` neighbours per atom exist.
+    copy_to
+        Where to write an uncompressed (memory-mappable) copy, atomically: the copy appears
+        only when ``path`` is valid.
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``gdyn check`` to the CLI."""
-    p = subparsers.add_parser(
-        "check",
-        help="validate a trajectory .npz (optionally copy it uncompressed)",
-        description="Validate a trajectory .npz in the Materials Cloud schema. Exit 0 when "
-        "valid, 2 with a one-line reason otherwise.",
-    )
-    p.add_argument("traj", type=Path, help="trajectory .npz")
-    p.add_argument("--n-neighbors", type=int, default=None, metavar="M",
-                   help="also check that M neighbours per atom exist")
-    p.add_argument("--copy-to", type=Path, default=None, metavar="OUT.npz",
-                   help="after validation write an uncompressed copy here (atomically)")
-    p.set_defaults(func=_cmd_check)
+    Returns
+    -------
+    Trajectory
+        The validated trajectory, memory-mapped from ``copy_to`` when given.
+    """
+    if copy_to is None:
+        traj = load_trajectory(path, mmap=True, validate=False)
+        validate_trajectory(traj, str(path), n_neighbors=n_neighbors)
+        return traj
+    # copy first (streaming, so a compressed input is never held in memory whole), then
+    # validate the memory-mapped copy; atomic_path drops the copy if validation fails
+    with atomic_path(copy_to, suffix=".npz") as tmp:
+        copy_npz_uncompressed(path, tmp)
+        traj = load_trajectory(tmp, mmap=True, validate=False)
+        validate_trajectory(traj, str(path), n_neighbors=n_neighbors)
+        del traj  # release the memmaps before the rename
+    return load_trajectory(copy_to, mmap=True, validate=False)

@@ -2,12 +2,15 @@
 import json
 import shlex
 
+from gdyn import analysis as gdyn_analysis
 from gdyn import config as gc
+from gdyn import layout as L
+from gdyn import models as gdyn_models
 from gdyn import plots as gdyn_plots
 
 SYSTEMS = config["systems"]
 EXECUTION = config.get("execution", {})
-PARTS = list(gc.PARTS)
+PARTS = list(L.PARTS)
 GDYN_ENV = "../../envs/gdyn.yaml"
 
 
@@ -27,8 +30,8 @@ LOCAL = _systems_by_source("local")
 
 wildcard_constraints:
     system=_alternatives(list(SYSTEMS)),
-    part="train|val|test",
-    model="gdynet|vampnet",
+    part=_alternatives(PARTS),
+    model=_alternatives(gdyn_models.MODEL_KINDS),
     n_states=r"\d+",
     lag=r"[0-9]+(\.[0-9]+)?ps",
     traj=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
@@ -40,12 +43,12 @@ def settings(section, system):
 
 
 def raw_files(system):
-    return [f"results/raw/{system}/{t}.npz" for t in gc.trajectory_names(SYSTEMS[system])]
+    return [L.raw(system, t) for t in gc.trajectory_names(SYSTEMS[system])]
 
 
 def split_files(system, parts=PARTS):
     return [
-        f"results/split/{system}/{part}/{traj}.npz"
+        L.split_piece(system, part, traj)
         for part in parts
         for traj in gc.split_pieces(SYSTEMS[system], part)
     ]
@@ -53,72 +56,37 @@ def split_files(system, parts=PARTS):
 
 def graph_dirs(system, parts=PARTS):
     return [
-        f"results/graphs/{system}/{part}/{traj}"
+        L.graph_store(system, part, traj)
         for part in parts
         for traj in gc.split_pieces(SYSTEMS[system], part)
     ]
 
 
 def lag_labels(system):
-    return [gc.lag_label(x) for x in gc.lags_ps(SYSTEMS[system])]
-
-
-def model_dir(system, model, n_states, lag):
-    return f"results/models/{system}/{model}-s{n_states}-lag{lag}"
+    return [L.lag_label(x) for x in gc.lags_ps(SYSTEMS[system])]
 
 
 def model_probs(system, model, n_states, part="test"):
     """probs_{part}.npz of every lag of one (model, n_states): the input of the Koopman stage."""
-    return [
-        f"{model_dir(system, model, n_states, lag)}/probs_{part}.npz"
-        for lag in lag_labels(system)
-    ]
-
-
-def koopman_dir(system, model, n_states):
-    return f"results/koopman/{system}/{model}-s{n_states}"
-
-
-KOOPMAN_TABLES = ["timescales", "ck", "eigen", "populations"]
+    return [L.probs(system, model, n_states, lag, part) for lag in lag_labels(system)]
 
 
 def koopman_outputs(system):
     out = []
     for model, counts in gc.model_state_counts(SYSTEMS[system]).items():
         for n in counts:
-            d = koopman_dir(system, model, n)
-            out += [f"{d}/{t}.csv" for t in KOOPMAN_TABLES]
+            out += [L.koopman_table(system, model, n, t) for t in L.KOOPMAN_TABLES]
     return out
 
 
 def analysed(system):
     """(model, n_states) whose Koopman model feeds the structure and transport analyses."""
-    k = SYSTEMS[system]["koopman"]
-    return k.get("model", "gdynet"), int(k["n_states"])
+    return gc.analysed(SYSTEMS[system])
 
 
 def structure_outputs(system):
-    s = SYSTEMS[system]
-    st = s.get("structure", {})
-    d = f"results/structure/{system}"
-    out = []
-    if "rdf" in st:
-        out.append(f"{d}/rdf.csv")
-    if "charge" in st:
-        out.append(f"{d}/charge.csv")
-    if "profile" in st:
-        out.append(f"{d}/profile.csv")
-    if "snapshot_frame" in st:
-        out.append(f"{d}/snapshot.extxyz")
-    if "q3" in st:
-        out.append(f"{d}/q3.csv")
-    if "conduction" in s:
-        out += [f"{d}/diffusion.csv", f"{d}/conduction.csv"]
-    return out
-
-
-FIGURES = ["fig2", "fig3", "fig4", "fig5", "supp_fig1", "supp_fig2", "supp_fig3"]
-TABLES = ["supp_table1", "supp_table2"]
+    """Outputs of every analysis the system's config switches on (gdyn.analysis registry)."""
+    return gdyn_analysis.enabled_outputs(system, SYSTEMS[system])
 
 
 def figure_system(name):
@@ -128,12 +96,12 @@ def figure_system(name):
 
 def figure_outputs():
     out = []
-    for name in FIGURES:
+    for name in L.FIGURES:
         if figure_system(name):
-            out += [f"results/figures/{name}.pdf", f"results/figures/{name}.png"]
-    for name in TABLES:
+            out += [L.figure(name, "pdf"), L.figure(name, "png")]
+    for name in L.TABLES:
         if figure_system(name):
-            out += [f"results/tables/{name}.csv", f"results/tables/{name}.md"]
+            out += [L.table(name, "csv"), L.table(name, "md")]
     return out
 
 
@@ -143,16 +111,12 @@ def all_targets():
         out += koopman_outputs(system)
         out += structure_outputs(system)
     out += figure_outputs()
-    out.append("results/tables/paper_comparison.md")
+    out.append(L.table("paper_comparison", "md"))
     return out
 
 
-def log_path(rule_name, stem):
-    return f"results/logs/{rule_name}/{stem}.log"
-
-
-def bench_path(rule_name, stem):
-    return f"results/benchmarks/{rule_name}/{stem}.tsv"
+log_path = L.log
+bench_path = L.benchmark
 
 
 # --- data.smk: download and split parameters
@@ -212,43 +176,82 @@ def toy_job_of(system, li):
     raise ValueError(f"Li {li} is not simulated for system {system}")
 
 
-# --- structure.smk
+# --- structure.smk: one rule per entry of the gdyn.analysis registry
 
 
-def analysis_inputs(wildcards):
-    """Test split, the analysed model's probabilities at every lag, and its Koopman summary."""
-    model, n = analysed(wildcards.system)
-    return {
-        "test": split_files(wildcards.system, ["test"]),
-        "probs": model_probs(wildcards.system, model, n, "test"),
-        "summary": f"{koopman_dir(wildcards.system, model, n)}/summary.json",
-    }
+def per_model(spec):
+    """Whether an analysis is run per (model, n_states) (positions) or on the analysed one."""
+    return any("{model_name}" in name for name in spec.outputs)
 
 
-def analysis_args(wildcards, input):
-    return f"--test {' '.join(input.test)} --probs {' '.join(input.probs)} --summary {input.summary}"
+def analysis_outputs(spec):
+    """Output patterns of an analysis rule."""
+    if per_model(spec):
+        return gdyn_analysis.output_paths(spec, "{system}", "{model}", "{n_states}")
+    return gdyn_analysis.output_paths(spec, "{system}")
 
 
-ANALYSIS_RESOURCES = dict(mem_mb=4000, runtime=60)
+def analysis_log_stem(spec):
+    return "{system}-{model}-s{n_states}" if per_model(spec) else "{system}"
 
 
-def positions_inputs(wildcards):
-    """Test split, one model's probabilities at every lag, and that model's Koopman summary."""
-    return {
-        "test": split_files(wildcards.system, ["test"]),
-        "probs": model_probs(wildcards.system, wildcards.model, wildcards.n_states, "test"),
-        "summary": f"{koopman_dir(wildcards.system, wildcards.model, wildcards.n_states)}/summary.json",
-    }
+def _producer_enabled(system, filename):
+    return any(
+        filename in spec.outputs and spec.enabled(SYSTEMS[system])
+        for spec in gdyn_analysis.REGISTRY.values()
+    )
+
+
+def analysis_inputs(spec, wildcards):
+    """Test split, the model's probabilities at every lag and its Koopman summary (standard
+    inputs), other analyses' outputs it requires, and optional inputs of its options."""
+    system = wildcards.system
+    out = {}
+    if spec.standard_inputs:
+        if per_model(spec):
+            model, n = wildcards.model, wildcards.n_states
+        else:
+            model, n = analysed(system)
+        out["test"] = split_files(system, ["test"])
+        out["probs"] = model_probs(system, model, n, "test")
+        out["summary"] = L.koopman_summary(system, model, n)
+    for i, name in enumerate(spec.requires):
+        out[f"requires{i}"] = L.structure_file(system, name)
+    for opt in spec.options:
+        if opt.from_output and _producer_enabled(system, opt.from_output):
+            out[opt.dest] = L.structure_file(system, opt.from_output)
+    return out
+
+
+def analysis_command(spec, wildcards, input, output):
+    """Arguments of `gdyn <name>` in the order gdyn.cli.analysis declares them."""
+    system = wildcards.system
+    args = [spec.name]
+    args += [input[f"requires{i}"] for i in range(len(spec.requires))]
+    flagged = spec.output_flags
+    args += [path for name, path in zip(spec.outputs, output) if name not in flagged]
+    args += [f"{flagged[name]} {path}" for name, path in zip(spec.outputs, output) if name in flagged]
+    for opt in spec.options:
+        if opt.from_output and opt.dest in input.keys():
+            args.append(f"{opt.flag} {input[opt.dest]}")
+        elif opt.from_config:
+            args.append(f"{opt.flag} {settings(opt.from_config, system)}")
+    if spec.standard_inputs:
+        args.append(
+            f"--test {' '.join(input.test)} --probs {' '.join(input.probs)} "
+            f"--summary {input.summary}"
+        )
+    args.append(f"--settings {settings(spec.section, system)}")
+    return " ".join(args)
 
 
 # --- train.smk
 
-MODEL_FILES = ["model.pt", "config.json", "metrics.csv"] + [f"probs_{p}.npz" for p in PARTS]
-
-
 def model_outputs(model):
-    d = f"results/models/{{system}}/{model}-s{{n_states}}-lag{{lag}}"
-    return {f.replace(".", "_"): f"{d}/{f}" for f in MODEL_FILES}
+    return {
+        f.replace(".", "_"): L.model_file("{system}", model, "{n_states}", "{lag}", f)
+        for f in L.MODEL_FILES
+    }
 
 
 def split_args(wildcards):

@@ -8,7 +8,7 @@ rule download:
     is stored uncompressed so that later stages can memory-map it.
     """
     output:
-        "results/raw/{system}/{traj}.npz",
+        L.raw("{system}", "{traj}"),
     wildcard_constraints:
         system=_alternatives(DOWNLOADED),
     params:
@@ -34,7 +34,7 @@ rule local_trajectory:
     input:
         lambda wc: SYSTEMS[wc.system]["files"][wc.traj]["path"],
     output:
-        "results/raw/{system}/{traj}.npz",
+        L.raw("{system}", "{traj}"),
     wildcard_constraints:
         system=_alternatives(LOCAL),
     log:
@@ -58,9 +58,9 @@ rule split:
     only within one piece, so no pair straddles a split boundary.
     """
     input:
-        "results/raw/{system}/{traj}.npz",
+        L.raw("{system}", "{traj}"),
     output:
-        "results/split/{system}/{part}/{traj}.npz",
+        L.split_piece("{system}", "{part}", "{traj}"),
     params:
         start=lambda wc: split_piece(wc)[0],
         stop=lambda wc: split_piece(wc)[1],

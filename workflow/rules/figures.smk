@@ -11,7 +11,7 @@ report: "../report/workflow.rst"
 
 # Functions (not strings) for params, so that Snakemake does not read braces in a data
 # label such as "peo-traj-{a..e}" as wildcards; `_n=_name` binds the loop variable.
-for _name in FIGURES:
+for _name in L.FIGURES:
 
     rule:
         name:
@@ -19,9 +19,9 @@ for _name in FIGURES:
         input:
             unpack(lambda wc, _n=_name: gdyn_plots.figure_input_paths(_n, SYSTEMS)),
         output:
-            pdf=f"results/figures/{_name}.pdf",
+            pdf=L.figure(_name, "pdf"),
             png=report(
-                f"results/figures/{_name}.png",
+                L.figure(_name, "png"),
                 caption=f"../report/{_name}.rst",
                 category="Figures",
                 labels={
@@ -49,7 +49,7 @@ for _name in FIGURES:
             "--data-label {params.label} > {log} 2>&1"
 
 
-for _name in TABLES:
+for _name in L.TABLES:
 
     rule:
         name:
@@ -58,7 +58,7 @@ for _name in TABLES:
             unpack(lambda wc, _n=_name: gdyn_plots.figure_input_paths(_n, SYSTEMS)),
         output:
             csv=report(
-                f"results/tables/{_name}.csv",
+                L.table(_name, "csv"),
                 caption=f"../report/{_name}.rst",
                 category="Tables",
                 labels={
@@ -66,7 +66,7 @@ for _name in TABLES:
                     "system": figure_system(_name) or "not in this config",
                 },
             ),
-            md=f"results/tables/{_name}.md",
+            md=L.table(_name, "md"),
         params:
             name=_name,
             inputs=lambda wc, input: shlex.quote(json.dumps(dict(input.items()), sort_keys=True)),
@@ -93,9 +93,9 @@ rule paper_comparison:
         # Exactly the files `gdyn compare` reads.
         lambda wc: sorted(gdyn_compare.comparison_inputs(SYSTEMS).values()),
     output:
-        md="results/tables/paper_comparison.md",
+        md=L.table("paper_comparison", "md"),
         csv=report(
-            "results/tables/paper_comparison.csv",
+            L.table("paper_comparison", "csv"),
             caption="../report/paper_comparison.rst",
             category="Paper comparison",
             labels={"item": "paper comparison", "system": ", ".join(SYSTEMS)},

@@ -5,9 +5,9 @@
 rule graphs:
     """Neighbour index (int32) and distance (float32) arrays (F, N', M), memory-mapped."""
     input:
-        "results/split/{system}/{part}/{traj}.npz",
+        L.split_piece("{system}", "{part}", "{traj}"),
     output:
-        directory("results/graphs/{system}/{part}/{traj}"),
+        directory(L.graph_store("{system}", "{part}", "{traj}")),
     params:
         n_neighbors=lambda wc: SYSTEMS[wc.system]["graph"]["n_neighbors"],
         prune=lambda wc: (

@@ -6,15 +6,15 @@ rule koopman:
     input:
         probs=lambda wc: model_probs(wc.system, wc.model, wc.n_states, "test"),
     output:
-        timescales="results/koopman/{system}/{model}-s{n_states}/timescales.csv",
-        ck="results/koopman/{system}/{model}-s{n_states}/ck.csv",
-        eigen="results/koopman/{system}/{model}-s{n_states}/eigen.csv",
-        populations="results/koopman/{system}/{model}-s{n_states}/populations.csv",
-        summary="results/koopman/{system}/{model}-s{n_states}/summary.json",
+        **{
+            t: L.koopman_table("{system}", "{model}", "{n_states}", t)
+            for t in L.KOOPMAN_TABLES
+        },
+        summary=L.koopman_summary("{system}", "{model}", "{n_states}"),
     params:
         settings=lambda wc: settings("koopman", wc.system),
         lags=lambda wc: " ".join(lag_labels(wc.system)),
-        outdir=lambda wc: koopman_dir(wc.system, wc.model, wc.n_states),
+        outdir=lambda wc: L.koopman_dir(wc.system, wc.model, wc.n_states),
     log:
         log_path("koopman", "{system}/{model}-s{n_states}"),
     benchmark:
@@ -26,8 +26,7 @@ rule koopman:
     conda:
         GDYN_ENV
     shell:
-        # --probs and --lags are in the same (sorted) lag order; quick-look PNGs land
-        # beside the CSVs and are not rule outputs.
+        # --probs and --lags are in the same (sorted) lag order.
         "gdyn koopman {params.outdir} --probs {input.probs} --lags {params.lags} "
         "--model {wildcards.model} --n-states {wildcards.n_states} "
         "--settings {params.settings} > {log} 2>&1"

@@ -4,7 +4,7 @@
 rule simulate_toy:
     """Run one OpenMM job: a batch of independent Li in the frozen FCC S lattice."""
     output:
-        "results/simulated/{system}/job{job}.npz",
+        L.simulated_job("{system}", "{job}"),
     wildcard_constraints:
         system=_alternatives(SIMULATED),
         job=r"\d+",
@@ -30,9 +30,9 @@ rule simulate_toy:
 rule toy_cell:
     """Store one simulated Li as its own 5-atom (1 Li + 4 S) periodic trajectory."""
     input:
-        lambda wc: f"results/simulated/{wc.system}/job{toy_job_of(wc.system, int(wc.li))}.npz",
+        lambda wc: L.simulated_job(wc.system, toy_job_of(wc.system, int(wc.li))),
     output:
-        "results/raw/{system}/li{li}.npz",
+        L.raw("{system}", "li{li}"),
     wildcard_constraints:
         system=_alternatives(SIMULATED),
         li=r"\d+",
@@ -53,8 +53,8 @@ rule toy_cell:
 rule toy_energy:
     """Energy along the tet-oct-tet path of the toy potential (Fig. 2a)."""
     output:
-        csv="results/toy/{system}/energy_path.csv",
-        png="results/toy/{system}/energy_path.png",
+        csv=L.toy_energy("{system}", "csv"),
+        png=L.toy_energy("{system}", "png"),
     params:
         settings=lambda wc: settings("simulate", wc.system)
         if "simulate" in SYSTEMS[wc.system]

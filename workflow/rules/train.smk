@@ -12,7 +12,7 @@ rule train_gdynet:
         splits=split_args,
         graphs=graph_args,
         settings=lambda wc: settings("train", wc.system),
-        outdir=lambda wc: model_dir(wc.system, "gdynet", wc.n_states, wc.lag),
+        outdir=lambda wc: L.model_dir(wc.system, "gdynet", wc.n_states, wc.lag),
     log:
         log_path("train_gdynet", "{system}/s{n_states}-lag{lag}"),
     benchmark:
@@ -37,7 +37,7 @@ rule train_vampnet:
     params:
         splits=split_args,
         settings=lambda wc: settings("train", wc.system),
-        outdir=lambda wc: model_dir(wc.system, "vampnet", wc.n_states, wc.lag),
+        outdir=lambda wc: L.model_dir(wc.system, "vampnet", wc.n_states, wc.lag),
     log:
         log_path("train_vampnet", "{system}/s{n_states}-lag{lag}"),
     benchmark:

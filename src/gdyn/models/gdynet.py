@@ -1,4 +1,4 @@
-"""GDyNet (paper Methods Eqs. 7-10, Supplementary Note 1) and the global VAMPnet baseline.
+"""GDyNet's torch module (paper Methods Eqs. 7-10, Supplementary Note 1).
 
 A batch of graphs is flattened into one set of tensors, so thousands of small graphs (the
 toy's 5-atom cells) go through every layer as a single tensor operation:
@@ -20,7 +20,9 @@ materialises ``z`` (R x M x (2F + G)), and projects each atom once instead of on
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -129,8 +131,11 @@ class GatedConv(nn.Module):
         return v_rows + agg
 
 
-class GDyNet(nn.Module):
-    """Element embedding -> K gated convolutions -> mean pooling over target sets -> softmax."""
+class GDyNetModule(nn.Module):
+    """Element embedding -> K gated convolutions -> mean pooling over target sets -> softmax.
+
+    The model kind ``"gdynet"`` of :data:`gdyn.models.REGISTRY` (input kind ``"graphs"``).
+    """
 
     def __init__(
         self,
@@ -165,27 +170,29 @@ class GDyNet(nn.Module):
         """State probabilities (n_sets, n_states) of every target set in the batch."""
         return torch.softmax(self.out(self.embed(batch)), dim=-1)
 
+    @classmethod
+    def from_settings(
+        cls, n_states: int, settings: Mapping[str, Any], dims: Mapping[str, Any]
+    ) -> GDyNetModule:
+        """A fresh model from training settings and :meth:`dims_from_data` dimensions."""
+        return cls(
+            n_states=n_states,
+            n_gauss=int(dims["n_gaussians"]),
+            atom_fea_len=int(settings["atom_fea_len"]),
+            n_conv=int(settings["n_conv"]),
+            batch_norm=bool(settings["batch_norm"]),
+            gauss_step_A=float(dims["gauss_step_A"]),
+            gauss_sigma_A=float(dims["gauss_sigma_A"]),
+        )
 
-class VAMPNet(nn.Module):
-    """Global baseline: fully connected net on wrapped fractional target positions (Fig. 2).
+    @staticmethod
+    def dims_from_data(data: Mapping[str, Any]) -> dict[str, Any]:
+        """Dimensions from the training graphs: the Gaussian grid covers the longest edge.
 
-    The fractional coordinates enter as (cos 2 pi f, sin 2 pi f): the same information, but
-    continuous across the cell boundary. Raw f in [0, 1) would cut every site on a cell face
-    (three of the toy's four octahedral sites) into disjoint corners, and the baseline would
-    fail to learn the global site-to-site dynamics the paper compares against.
-    """
-
-    def __init__(self, n_states: int, n_inputs: int, hidden: tuple[int, ...] = (64, 64)):
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = 2 * n_inputs
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ELU()]
-            width = h
-        layers.append(nn.Linear(width, n_states))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, frac: torch.Tensor) -> torch.Tensor:
-        """(n_sets, 3k) fractional coordinates -> (n_sets, n_states) probabilities."""
-        angle = (2 * math.pi) * frac
-        return torch.softmax(self.net(torch.cat([torch.cos(angle), torch.sin(angle)], -1)), -1)
+        ``data`` holds ``max_distance_A`` (largest neighbour distance of the training
+        graphs) and ``n_neighbors`` (M).
+        """
+        dmax = float(data["max_distance_A"])
+        return {"max_distance_A": dmax, "n_gaussians": n_gaussians(dmax),
+                "gauss_step_A": GAUSS_STEP_A, "gauss_sigma_A": GAUSS_SIGMA_A,
+                "n_neighbors": int(data["n_neighbors"])}

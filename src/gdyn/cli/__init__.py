@@ -1,8 +1,9 @@
 """The ``gdyn`` command line: one subcommand per workflow stage, called by the Snakemake rules.
 
-Each stage module exposes ``register(subparsers)``, which adds its subcommands and sets
-``func`` on each parser: ``func(args) -> int | None``. Stage modules keep heavy imports
-(torch, OpenMM, MDAnalysis) inside functions so that ``gdyn --help`` stays fast.
+Each module ``gdyn.cli.<stage>`` exposes ``register(subparsers)``, which adds its
+subcommands and sets ``func`` on each parser: ``func(args) -> int | None``. Command
+functions import their stage (and torch, OpenMM, ...) lazily so that ``gdyn --help`` stays
+fast, set any process-wide state the stage needs, and call the public API.
 
 Exit status: 0 on success, 2 with a one-line reason on bad input (:class:`InputError`).
 """
@@ -11,37 +12,27 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from gdyn import __version__
+from gdyn.cli._args import json_arg
 from gdyn.errors import InputError
 
-# Stage modules that contribute subcommands, in pipeline order.
+__all__ = ["STAGES", "build_parser", "json_arg", "main"]
+
+# Modules gdyn.cli.<stage> that contribute subcommands, in pipeline order.
 STAGES: tuple[str, ...] = (
-    "trajectory",  # check
-    "download",  # download
-    "importers",  # import
-    "split",  # split
+    "data",  # check, download, import, split
     "toy",  # simulate-toy, toy-cell, toy-sites, toy-energy
-    "graph",  # graphs
+    "graphs",  # graphs
     "train",  # train
     "koopman",  # koopman
-    "structure",  # rdf, charge, profile, snapshot, q3
-    "conduction",  # conduction
-    "plots",  # figure, table, compare
+    "analysis",  # rdf, charge, profile, snapshot, positions, q3, conduction
+    "figures",  # figure, table, compare
 )
-
-
-def json_arg(text: str) -> Any:
-    """argparse type for ``--settings '{...}'``: a JSON object passed by a rule."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text[:80]!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,12 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for stage in STAGES:
-        importlib.import_module(f"gdyn.{stage}").register(sub)
+        importlib.import_module(f"gdyn.cli.{stage}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gdyn`` console script."""
+    # Process-wide settings belong to the entry point, not the library: figures are
+    # written to files, never shown (a user's explicit MPLBACKEND wins).
+    os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -1,7 +1,8 @@
 """One visual style for every paper figure: sizes, fonts, colours, panel letters, units.
 
-Kept separate from :mod:`gdyn.plots` so that quick-look PNGs written by other stages can
-share the palette (``state_color``) without pulling in the figure builders.
+Light (matplotlib is imported inside the functions that draw), so that quick-look PNGs
+written by other stages can share the palette (``state_color``) without pulling in the
+figure builders. The matplotlib backend is the caller's choice (``gdyn.cli`` sets Agg).
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from gdyn.files import atomic_path
 
 # Nature's double-column width is 183 mm; single column 89 mm.
 DOUBLE_COLUMN_IN = 7.2
@@ -66,10 +71,7 @@ def state_color(state: int) -> str:
 
 @contextmanager
 def paper_style() -> Iterator[None]:
-    """Matplotlib (Agg) with the paper style, restored on exit."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Matplotlib's rc parameters set to the paper style, restored on exit."""
     import matplotlib.pyplot as plt
 
     with plt.rc_context(RC_PARAMS):
@@ -79,6 +81,18 @@ def paper_style() -> Iterator[None]:
 def time_unit(max_ps: float) -> tuple[str, float]:
     """Display unit for times up to ``max_ps``: ('ps', 1) or ('ns', 1e-3)."""
     return ("ns", 1e-3) if max_ps >= 1000.0 else ("ps", 1.0)
+
+
+def ci_yerr(value: Any, low: Any, high: Any) -> np.ndarray:
+    """Asymmetric error bars from CI bounds; a missing or inverted bound draws no bar."""
+    v = np.asarray(value, dtype=float)
+    lo = np.clip(_nan_to_zero(v - np.asarray(low, dtype=float)), 0.0, None)
+    hi = np.clip(_nan_to_zero(np.asarray(high, dtype=float) - v), 0.0, None)
+    return np.vstack([lo, hi])
+
+
+def _nan_to_zero(values: Any) -> np.ndarray:
+    return np.nan_to_num(np.asarray(values, dtype=float), nan=0.0)
 
 
 def panel_letter(ax: Any, letter: str, dx_in: float = -0.45, dy_in: float = 0.06) -> None:
@@ -136,8 +150,6 @@ def save_figure(
     the results tree still says where its data came from.
     """
     import matplotlib.pyplot as plt
-
-    from gdyn.files import atomic_path
 
     try:
         with atomic_path(pdf, suffix=".pdf") as tmp:

@@ -1,6 +1,7 @@
 """Transport of the learned states: transition MSDs, D_ij and cluster Nernst-Einstein shares.
 
-``gdyn conduction DIFFUSION.csv CONDUCTION.csv`` implements Methods Eqs. 13-16:
+:func:`conduction` (``gdyn conduction DIFFUSION.csv CONDUCTION.csv``) implements Methods
+Eqs. 13-16:
 
 * E[d^2(t) | i -> j] = sum_t' d^2(t', t'+t) p_i(t') p_j(t'+t) / sum_t' p_i(t') p_j(t'+t)
   (Eq. 13), summed over every target set and every frame pair within one trajectory, with
@@ -27,13 +28,16 @@ first frame, ``trajectories`` = the test trajectories in n consecutive groups,
 quantity is recomputed per group and the 95% interval is estimate +- t_{0.975, G-1} s_G /
 sqrt(G), s_G the standard deviation over the G groups (the Koopman stage's Student-t
 half-width, centred here on the pooled estimate so the interval always brackets it).
+
+The module is ``transport``, not ``conduction``: ``gdyn.analysis.conduction`` is the API
+function, and a submodule of that name would shadow it.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,21 +46,21 @@ from typing import Any
 
 import numpy as np
 
+from gdyn.analysis.geometry import minimum_image, set_centres
+from gdyn.analysis.inputs import Analysis, Piece, as_pieces
+from gdyn.analysis.spec import AnalysisSpec, Option
+from gdyn.config import lag_to_frames
 from gdyn.errors import InputError
+from gdyn.files import write_csv
 from gdyn.koopman import koopman_matrix, spectrum
-from gdyn.structure import (
-    Piece,
-    add_analysis_args,
-    load_analysis,
-    minimum_image,
-    set_centres,
-)
+from gdyn.trajectory import Trajectory
 
 log = logging.getLogger(__name__)
 
 ELEMENTARY_CHARGE_C = 1.602176634e-19
 BOLTZMANN_J_PER_K = 1.380649e-23
 A2_PER_PS_TO_CM2_PER_S = 1e-4  # 1 A^2/ps = 1e-16 cm^2 / 1e-12 s
+DEFAULT_CI = {"method": "chunks", "n": 5}
 
 
 def unwrap(positions: np.ndarray, lattices: np.ndarray) -> np.ndarray:
@@ -253,24 +257,24 @@ def number_density(pieces: Sequence[Piece]) -> float:
 
 
 def state_charges(
-    pieces: Sequence[Piece], n_states: int, settings: dict[str, Any], charge_csv: Path | None
+    pieces: Sequence[Piece], n_states: int, charges: dict[str, float] | None = None,
+    charge_frame: Any = None, where: str = "charge_frame",
 ) -> np.ndarray:
-    """z_i of each state: charge.csv's charge_at_r_star, else the target atoms' charge."""
-    if charge_csv is not None:
-        import pandas as pd
-
-        table = pd.read_csv(charge_csv)
+    """z_i of each state: ``charge_frame``'s (charge.csv) charge_at_r_star, else the charge
+    of the target atoms from ``charges`` (element -> e, default ``{"Li": 1}``)."""
+    if charge_frame is not None:
+        table = charge_frame
         if not {"state", "charge_at_r_star"} <= set(table.columns):
-            raise InputError(f"{charge_csv}: expected columns state, charge_at_r_star; got "
+            raise InputError(f"{where}: expected columns state, charge_at_r_star; got "
                              f"{list(table.columns)}")
         per = table.groupby("state")["charge_at_r_star"].first()
         if sorted(per.index) != list(range(n_states)):
-            raise InputError(f"{charge_csv}: column 'state': expected states 0..{n_states - 1}, "
+            raise InputError(f"{where}: column 'state': expected states 0..{n_states - 1}, "
                              f"got {sorted(per.index)}")
         return per.sort_index().to_numpy(dtype=np.float64)
     from ase.data import chemical_symbols
 
-    charges = settings.get("charges", {"Li": 1})
+    charges = {"Li": 1} if charges is None else charges
     pc = pieces[0]
     symbols = {chemical_symbols[int(z)] for z in np.asarray(pc.atom_types)[pc.target_sets.ravel()]}
     missing = sorted(symbols - set(charges))
@@ -283,40 +287,38 @@ def state_charges(
 
 
 def conduction_tables(
-    pieces: Sequence[Piece], tau_ps: float, settings: dict[str, Any], ci: dict[str, Any],
-    z_state: np.ndarray,
+    pieces: Sequence[Piece], tau_ps: float, z_state: np.ndarray, temperature_K: float,
+    msd_window: float = 0.5, msd_points: int = 11, ci: dict[str, Any] | None = None,
+    volume_A3: float | None = None,
 ) -> tuple[Any, Any]:
     """(diffusion, conduction) DataFrames per the contract (docs/contracts.md)."""
     import pandas as pd
     from tqdm import tqdm
 
-    from gdyn.config import lag_to_frames
-
     fi = pieces[0].frame_interval_ps
+    if not math.isfinite(fi):
+        raise InputError("frame_interval_ps: expected the time between frames (ps) of the "
+                         "trajectories, got none")
     tau = lag_to_frames(tau_ps, fi)
-    lags = msd_lags(tau, float(settings.get("msd_window", 0.5)),
-                    int(settings.get("msd_points", 11)))
+    lags = msd_lags(tau, float(msd_window), int(msd_points))
     lags_ps = np.asarray(lags, dtype=np.float64) * fi
     log.info("tau* = %g ps (%d frames); MSD slope over lags %s ps", tau_ps, tau,
              ", ".join(f"{v:g}" for v in lags_ps))
-    groups, n_groups = assign_groups(pieces, ci)
+    groups, n_groups = assign_groups(pieces, DEFAULT_CI if ci is None else ci)
     n_states = pieces[0].probs.shape[2]
     sums = TransitionSums.zeros(n_groups, len(lags), n_states)
     for pc, grp in tqdm(list(zip(pieces, groups, strict=True)), desc="conduction"):
         lat = np.asarray(pc.lattices, dtype=np.float64)
         x = unwrap(set_centres(np.asarray(pc.coords, dtype=np.float64), lat, pc.target_sets), lat)
         accumulate(sums, x, pc.probs, lags, tau, grp)
-    if "volume_A3" in settings:
-        density = float(np.mean([pc.target_sets.shape[0] for pc in pieces])) / float(
-            settings["volume_A3"])
+    if volume_A3 is not None:
+        density = float(np.mean([pc.target_sets.shape[0] for pc in pieces])) / float(volume_A3)
     else:
         density = number_density(pieces)
-    temperature = settings.get("temperature_K")
-    if temperature is None:
-        raise InputError("--settings: key 'conduction/temperature_K': missing")
+    temperature = float(temperature_K)
     log.info("N/V = %.6g A^-3, T = %g K, z = %s", density, temperature, z_state.tolist())
-    est = transport(sums.total(), lags_ps, z_state, density, float(temperature))
-    per = [transport(sums.group(g), lags_ps, z_state, density, float(temperature))
+    est = transport(sums.total(), lags_ps, z_state, density, temperature)
+    per = [transport(sums.group(g), lags_ps, z_state, density, temperature)
            for g in range(n_groups)]
     d_lo, d_hi = t_interval(est.d, np.stack([p.d for p in per]))
     p_lo, p_hi = t_interval(est.percent, np.stack([p.percent for p in per]))
@@ -329,45 +331,110 @@ def conduction_tables(
         "ci_high_cm2_per_s": d_hi[ii, jj] * conv,
     })
     z = 0.5 * (z_state[:, None] + z_state[None, :])
-    conduction = pd.DataFrame({
+    cond = pd.DataFrame({
         "from_state": ii, "to_state": jj, "tau_ps": tau_ps, "population_from": est.pi[ii],
         "K": est.k[ii, jj], "z": z[ii, jj], "D_cm2_per_s": est.d[ii, jj] * conv,
         "sigma_S_per_m": est.sigma[ii, jj], "percent": est.percent[ii, jj],
         "ci_low_percent": p_lo[ii, jj], "ci_high_percent": p_hi[ii, jj],
     })
-    for row in conduction.itertuples():
+    for row in cond.itertuples():
         log.info("%d -> %d: K = %.4f, D = %.4g cm2/s, sigma = %.4g S/m, %.1f %%", row.from_state,
                  row.to_state, row.K, row.D_cm2_per_s, row.sigma_S_per_m, row.percent)
-    return diffusion, conduction
+    return diffusion, cond
 
 
-def _cmd_conduction(args: argparse.Namespace) -> int:
-    from gdyn.files import write_csv
+def conduction(
+    trajectories: Trajectory | Piece | Sequence[Trajectory | Piece],
+    probs: np.ndarray | Sequence[np.ndarray] | None,
+    tau_ps: float,
+    temperature_K: float,
+    charges: dict[str, float] | None = None,
+    charge_frame: Any = None,
+    msd_window: float = 0.5,
+    msd_points: int = 11,
+    ci: dict[str, Any] | None = None,
+    volume_A3: float | None = None,
+    frame_interval_ps: float | None = None,
+) -> tuple[Any, Any]:
+    """Transition MSDs, D_ij(tau) and cluster Nernst-Einstein shares (Methods Eqs. 13-16).
 
-    an = load_analysis(args.test, args.probs, args.summary)
-    z_state = state_charges(an.pieces, an.n_states, args.settings, args.charge)
-    ci = args.koopman_settings.get("ci", {"method": "chunks", "n": 5})
-    diffusion, conduction = conduction_tables(an.pieces, an.tau_star_ps, args.settings, ci,
-                                              z_state)
-    if not math.isfinite(float(np.nansum(conduction["sigma_S_per_m"]))):
-        raise InputError(f"{args.summary}: conductivity is not finite (no valid pairs at tau*?)")
-    write_csv(args.diffusion, diffusion)
-    write_csv(args.conduction, conduction)
-    return 0
+    Parameters
+    ----------
+    trajectories : Trajectory or list of Trajectory (or Piece, with ``probs=None``)
+        The MD data (wrapped or not); displacements are those of the target set centres.
+    probs : ndarray (F, n_sets, S) or list of them, one per trajectory
+        State probabilities aligned frame by frame (NaN rows: unscored, zero weight).
+    tau_ps : float
+        The Koopman lag tau* (ps); D_ij is the MSD slope around it, K is K(tau*).
+    temperature_K : float
+        Temperature of the Nernst-Einstein relation (Eq. 15).
+    charges : dict, optional
+        Element -> charge (e) of the target atoms (default ``{"Li": 1}``); z_i is the
+        charge of a target set.
+    charge_frame : DataFrame or path, optional
+        ``charge.csv`` (:func:`gdyn.analysis.charge_integral`): z_i = its charge_at_r_star
+        instead of ``charges``.
+    msd_window, msd_points : float, int
+        D_ij is the least-squares slope / 6 of the MSD over ``msd_points`` lags spread over
+        [tau (1 - w), tau (1 + w)].
+    ci : dict, optional
+        The Koopman ``ci`` settings (``method``: chunks | trajectories | target_subsets,
+        ``n``, ``seed``) that define the CI groups; default 5 time chunks.
+    volume_A3 : float, optional
+        Cell volume for N / V (default: each frame's cell).
+    frame_interval_ps : float, optional
+        Time between frames, for trajectories without a ``frame_interval_ps`` extra.
+
+    Returns
+    -------
+    diffusion, conduction : pandas.DataFrame
+        The ``diffusion.csv`` and ``conduction.csv`` tables (docs/contracts.md).
+    """
+    pieces = as_pieces(trajectories, probs, frame_interval_ps)
+    n_states = pieces[0].probs.shape[2]
+    where = "charge_frame"
+    if isinstance(charge_frame, str | os.PathLike):
+        import pandas as pd
+
+        where = str(charge_frame)
+        charge_frame = pd.read_csv(charge_frame)
+    z_state = state_charges(pieces, n_states, charges, charge_frame, where)
+    return conduction_tables(pieces, tau_ps, z_state, temperature_K, msd_window, msd_points,
+                             ci, volume_A3)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``gdyn conduction``."""
-    from gdyn.cli import json_arg
-
-    p = subparsers.add_parser(
-        "conduction", help="transition MSDs, D_ij and Nernst-Einstein shares (Eqs. 13-16)"
+def run_conduction(analysis: Analysis, settings: dict[str, Any], outputs: list[Path],
+                   extra_inputs: dict[str, Any]) -> None:
+    """``gdyn conduction``: diffusion.csv and conduction.csv from the ``conduction``
+    settings, the optional ``--charge`` charge.csv and the Koopman ``ci`` settings."""
+    temperature = settings.get("temperature_K")
+    if temperature is None:
+        raise InputError("--settings: key 'conduction/temperature_K': missing")
+    ci = extra_inputs["koopman_settings"].get("ci", DEFAULT_CI)
+    diffusion, cond = conduction(
+        analysis.pieces, None, analysis.tau_star_ps, float(temperature),
+        charges=settings.get("charges"), charge_frame=extra_inputs["charge"],
+        msd_window=float(settings.get("msd_window", 0.5)),
+        msd_points=int(settings.get("msd_points", 11)), ci=ci,
+        volume_A3=settings.get("volume_A3"),
     )
-    p.add_argument("diffusion", type=Path, metavar="DIFFUSION.csv")
-    p.add_argument("conduction", type=Path, metavar="CONDUCTION.csv")
-    add_analysis_args(p)
-    p.add_argument("--charge", type=Path, default=None, metavar="CHARGE.csv",
-                   help="per-state charges (gdyn charge); default: the target atoms' charge")
-    p.add_argument("--koopman-settings", type=json_arg, default={}, metavar="JSON",
-                   help="the system's 'koopman' config section (its 'ci' sets the CI groups)")
-    p.set_defaults(func=_cmd_conduction)
+    if not math.isfinite(float(np.nansum(cond["sigma_S_per_m"]))):
+        raise InputError(f"{analysis.summary_path}: conductivity is not finite "
+                         f"(no valid pairs at tau*?)")
+    write_csv(outputs[0], diffusion)
+    write_csv(outputs[1], cond)
+
+
+ANALYSES = (
+    AnalysisSpec(
+        name="conduction", section="conduction", config_key="conduction",
+        outputs=("diffusion.csv", "conduction.csv"), run=run_conduction,
+        options=(
+            Option("--charge", "path", metavar="CHARGE.csv", from_output="charge.csv",
+                   help="per-state charges (gdyn charge); default: the target atoms' charge"),
+            Option("--koopman-settings", "json", default={}, metavar="JSON", from_config="koopman",
+                   help="the system's 'koopman' config section (its 'ci' sets the CI groups)"),
+        ),
+        help="transition MSDs, D_ij and Nernst-Einstein shares (Eqs. 13-16)",
+    ),
+)

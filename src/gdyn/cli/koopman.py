@@ -1,0 +1,72 @@
+"""``gdyn koopman``: the Koopman analysis of one (model, n_states) over its lag grid."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from pathlib import Path
+
+from gdyn.cli._args import json_arg
+
+__all__ = ["register"]
+
+
+def _cmd_koopman(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from gdyn.koopman import run_koopman
+
+    summary = run_koopman(
+        args.outdir,
+        args.probs,
+        args.lags,
+        args.settings,
+        args.model,
+        args.n_states,
+        progress=functools.partial(tqdm, desc="koopman lags", unit="lag"),
+    )
+    print(
+        f"koopman: {summary['model']} {summary['n_states']} states: tau* = "
+        f"{summary['tau_star_ps']:g} ps ({summary['tau_star_source']}), timescales "
+        f"{summary['timescales_ps']} ps, populations "
+        f"{[round(x, 4) for x in summary['populations']]}"
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``gdyn koopman`` to the CLI."""
+    p = subparsers.add_parser(
+        "koopman",
+        help="Koopman analysis: timescales vs lag, tau*, CK test, eigenvectors, populations",
+        description="Koopman models from the test-set state probabilities of one model per "
+        "lag: timescales vs lag with 95%% CIs, automatic tau*, CK test, eigenvectors and "
+        "populations at tau*. Writes timescales/ck/eigen/populations CSVs and summary.json "
+        "to OUTDIR.",
+    )
+    p.add_argument("outdir", type=Path, help="output directory")
+    p.add_argument(
+        "--probs",
+        nargs="+",
+        required=True,
+        metavar="NPZ",
+        help="probs_test.npz of the model trained at each lag, same order as --lags",
+    )
+    p.add_argument(
+        "--lags", nargs="+", required=True, metavar="LAG", help="lag labels, e.g. 1ps 2ps 5ps"
+    )
+    p.add_argument(
+        "--settings", type=json_arg, default={}, help="the system's koopman config block (JSON)"
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model name for the tables (default: from OUTDIR '{model}-s{n}')",
+    )
+    p.add_argument(
+        "--n-states",
+        type=int,
+        default=None,
+        help="expected state count (default: from OUTDIR, else the probs)",
+    )
+    p.set_defaults(func=_cmd_koopman)

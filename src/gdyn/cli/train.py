@@ -1,0 +1,100 @@
+"""``gdyn train``: one GDyNet (or global VAMPnet) per system x state count x lag time.
+
+Argparse and the process-wide settings of a training process (torch threads, glibc
+malloc tuning, deterministic kernels); the work is :func:`gdyn.train.train`, which goes
+through the estimator API (:class:`gdyn.train.Estimator`). Only light modules are imported
+at the top, so that ``gdyn --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import sys
+from pathlib import Path
+
+from gdyn.cli._args import json_arg
+from gdyn.errors import InputError
+from gdyn.layout import PARTS
+from gdyn.models import MODEL_KINDS, spec
+
+__all__ = ["register", "set_process_state", "tune_malloc"]
+
+log = logging.getLogger(__name__)
+
+
+def tune_malloc() -> None:
+    """Keep freed memory in glibc's heap instead of returning it to the OS.
+
+    Every training step allocates and frees the same large activation tensors. glibc serves
+    blocks above its mmap threshold (at most 32 MiB) with fresh mmaps and trims the heap
+    eagerly, so each step page-faults its tensors in again: measured 2.5x slower steps on
+    PEO-sized graphs (41 MB tensors) and 15% on the toy (BENCHMARKS.md, "Training"). A no-op
+    off glibc. The process's RSS then stays at its peak, which a training job reaches anyway.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-4, 0)  # M_MMAP_MAX: no mmap-backed blocks
+        libc.mallopt(-1, 2**30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
+    except (OSError, AttributeError):
+        pass
+
+
+def set_process_state(threads: int | None) -> None:
+    """Process-wide settings of a training process, before any training.
+
+    ``threads`` torch CPU threads (None or 0: torch's default); :func:`tune_malloc`; and on
+    CPU deterministic kernels, which bit-identical resumes need (CPU ones all are; this
+    guards).
+    """
+    import torch
+
+    from gdyn.train import pick_device
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    tune_malloc()
+    if pick_device().type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from gdyn.train import train
+
+    parts = {p: getattr(args, p) or [] for p in PARTS}
+    graphs = {p: getattr(args, f"{p}_graphs") for p in PARTS}
+    if spec(args.model).inputs != "graphs" and any(graphs.values()):
+        log.info("%s ignores the graph stores", args.model)
+    settings = args.settings if args.settings is not None else {}
+    if not isinstance(settings, dict):
+        raise InputError(f"--settings: expected a JSON object, got {type(settings).__name__}")
+    set_process_state(args.threads)
+    train(args.model, args.outdir, args.n_states, args.lag, parts, graphs, settings)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``gdyn train`` to the CLI."""
+    p = subparsers.add_parser(
+        "train",
+        help="train one GDyNet / VAMPnet at one lag time and write state probabilities",
+        description="Maximise VAMP-2 over (t, t+lag) pairs of the training pieces; keep the "
+        "epoch with the best validation VAMP-2; write model.pt, config.json, metrics.csv and "
+        "probs_{train,val,test}.npz into OUTDIR. Resumes from OUTDIR/checkpoint.pt.",
+    )
+    p.add_argument("model", choices=MODEL_KINDS)
+    p.add_argument("outdir", type=Path)
+    p.add_argument("--n-states", type=int, required=True, metavar="S")
+    p.add_argument("--lag", required=True, help="lag time, e.g. 10ps")
+    for part in PARTS:
+        p.add_argument(f"--{part}", nargs="+", type=Path, required=True, metavar="NPZ",
+                       help=f"{part} split pieces")
+        p.add_argument(f"--{part}-graphs", nargs="+", type=Path, default=None, metavar="DIR",
+                       help=f"graph stores of the {part} pieces (gdynet), matched by name")
+    p.add_argument("--settings", type=json_arg, default=None, metavar="JSON",
+                   help="the system's `train` config section as JSON")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.set_defaults(func=_cmd_train)

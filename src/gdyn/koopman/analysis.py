@@ -1,0 +1,313 @@
+"""One (model, n_states) of the workflow: its lag grid -> timescales, tau*, CK test, tables.
+
+The stage reads the test-set probabilities of the model trained at each lag, estimates the
+implied timescales with CIs at every lag (:class:`~gdyn.koopman.model.ImpliedTimescales`),
+picks tau* (config value, else :func:`~gdyn.koopman.tau_star.select_tau_star`), and at tau*
+estimates the :class:`~gdyn.koopman.model.KoopmanModel` and its
+:class:`~gdyn.koopman.model.CKTest`. The tables are the objects' ``to_frame`` results, so
+the CSVs and a notebook's frames come from the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gdyn.errors import InputError
+from gdyn.files import write_csv, write_json
+from gdyn.koopman.ci import CI_FORMULA, CISettings, Group, parse_ci
+from gdyn.koopman.model import (
+    CKTest,
+    ImpliedTimescales,
+    KoopmanModel,
+    LagResult,
+    analyse_lag,
+)
+from gdyn.koopman.probs import Probs, load_probs
+from gdyn.koopman.spectrum import Spectrum, timescales_from_eigenvalues
+from gdyn.layout import KOOPMAN_TABLES, lag_label, parse_lag
+
+__all__ = [
+    "LagResult",
+    "TauStarResult",
+    "analyse_lag",
+    "analyse_tau_star",
+    "ck_table",
+    "eigen_table",
+    "parse_settings",
+    "populations_table",
+    "run_koopman",
+    "timescales_table",
+]
+
+log = logging.getLogger(__name__)
+
+
+def parse_settings(settings: Mapping[str, Any], lags_ps: Sequence[float]) -> dict[str, Any]:
+    """The koopman block with defaults filled in and checked against the lag grid."""
+    if not isinstance(settings, Mapping):
+        raise InputError(f"koopman settings: expected a JSON object, got {type(settings).__name__}")
+    ci = parse_ci(settings.get("ci") or {"method": "chunks"})
+    ck_steps = settings.get("ck_steps", 5)
+    if not isinstance(ck_steps, int) or ck_steps < 1:
+        raise InputError(
+            f"koopman settings key 'ck_steps': expected an integer >= 1, got {ck_steps!r}"
+        )
+    tau = settings.get("tau_star_ps")
+    if tau is not None:
+        matches = [x for x in lags_ps if math.isclose(x, float(tau), rel_tol=1e-9)]
+        if not matches:
+            raise InputError(
+                f"koopman settings key 'tau_star_ps': expected one of the lag grid "
+                f"{', '.join(lag_label(x) for x in lags_ps)} (a model must exist there), "
+                f"got {tau!r}"
+            )
+        tau = matches[0]
+    return {
+        "tau_star_ps": tau,
+        "ck_steps": ck_steps,
+        "ci_method": ci.method,
+        "ci_n": ci.n,
+        "ci_seed": ci.seed,
+    }
+
+
+@dataclass(frozen=True)
+class TauStarResult:
+    """Everything estimated at tau*, in the population-ordered state basis."""
+
+    model: KoopmanModel
+    ck: CKTest
+
+    @property
+    def tau_ps(self) -> float:
+        return self.model.lag_ps
+
+    @property
+    def order(self) -> np.ndarray:
+        """New state a = model output ``order[a]``."""
+        return self.model.state_order
+
+    @property
+    def k(self) -> np.ndarray:
+        return self.model.koopman_matrix
+
+    @property
+    def spectrum(self) -> Spectrum:
+        return self.model.spectrum
+
+    @property
+    def group_spectra(self) -> list[Spectrum]:
+        return list(self.model.group_spectra)
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """(steps, S, S)"""
+        return self.ck.predicted
+
+    @property
+    def estimated(self) -> np.ndarray:
+        """(steps, S, S)"""
+        return self.ck.estimated
+
+    @property
+    def group_predicted(self) -> np.ndarray:
+        """(n_groups, steps, S, S)"""
+        return self.ck.group_predicted
+
+    @property
+    def group_estimated(self) -> np.ndarray:
+        return self.ck.group_estimated
+
+
+def analyse_tau_star(data: Probs, groups: Sequence[Group], ck_steps: int) -> TauStarResult:
+    """K(tau*), its eigen-decomposition and the CK test, pooled and per group."""
+    km = KoopmanModel.estimate(data, data.lag_ps, ci=list(groups))
+    return TauStarResult(km, km.ck_test(data, ck_steps))
+
+
+# --------------------------------------------------------------------------------------
+# Tables (the objects' to_frame with the given model name and state count)
+
+
+def timescales_table(model: str, n_states: int, results: Sequence[LagResult]) -> Any:
+    """``timescales.csv`` rows."""
+    table = ImpliedTimescales(tuple(results)).to_frame(model)
+    table["n_states"] = n_states
+    return table
+
+
+def ck_table(model: str, n_states: int, res: TauStarResult) -> Any:
+    """``ck.csv`` rows."""
+    table = res.ck.to_frame(model)
+    table["n_states"] = n_states
+    return table
+
+
+def eigen_table(model: str, n_states: int, res: TauStarResult) -> Any:
+    """``eigen.csv`` rows: process 0 = stationary distribution, then right eigenvectors."""
+    table = res.model.eigen_frame(model)
+    table["n_states"] = n_states
+    return table
+
+
+def populations_table(model: str, n_states: int, res: TauStarResult) -> Any:
+    """``populations.csv`` rows."""
+    table = res.model.populations_frame(model)
+    table["n_states"] = n_states
+    return table
+
+
+# --------------------------------------------------------------------------------------
+# The stage
+
+
+def _name_from_outdir(outdir: Path) -> tuple[str | None, int | None]:
+    m = re.fullmatch(r"(?P<model>.+)-s(?P<n>\d+)", outdir.name)
+    return (m["model"], int(m["n"])) if m else (None, None)
+
+
+def run_koopman(
+    outdir: Path,
+    probs_paths: Sequence[str | Path],
+    lag_labels: Sequence[str],
+    settings: Mapping[str, Any],
+    model: str | None = None,
+    n_states: int | None = None,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+) -> dict[str, Any]:
+    """The whole stage: read the probs of every lag, write the tables and ``summary.json``.
+
+    Parameters
+    ----------
+    outdir : Path
+        Output directory (``{model}-s{n}`` names the model and state count by default).
+    probs_paths, lag_labels : sequences
+        The test probs of the model trained at each lag, and the lags ("10ps").
+    settings : mapping
+        The system's ``koopman`` config block.
+    model, n_states : optional
+        Model name for the tables and the expected state count.
+    progress : callable, optional
+        Wraps the iteration over lags (e.g. a tqdm progress bar).
+
+    Returns
+    -------
+    dict
+        The summary written to ``summary.json``.
+    """
+    if len(probs_paths) != len(lag_labels):
+        raise InputError(
+            f"--probs/--lags: expected as many files as lags, got "
+            f"{len(probs_paths)} files and {len(lag_labels)} lags"
+        )
+    lags = [parse_lag(x) for x in lag_labels]
+    if len(set(lags)) != len(lags):
+        raise InputError(f"--lags: expected distinct lags, got {' '.join(lag_labels)}")
+    pairs = sorted(zip(lags, (str(p) for p in probs_paths), strict=True))
+    lags = [lg for lg, _ in pairs]
+    paths = [p for _, p in pairs]
+    opts = parse_settings(settings, lags)
+    ci = CISettings(opts["ci_method"], opts["ci_n"], opts["ci_seed"])
+    dir_model, dir_states = _name_from_outdir(Path(outdir))
+    model = model or dir_model or "unknown"
+
+    results: list[LagResult] = []
+    n_sets = traj_ids = None
+    lag_paths: Iterable[Any] = list(zip(lags, paths, strict=True))
+    for lag, path in progress(lag_paths) if progress else lag_paths:
+        data = load_probs(path)
+        if not math.isclose(data.lag_ps, lag, rel_tol=1e-6):
+            raise InputError(
+                f"{path}: key 'lag_ps': expected {lag:g} (from --lags), got {data.lag_ps:g}"
+            )
+        expected = n_states or dir_states or data.n_states
+        if data.n_states != expected:
+            raise InputError(
+                f"{path}: key 'probs': expected {expected} states, got {data.n_states}"
+            )
+        n_states = data.n_states
+        if n_sets is None:
+            n_sets, traj_ids = data.n_sets, np.unique(data.traj)
+        elif data.n_sets != n_sets:
+            raise InputError(
+                f"{path}: key 'probs': expected {n_sets} target sets like "
+                f"{paths[0]}, got {data.n_sets}"
+            )
+        groups = ci.groups(data.traj, data.frame, data.n_sets)
+        res = analyse_lag(data, groups)
+        log.info(
+            "%s: %d samples, timescales %s ps, CI low %s, high %s",
+            lag_label(lag),
+            res.n_samples,
+            np.round(res.timescales, 4),
+            np.round(res.ci_low, 4),
+            np.round(res.ci_high, 4),
+        )
+        results.append(res)
+        del data
+    ci_n = len(groups)
+    its = ImpliedTimescales(tuple(results))
+
+    auto = its.select_tau_star()
+    auto_ps = None if auto.index is None else lags[auto.index]
+    if opts["tau_star_ps"] is not None:
+        tau, source = opts["tau_star_ps"], "config"
+        reason = f"set in config (tau_star_ps = {tau:g}); automatic choice: " + (
+            f"{auto_ps:g} ps, {auto.reason}" if auto_ps is not None else auto.reason
+        )
+    elif auto_ps is not None:
+        tau, source, reason = auto_ps, "auto", auto.reason
+    else:
+        tau, source = lags[0], "auto"
+        reason = f"{auto.reason}; fell back to the smallest lag"
+    log.info("tau* = %s (%s): %s", lag_label(tau), source, reason)
+
+    tau_path = paths[lags.index(tau)]
+    data = load_probs(tau_path)
+    # The file's own lag (equal to tau within 1e-6) labels the tau* tables, as it labels
+    # that lag's rows of timescales.csv.
+    km = KoopmanModel.estimate(data, data.lag_ps, ci=ci)
+    ck = km.ck_test(data, opts["ck_steps"])
+    log.info("tau* state order (model output index per state): %s", km.state_order.tolist())
+
+    tables = {
+        "timescales": its.to_frame(model),
+        "ck": ck.to_frame(model),
+        "eigen": km.eigen_frame(model),
+        "populations": km.populations_frame(model),
+    }
+    outdir = Path(outdir)
+    for name in KOOPMAN_TABLES:
+        write_csv(outdir / f"{name}.csv", tables[name])
+    star_ts = timescales_from_eigenvalues(km.eigenvalues[1:], tau)
+    summary = {
+        "model": model,
+        "n_states": n_states,
+        "tau_star_ps": tau,
+        "tau_star_source": source,
+        "tau_star_reason": reason,
+        "tau_star_auto_ps": auto_ps,
+        "lags_ps": lags,
+        "probs_test": tau_path,
+        "timescales_ps": [float(x) if np.isfinite(x) else None for x in star_ts],
+        "populations": km.stationary_distribution.tolist(),
+        "ci_method": opts["ci_method"],
+        "ci_n": ci_n,
+        "ci_seed": opts["ci_seed"],
+        "ci_formula": CI_FORMULA,
+        "ck_steps": opts["ck_steps"],
+        "ck_max_abs_deviation": ck.max_deviation,
+        "state_order": km.state_order.tolist(),
+        "n_test_trajectories": len(traj_ids),
+        "n_target_sets": int(n_sets),
+    }
+    write_json(outdir / "summary.json", summary)
+    return summary

@@ -1,0 +1,81 @@
+"""Training GDyNets and VAMPnets: the estimator API and the ``gdyn train`` stage.
+
+``GDyNet`` / ``VAMPNet`` estimators fit a :class:`GDyNetModel` (:mod:`.estimators`);
+:func:`train` is the workflow's entry (split pieces + graph stores -> model directory).
+Modules: :mod:`.settings` (defaults and checks), :mod:`.data` (pieces, graphs, lag pairs,
+batches), :mod:`.loop` (fit, checkpoints, prediction), :mod:`.outputs` (the model
+directory), :mod:`.estimators`. Importing this package imports torch.
+"""
+
+from gdyn.models import MODEL_KINDS
+from gdyn.models import build as build_model
+from gdyn.train.data import (
+    Graphs,
+    PairIndex,
+    PairPermutation,
+    Piece,
+    epoch_batches,
+    epoch_seed,
+    fractional_targets,
+    graph_batch,
+    graphs_in_memory,
+    load_part,
+    load_piece,
+    max_distance,
+    vampnet_batch,
+)
+from gdyn.train.estimators import Estimator, GDyNet, GDyNetModel, VAMPNet, train
+from gdyn.train.loop import (
+    CHECKPOINT,
+    Interrupted,
+    Problem,
+    assemble,
+    fingerprint,
+    fit,
+    pick_device,
+    predict_part,
+    prepare,
+    score_probs,
+)
+from gdyn.train.outputs import load_model, model_config, read_model_dir, write_outputs
+from gdyn.train.settings import DEFAULTS, WORKFLOW_KEYS, resolve_settings
+
+__all__ = [
+    "CHECKPOINT",
+    "DEFAULTS",
+    "MODEL_KINDS",
+    "WORKFLOW_KEYS",
+    "Estimator",
+    "GDyNet",
+    "GDyNetModel",
+    "Graphs",
+    "Interrupted",
+    "PairIndex",
+    "PairPermutation",
+    "Piece",
+    "Problem",
+    "VAMPNet",
+    "assemble",
+    "build_model",
+    "epoch_batches",
+    "epoch_seed",
+    "fingerprint",
+    "fit",
+    "fractional_targets",
+    "graph_batch",
+    "graphs_in_memory",
+    "load_model",
+    "load_part",
+    "load_piece",
+    "max_distance",
+    "model_config",
+    "pick_device",
+    "predict_part",
+    "prepare",
+    "read_model_dir",
+    "resolve_settings",
+    "score_probs",
+    "train",
+    "vampnet_batch",
+    "write_outputs",
+]

@@ -1,0 +1,582 @@
+"""Training data: split pieces, their graphs, lag pairs and batches.
+
+A :class:`Piece` is one trajectory's frames in one part (train, val or test), memory-mapped.
+Models with graph inputs also need its neighbour lists, a :class:`Graphs`: either an opened
+graph store (the workflow, :func:`load_piece`) or arrays built in memory for the frames in
+use with :class:`gdyn.graph.NeighbourSearch`, exactly as :func:`gdyn.graph.build_store`
+builds them (the API, :func:`graphs_in_memory`); the batch code does not care which.
+
+Lag pairs ``(t, t + lag)`` never straddle pieces (:class:`PairIndex`). The per-epoch
+shuffle is a seeded bijection evaluated index by index (:class:`PairPermutation`), so
+memory does not grow with trajectory length.
+
+``frame_stride`` s > 1 uses only raw frames that are multiples of s (``Piece.grid``, aligned
+to raw frame numbers, so every part and every lag agree).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gdyn.errors import InputError
+from gdyn.graph import NeighbourSearch, open_store, receptive_field
+from gdyn.models.gdynet import GraphBatch
+from gdyn.trajectory import Trajectory, load_trajectory
+
+__all__ = [
+    "BATCH_BUILDERS",
+    "Graphs",
+    "PairIndex",
+    "PairPermutation",
+    "Piece",
+    "attach_graphs",
+    "data_summary",
+    "epoch_batches",
+    "epoch_seed",
+    "fractional_targets",
+    "frame_size",
+    "graph_batch",
+    "graphs_in_memory",
+    "load_part",
+    "load_piece",
+    "make_batch",
+    "max_distance",
+    "open_graphs",
+    "piece_from_trajectory",
+    "set_grid",
+    "vampnet_batch",
+]
+
+# Frames per neighbour search call when graphs are built in memory (bounds temporaries).
+SEARCH_BLOCK = 64
+
+
+# --------------------------------------------------------------------------------------
+# Graphs: an opened store or arrays built in memory
+
+
+@dataclass
+class Graphs:
+    """Neighbour lists of one piece's frames (the graph store contract, docs/contracts.md).
+
+    ``index``/``distance`` hold one entry per frame of ``frames`` (local frame indices,
+    ascending), or per frame of the piece when ``frames`` is None (a store).
+    """
+
+    index: np.ndarray  # (F', R, M) int neighbour atom ids (memmap for a store)
+    distance: np.ndarray  # (F', R, M) float32 Angstrom
+    rows: np.ndarray  # (R,) int64 atom id of each row, ascending
+    meta: dict[str, Any]  # the store's meta.json (or its in-memory equivalent)
+    where: str  # names the source in messages (the store directory)
+    files: tuple[Path, ...] = ()  # backing files (checkpoint fingerprint); () in memory
+    frames: np.ndarray | None = None
+
+    @property
+    def n_neighbors(self) -> int:
+        """M, neighbours per row."""
+        return int(self.index.shape[2])
+
+    def take(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(index, distance) of the given local frames, (B, R, M) each."""
+        if self.frames is None:
+            return self.index[frames], self.distance[frames]
+        pos = np.searchsorted(self.frames, frames)
+        if (pos >= len(self.frames)).any() or not np.array_equal(self.frames[pos], frames):
+            raise ValueError(f"{self.where}: graphs of some requested frames were not built")
+        return self.index[pos], self.distance[pos]
+
+
+def open_graphs(graph_dir: Path) -> Graphs:
+    """Open a graph store (:func:`gdyn.graph.open_store`) with file-naming errors."""
+    where = str(graph_dir)
+    # Checked here so a missing file names itself (open_store's message is generic).
+    if not (graph_dir / "meta.json").is_file():
+        raise InputError(f"{where}/meta.json: file not found (expected a graph store)")
+    for name in ("index.npy", "distance.npy", "rows.npy"):
+        if not (graph_dir / name).is_file():
+            raise InputError(f"{where}: {name}: file not found")
+    try:
+        store = open_store(graph_dir)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}/meta.json: not valid JSON ({exc})") from None
+    except ValueError as exc:
+        raise InputError(f"{where}: unreadable .npy ({exc})") from None
+    return Graphs(
+        index=store.index,
+        distance=store.distance,
+        rows=np.asarray(store.rows, dtype=np.int64),
+        meta=store.meta,
+        where=where,
+        files=(graph_dir / "index.npy", graph_dir / "distance.npy"),
+    )
+
+
+def graphs_in_memory(
+    traj: Trajectory,
+    frames: np.ndarray,
+    n_neighbors: int,
+    n_conv: int | None,
+    frame_offset: int,
+    where: str,
+) -> Graphs:
+    """The graphs :func:`gdyn.graph.build_store` would store, for ``frames`` only.
+
+    Rows are :func:`gdyn.graph.receptive_field` with ``n_conv - 1`` hops over every frame
+    of ``traj`` (as a pruned store), or every atom when ``n_conv`` is None. Frame f is
+    searched with tie seed ``frame_offset + f`` (its raw frame index), so each entry
+    equals the store's. ``traj`` is expected valid (:func:`gdyn.trajectory.validate_trajectory`).
+    """
+    frames = np.unique(np.asarray(frames, dtype=np.int64))
+    n_atoms, m = traj.n_atoms, int(n_neighbors)
+    if n_conv is None:
+        rows = np.arange(n_atoms, dtype=np.int64)
+    else:
+        rows = np.asarray(receptive_field(traj, m, int(n_conv) - 1), dtype=np.int64)
+    row_arg = None if rows.size == n_atoms else rows
+    search = NeighbourSearch(m)
+    index = np.empty((len(frames), rows.size, m), dtype=np.int32)
+    distance = np.empty((len(frames), rows.size, m), dtype=np.float32)
+    for lo in range(0, len(frames), SEARCH_BLOCK):
+        fr = frames[lo : lo + SEARCH_BLOCK]
+        coords = np.asarray(traj.traj_coords[fr], dtype=np.float64)
+        lattices = np.asarray(traj.lattices[fr], dtype=np.float64)
+        index[lo : lo + len(fr)], distance[lo : lo + len(fr)] = search.frames(
+            coords, lattices, row_arg, frame_offset + fr
+        )
+    meta = {
+        "n_frames": len(frames),
+        "n_atoms": n_atoms,
+        "n_rows": int(rows.size),
+        "n_neighbors": m,
+        "n_conv": None if n_conv is None else int(n_conv),
+        "pruned": n_conv is not None,
+        "frame_offset": int(frame_offset),
+        "max_neighbor_distance_A": search.max_distance,
+        "tie_seed": "raw_frame_index",
+    }
+    return Graphs(index=index, distance=distance, rows=rows, meta=meta,
+                  where=f"{where} (graphs in memory)", frames=frames)
+
+
+# --------------------------------------------------------------------------------------
+# Pieces
+
+
+@dataclass
+class Piece:
+    """One trajectory's frames in one part, memory-mapped, with its graphs if any."""
+
+    path: Path | None  # the split piece file (None for a trajectory built in memory)
+    source: str
+    frame_offset: int
+    frame_interval_ps: float
+    coords: np.ndarray  # (F, N, 3) memmap
+    lattices: np.ndarray  # (F, 3, 3) memmap
+    atom_types: np.ndarray  # (N,) int64
+    target_sets: np.ndarray  # (n, k) int64 atom ids
+    graphs: Graphs | None = None
+    target_rows: np.ndarray | None = None  # (n, k) positions of the target atoms in rows
+    grid: tuple[int, int] = (0, 1)  # (first local frame, stride) of the frames used
+    trajectory: Trajectory | None = field(default=None, repr=False)
+    split_piece: bool = False  # a whole split piece file (load_piece): its file identifies it
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.coords.shape[0])
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.coords.shape[1])
+
+    @property
+    def where(self) -> str:
+        """The piece in messages: its file, else its source name."""
+        return str(self.path) if self.path is not None else self.source
+
+    @property
+    def identity_rows(self) -> bool:
+        """True when every atom is a row in id order (an unpruned store)."""
+        rows = None if self.graphs is None else self.graphs.rows
+        return rows is not None and len(rows) == self.n_atoms and bool(
+            np.array_equal(rows, np.arange(self.n_atoms))
+        )
+
+    def grid_frames(self) -> np.ndarray:
+        """Local frame indices used (every ``stride``-th raw frame)."""
+        start, stride = self.grid
+        return np.arange(start, self.n_frames, stride, dtype=np.int64)
+
+
+def _scalar(arrays: Mapping[str, np.ndarray], key: str) -> Any:
+    value = arrays.get(key)
+    return None if value is None else np.asarray(value).reshape(()).item()
+
+
+def piece_from_trajectory(
+    traj: Trajectory,
+    where: str,
+    name: str,
+    frame_interval_ps: float | None = None,
+    hint: str = "",
+) -> Piece:
+    """A :class:`Piece` of ``traj`` (no graphs yet).
+
+    ``frame_interval_ps`` is used when the trajectory stores none; ``source`` and
+    ``frame_offset`` come from its extras, else ``name`` and 0. ``hint`` is appended to the
+    missing-interval message.
+    """
+    if traj.traj_coords.ndim != 3 or traj.traj_coords.shape[2] != 3:
+        raise InputError(
+            f"{where}: key 'traj_coords': expected shape (F, N, 3), got {traj.traj_coords.shape}"
+        )
+    fi = traj.frame_interval_ps
+    if fi is None:
+        fi = frame_interval_ps
+    if fi is None:
+        raise InputError(
+            f"{where}: key 'frame_interval_ps': missing (expected a scalar in ps){hint}"
+        )
+    offset = _scalar(traj.extras, "frame_offset")
+    source = _scalar(traj.extras, "source")
+    return Piece(
+        path=None if traj.path is None else Path(traj.path),
+        source=str(source) if source is not None else name,
+        frame_offset=int(offset) if offset is not None else 0,
+        frame_interval_ps=float(fi),
+        coords=traj.traj_coords,
+        lattices=traj.lattices,
+        atom_types=np.asarray(traj.atom_types, dtype=np.int64),
+        target_sets=traj.target_sets,
+        trajectory=traj,
+    )
+
+
+def load_piece(path: Path, graph_dir: Path | None, n_conv: int) -> Piece:
+    """Open a split piece (and its graph store) memory-mapped; check they agree."""
+    traj = load_trajectory(path, mmap=True, validate=False)
+    piece = piece_from_trajectory(traj, str(path), path.stem)
+    piece.path, piece.split_piece = path, True
+    if graph_dir is not None:
+        attach_graphs(piece, open_graphs(graph_dir), n_conv)
+    return piece
+
+
+def attach_graphs(piece: Piece, graphs: Graphs, n_conv: int) -> None:
+    """Check ``graphs`` against ``piece`` (frames, atoms, rows, depth) and attach them."""
+    where = graphs.where
+    index, distance, rows, meta = graphs.index, graphs.distance, graphs.rows, graphs.meta
+    f = piece.n_frames if graphs.frames is None else len(graphs.frames)
+    n = piece.n_atoms
+    if index.ndim != 3 or index.shape[0] != f or index.shape[1] != len(rows):
+        raise InputError(
+            f"{where}/index.npy: expected shape ({f}, {len(rows)}, M) (frames of {piece.path}, "
+            f"rows of rows.npy), got {index.shape}"
+        )
+    if distance.shape != index.shape:
+        raise InputError(
+            f"{where}/distance.npy: expected shape {index.shape} (as index.npy), got "
+            f"{distance.shape}"
+        )
+    if not np.issubdtype(index.dtype, np.integer):
+        raise InputError(f"{where}/index.npy: expected integers, got dtype {index.dtype}")
+    if meta.get("n_atoms", n) != n:
+        raise InputError(
+            f"{where}/meta.json: key 'n_atoms': expected {n} (atoms of {piece.path}), got "
+            f"{meta.get('n_atoms')}"
+        )
+    if len(rows) and (rows.min() < 0 or rows.max() >= n):
+        raise InputError(
+            f"{where}/rows.npy: expected atom ids in [0, {n}), got {rows.min()}..{rows.max()}"
+        )
+    if meta.get("pruned") and int(meta.get("n_conv", 0)) < n_conv:
+        raise InputError(
+            f"{where}/meta.json: key 'n_conv': expected >= {n_conv} (the model's convolutions; "
+            f"a store pruned for fewer layers misses atoms), got {meta.get('n_conv')}"
+        )
+    position = np.full(n, -1, dtype=np.int64)
+    position[rows] = np.arange(len(rows))
+    target_rows = position[piece.target_sets]
+    if (target_rows < 0).any():
+        missing = int(piece.target_sets[target_rows < 0][0])
+        raise InputError(
+            f"{where}/rows.npy: expected every target atom as a row, atom {missing} is missing"
+        )
+    piece.graphs, piece.target_rows = graphs, target_rows
+
+
+def load_part(
+    part: str,
+    paths: Sequence[Path],
+    graph_dirs: Sequence[Path] | None,
+    n_conv: int,
+) -> list[Piece]:
+    """All pieces of one part; graph stores are matched to pieces by trajectory name."""
+    if not paths:
+        raise InputError(f"--{part}: expected at least one split piece, got none")
+    by_name: dict[str, Path] = {}
+    if graph_dirs is not None:
+        for d in graph_dirs:
+            by_name[Path(d).name] = Path(d)
+        if len(by_name) != len(graph_dirs):
+            raise InputError(f"--{part}-graphs: expected one store per trajectory, got duplicates")
+    pieces = []
+    for p in paths:
+        p = Path(p)
+        gdir = None
+        if graph_dirs is not None:
+            gdir = by_name.pop(p.stem, None)
+            if gdir is None:
+                raise InputError(
+                    f"--{part}-graphs: expected a graph store named {p.stem!r} for {p}, got "
+                    f"{', '.join(Path(d).name for d in graph_dirs)}"
+                )
+        pieces.append(load_piece(p, gdir, n_conv))
+    if by_name:
+        raise InputError(
+            f"--{part}-graphs: store {next(iter(by_name))!r} has no split piece in --{part}"
+        )
+    return pieces
+
+
+def set_grid(pieces: Sequence[Piece], stride: int) -> None:
+    """Use every ``stride``-th raw frame of each piece."""
+    # The grid is aligned to raw frame numbers, so lag pairs and probs rows of every part
+    # fall on the same raw frames whatever the split boundaries.
+    for p in pieces:
+        p.grid = ((-p.frame_offset) % stride, stride)
+
+
+def max_distance(pieces: Sequence[Piece], chunk: int = 2**22) -> float:
+    """Largest neighbour distance in the graphs (from their meta when it records it, else
+    streamed from distance.npy in bounded memory)."""
+    best = 0.0
+    for p in pieces:
+        recorded = p.graphs.meta.get("max_neighbor_distance_A") if p.graphs else None
+        if isinstance(recorded, int | float) and math.isfinite(recorded):
+            best = max(best, float(recorded))
+            continue
+        flat = p.graphs.distance.reshape(-1) if p.graphs is not None else np.empty(0)
+        for lo in range(0, flat.shape[0], chunk):
+            best = max(best, float(np.max(flat[lo : lo + chunk])))
+    if not math.isfinite(best):
+        raise InputError("graph stores: distance.npy contains NaN or inf")
+    return best
+
+
+def data_summary(inputs: str, pieces: Sequence[Piece]) -> dict[str, Any]:
+    """What a model's ``dims_from_data`` reads: ``set_size`` k, and for graph inputs
+    ``max_distance_A`` and ``n_neighbors`` (see :mod:`gdyn.models`)."""
+    out: dict[str, Any] = {"set_size": int(pieces[0].target_sets.shape[1])}
+    if inputs == "graphs":
+        out["max_distance_A"] = max_distance(pieces)
+        out["n_neighbors"] = pieces[0].graphs.n_neighbors
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Pairs
+
+
+class PairPermutation:
+    """A seeded pseudo-random bijection of ``[0, n)`` evaluated index by index (O(1) memory).
+
+    A 4-round Feistel network on the smallest even number of bits covering ``n``, restricted
+    to ``[0, n)`` by cycle walking: a shuffle of billions of pairs without an index array.
+    """
+
+    _C1 = np.uint64(0x9E3779B97F4A7C15)
+    _C2 = np.uint64(0xBF58476D1CE4E5B9)
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = int(n)
+        bits = max(2, (max(self.n, 1) - 1).bit_length())
+        bits += bits % 2
+        self.half = np.uint64(bits // 2)
+        self.mask = np.uint64((1 << (bits // 2)) - 1)
+        self.keys = np.random.default_rng(seed).integers(0, 2**63, size=4, dtype=np.uint64)
+
+    def _encrypt(self, x: np.ndarray) -> np.ndarray:
+        left, right = x >> self.half, x & self.mask
+        for key in self.keys:
+            h = (right ^ key) * self._C1
+            h ^= h >> np.uint64(31)
+            h *= self._C2
+            h ^= h >> np.uint64(29)
+            left, right = right, left ^ (h & self.mask)
+        return (left << self.half) | right
+
+    def __call__(self, i: np.ndarray) -> np.ndarray:
+        """Images of the indices ``i`` (each in ``[0, n)``) as int64."""
+        x = self._encrypt(np.asarray(i, dtype=np.uint64))
+        bad = x >= self.n
+        while bad.any():
+            x[bad] = self._encrypt(x[bad])
+            bad = x >= self.n
+        return x.astype(np.int64)
+
+
+@dataclass
+class PairIndex:
+    """Lag pairs ``(t, t + lag)`` on the frame grid of every piece, numbered 0..n_pairs-1."""
+
+    pieces: Sequence[Piece]
+    lag_frames: int
+
+    def __post_init__(self) -> None:
+        counts = []
+        for p in self.pieces:
+            start, stride = p.grid
+            n_grid = len(range(start, p.n_frames, stride))
+            counts.append(max(0, n_grid - self.lag_frames // stride))
+        self.counts = np.asarray(counts, dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)])
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.starts[-1])
+
+    def lookup(self, pair_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(piece index, local frame t) of each pair id."""
+        piece = np.searchsorted(self.starts, pair_ids, side="right") - 1
+        first = np.array([p.grid[0] for p in self.pieces], dtype=np.int64)
+        stride = np.array([p.grid[1] for p in self.pieces], dtype=np.int64)
+        t = first[piece] + (pair_ids - self.starts[piece]) * stride[piece]
+        return piece.astype(np.int64), t
+
+
+def epoch_batches(n_pairs: int, settings: Mapping[str, Any]) -> list[tuple[int, int]]:
+    """``[lo, hi)`` positions in the epoch's permutation of each batch.
+
+    A remainder shorter than a batch joins the last batch, so no step sees a covariance
+    estimated from a handful of pairs.
+    """
+    cap = settings["max_pairs_per_epoch"]
+    used = n_pairs if cap is None else min(n_pairs, int(cap))
+    size = int(settings["batch_size"])
+    n_batches = max(1, used // size)
+    bounds = [(b * size, (b + 1) * size) for b in range(n_batches)]
+    bounds[-1] = (bounds[-1][0], used)
+    return bounds
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Seed of one epoch's shuffle: a pure function, so a resumed run replays it."""
+    return int(np.random.SeedSequence([int(seed), int(epoch), 7919]).generate_state(1)[0])
+
+
+# --------------------------------------------------------------------------------------
+# Batches
+
+
+def graph_batch(
+    pieces: Sequence[Piece], piece_ids: np.ndarray, frames: np.ndarray
+) -> GraphBatch:
+    """Flattened :class:`gdyn.models.gdynet.GraphBatch` of the given frames, in the given order."""
+    piece_ids = np.asarray(piece_ids, dtype=np.int64)
+    frames = np.asarray(frames, dtype=np.int64)
+    n_rows = np.array([len(pieces[i].graphs.rows) for i in piece_ids], dtype=np.int64)
+    n_atoms = np.array([pieces[i].n_atoms for i in piece_ids], dtype=np.int64)
+    n_sets = np.array([pieces[i].target_rows.shape[0] for i in piece_ids], dtype=np.int64)
+    k = pieces[piece_ids[0]].target_rows.shape[1]
+    m = pieces[piece_ids[0]].graphs.n_neighbors
+    row_start = np.concatenate([[0], np.cumsum(n_rows)])
+    atom_start = np.concatenate([[0], np.cumsum(n_atoms)])
+    set_start = np.concatenate([[0], np.cumsum(n_sets)])
+    r_total, a_total, s_total = int(row_start[-1]), int(atom_start[-1]), int(set_start[-1])
+    nbr = np.empty((r_total, m), dtype=np.int64)
+    dist = np.empty((r_total, m), dtype=np.float32)
+    types = np.empty(a_total, dtype=np.int64)
+    rows = np.empty(r_total, dtype=np.int64)
+    targets = np.empty((s_total, k), dtype=np.int64)
+    identity = True
+    for pid in np.unique(piece_ids):
+        p = pieces[pid]
+        g = p.graphs
+        if g.n_neighbors != m or p.target_rows.shape[1] != k:
+            raise InputError(
+                f"{g.where}: expected M = {m} neighbours and k = {k} atoms per target set "
+                f"(as the other pieces), got {g.n_neighbors} and {p.target_rows.shape[1]}"
+            )
+        identity &= p.identity_rows
+        sel = np.flatnonzero(piece_ids == pid)
+        order = np.argsort(frames[sel], kind="stable")  # sorted reads are kinder to disks
+        sel = sel[order]
+        fr = frames[sel]
+        dest_rows = (row_start[sel][:, None] + np.arange(len(g.rows))).reshape(-1)
+        a0 = atom_start[sel]
+        index, distance = g.take(fr)
+        index = np.asarray(index, dtype=np.int64)
+        nbr[dest_rows] = (index + a0[:, None, None]).reshape(-1, m)
+        dist[dest_rows] = np.asarray(distance).reshape(-1, m)
+        types[(a0[:, None] + np.arange(p.n_atoms)).reshape(-1)] = np.tile(p.atom_types, len(sel))
+        rows[dest_rows] = (a0[:, None] + g.rows).reshape(-1)
+        dest_sets = (set_start[sel][:, None] + np.arange(p.target_rows.shape[0])).reshape(-1)
+        targets[dest_sets] = (row_start[sel][:, None, None] + p.target_rows).reshape(-1, k)
+    rows_t = None if identity else torch.from_numpy(rows)
+    types_t = torch.from_numpy(types)
+    return GraphBatch(
+        atom_types=types_t,
+        rows=rows_t,
+        row_types=types_t if rows_t is None else types_t[rows_t],
+        nbr=torch.from_numpy(nbr),
+        dist=torch.from_numpy(dist),
+        targets=torch.from_numpy(targets),
+    )
+
+
+def fractional_targets(p: Piece, frames: np.ndarray) -> np.ndarray:
+    """Wrapped fractional positions of the target sets, (len(frames) * n, 3k) float32."""
+    flat = p.target_sets.reshape(-1)
+    coords = np.asarray(p.coords[frames][:, flat], dtype=np.float64)  # (b, n k, 3)
+    lat = np.asarray(p.lattices[frames], dtype=np.float64)  # (b, 3, 3), rows = vectors
+    # r = f L  =>  f = r L^-1, batched over frames.
+    frac = np.linalg.solve(np.transpose(lat, (0, 2, 1)), np.transpose(coords, (0, 2, 1)))
+    frac = np.transpose(frac, (0, 2, 1)) % 1.0
+    n, k = p.target_sets.shape
+    return frac.reshape(len(frames) * n, 3 * k).astype(np.float32)
+
+
+def vampnet_batch(
+    pieces: Sequence[Piece], piece_ids: np.ndarray, frames: np.ndarray
+) -> torch.Tensor:
+    """Input tensor of the VAMPnet baseline for the given frames, in the given order."""
+    piece_ids = np.asarray(piece_ids, dtype=np.int64)
+    frames = np.asarray(frames, dtype=np.int64)
+    n_sets = np.array([pieces[i].target_sets.shape[0] for i in piece_ids], dtype=np.int64)
+    width = 3 * pieces[piece_ids[0]].target_sets.shape[1]
+    set_start = np.concatenate([[0], np.cumsum(n_sets)])
+    out = np.empty((int(set_start[-1]), width), dtype=np.float32)
+    for pid in np.unique(piece_ids):
+        p = pieces[pid]
+        if 3 * p.target_sets.shape[1] != width:
+            raise InputError(f"{p.where}: key 'target_index': expected {width // 3} atoms per set")
+        sel = np.flatnonzero(piece_ids == pid)
+        dest = (set_start[sel][:, None] + np.arange(p.target_sets.shape[0])).reshape(-1)
+        out[dest] = fractional_targets(p, frames[sel])
+    return torch.from_numpy(out)
+
+
+# The batch builder of each input kind (gdyn.models.INPUT_KINDS).
+BATCH_BUILDERS = {"graphs": graph_batch, "positions": vampnet_batch}
+
+
+def make_batch(
+    inputs: str, pieces: Sequence[Piece], piece_ids: np.ndarray, frames: np.ndarray
+) -> Any:
+    """The model input of the given frames for input kind ``inputs``."""
+    return BATCH_BUILDERS[inputs](pieces, piece_ids, frames)
+
+
+def frame_size(inputs: str, piece: Piece) -> int:
+    """Work per frame of ``piece`` (edges for graphs, coordinates for positions)."""
+    if inputs == "graphs":
+        return len(piece.graphs.rows) * piece.graphs.n_neighbors
+    return int(piece.target_sets.size)

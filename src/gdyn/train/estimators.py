@@ -1,0 +1,450 @@
+"""The estimator API (deeptime style): an estimator ``fit`` s a :class:`GDyNetModel`.
+
+::
+
+    est = GDyNet(n_states=2, lag_ps=10.0, n_neighbors=12, epochs=20)  # keys of DEFAULTS
+    model = est.fit(train, val=None)     # Trajectory, .npz path, or a list of them
+    probs = model.transform(traj)        # (F, n_sets, n_states) float32, every frame
+    model.save("dir"); model = GDyNetModel.load("dir")
+    VAMPNet(n_states, lag_ps, **settings).fit(...)  # the same GDyNetModel, kind "vampnet"
+
+:meth:`Estimator.fit` builds the graphs it needs in memory, for the frames on the
+``frame_stride`` grid only, exactly as :func:`gdyn.graph.build_store` would store them
+(rows pruned to the receptive field of the ``n_conv`` layers unless ``prune=False``), so
+a model fitted here equals one trained by ``gdyn train`` on the same data, settings and
+seed. ``gdyn train`` goes through the same estimator: :meth:`Estimator.fit_pieces` opens
+split pieces and their graph stores and checkpoints into the model directory, and
+:func:`train` writes the model directory (:mod:`gdyn.train.outputs`).
+
+The frame interval comes from each trajectory's ``frame_interval_ps`` extra, else from
+the estimator's ``frame_interval_ps`` argument; ``frame_offset`` (raw index of the first
+frame; default 0) aligns the stride grid and seeds the graph's tie rule, ``source`` names
+the trajectory (default: the file name, else ``traj{i}``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gdyn.errors import InputError
+from gdyn.models import spec
+from gdyn.train.data import (
+    PairIndex,
+    Piece,
+    attach_graphs,
+    graphs_in_memory,
+    piece_from_trajectory,
+    set_grid,
+)
+from gdyn.train.loop import (
+    CHECKPOINT,
+    Problem,
+    as_lag_ps,
+    assemble,
+    check_model,
+    evaluating,
+    fit,
+    pick_device,
+    predict_frames,
+    predict_part,
+    prepare,
+)
+from gdyn.train.outputs import (
+    metrics_frame,
+    model_config,
+    read_model_dir,
+    write_model_dir,
+    write_outputs,
+)
+from gdyn.train.settings import resolve_settings
+from gdyn.trajectory import Trajectory, load_trajectory, validate_trajectory
+
+__all__ = ["Estimator", "GDyNet", "GDyNetModel", "VAMPNet", "train"]
+
+log = logging.getLogger(__name__)
+
+TrajectoryLike = Trajectory | str | os.PathLike
+_INTERVAL_HINT = " (or pass frame_interval_ps= to the estimator)"
+
+
+def _as_trajectory(traj: TrajectoryLike) -> Trajectory:
+    if isinstance(traj, Trajectory):
+        return traj
+    if isinstance(traj, str | os.PathLike):
+        return load_trajectory(traj, mmap=True, validate=False)
+    raise InputError(
+        f"trajectory: expected a gdyn.trajectory.Trajectory or an .npz path, got "
+        f"{type(traj).__name__}"
+    )
+
+
+def _as_list(trajs: TrajectoryLike | Sequence[TrajectoryLike] | None) -> list[TrajectoryLike]:
+    if trajs is None:
+        return []
+    if isinstance(trajs, Trajectory | str | os.PathLike):
+        return [trajs]
+    return list(trajs)
+
+
+def _name(traj: Trajectory, i: int) -> str:
+    return Path(traj.path).stem if traj.path is not None else f"traj{i}"
+
+
+class GDyNetModel:
+    """A trained GDyNet (or VAMPnet): state probabilities of the target sets.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        The network (``gdyn.models`` registry class of :attr:`kind`).
+    config : dict
+        What ``config.json`` holds (docs/contracts.md); :attr:`kind`, :attr:`n_states`,
+        :attr:`lag_ps`, :attr:`frame_interval_ps`, :attr:`settings`, :attr:`dims` read it.
+    metrics : pandas.DataFrame or None
+        Per-epoch ``epoch, train_vamp2, val_vamp2, seconds`` (None when unknown).
+    """
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        config: Mapping[str, Any],
+        metrics: pd.DataFrame | None = None,
+    ) -> None:
+        self.module = module
+        self.config = dict(config)
+        self.metrics = metrics
+
+    @property
+    def kind(self) -> str:
+        """Model kind, a key of ``gdyn.models.REGISTRY``."""
+        return str(self.config["model"])
+
+    @property
+    def n_states(self) -> int:
+        return int(self.config["n_states"])
+
+    @property
+    def lag_ps(self) -> float:
+        return float(self.config["lag_ps"])
+
+    @property
+    def frame_interval_ps(self) -> float:
+        return float(self.config["frame_interval_ps"])
+
+    @property
+    def frame_stride(self) -> int:
+        return int(self.config.get("frame_stride", self.settings.get("frame_stride", 1)))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Resolved training settings."""
+        return dict(self.config["settings"])
+
+    @property
+    def dims(self) -> dict[str, Any]:
+        """Data dimensions the network was built for."""
+        return dict(self.config["dims"])
+
+    @property
+    def inputs(self) -> str:
+        """Input kind (``"graphs"`` or ``"positions"``)."""
+        return spec(self.kind).inputs
+
+    def __repr__(self) -> str:
+        return (f"GDyNetModel(kind={self.kind!r}, n_states={self.n_states}, "
+                f"lag_ps={self.lag_ps:g}, frame_interval_ps={self.frame_interval_ps:g})")
+
+    def _piece(self, traj: Trajectory) -> Piece:
+        where = str(traj.path) if traj.path is not None else "trajectory"
+        return piece_from_trajectory(traj, where, _name(traj, 0), self.frame_interval_ps)
+
+    def grid(self, traj: TrajectoryLike) -> np.ndarray:
+        """Local frames of ``traj`` on the model's ``frame_stride`` grid (raw frame numbers
+        divisible by the stride): the frames ``gdyn train`` writes probabilities for."""
+        piece = self._piece(_as_trajectory(traj))
+        set_grid([piece], self.frame_stride)
+        return piece.grid_frames()
+
+    def transform(
+        self,
+        traj: TrajectoryLike,
+        frames: np.ndarray | Sequence[int] | None = None,
+        *,
+        prune: bool = True,
+        device: Any = None,
+    ) -> np.ndarray:
+        """State probabilities of the target sets of ``traj``.
+
+        Parameters
+        ----------
+        traj : Trajectory or path
+            A trajectory in the gdyn format (e.g. a split piece).
+        frames : array of int, optional
+            Local frame indices to evaluate, in the order wanted. Default: every frame
+            (``frame_stride`` applies to training only); ``frames=model.grid(traj)`` gives
+            the rows of the workflow's ``probs_*.npz`` for this piece, bit for bit.
+        prune : bool
+            Graph rows limited to the receptive field of the targets (as the workflow's
+            pruned stores; exact for the targets). False computes every atom's row.
+        device : torch.device, optional
+            Default: the module's device.
+
+        Returns
+        -------
+        ndarray
+            ``probs`` (len(frames), n_sets, n_states) float32; rows sum to one.
+        """
+        t = _as_trajectory(traj)
+        graph_inputs = self.inputs == "graphs"
+        m = int(self.dims["n_neighbors"]) if graph_inputs else None
+        piece = self._piece(t)
+        validate_trajectory(t, piece.where, n_neighbors=m)
+        frames = (np.arange(t.n_frames, dtype=np.int64) if frames is None
+                  else np.asarray(frames, dtype=np.int64).reshape(-1))
+        if frames.size and (frames.min() < 0 or frames.max() >= t.n_frames):
+            raise InputError(
+                f"{piece.where}: frames: expected local frame indices in [0, {t.n_frames}), "
+                f"got {frames.min()}..{frames.max()}"
+            )
+        if graph_inputs:
+            n_conv = int(self.settings["n_conv"])
+            graphs = graphs_in_memory(t, frames, m, n_conv if prune else None,
+                                      piece.frame_offset, piece.where)
+            attach_graphs(piece, graphs, n_conv)
+        if device is None:
+            device = next(self.module.parameters()).device
+        with evaluating(self.module):
+            blocks = predict_frames(self.module, self.inputs, self.n_states, [piece], 0,
+                                    frames, device)
+        if not blocks:
+            return np.empty((0, piece.target_sets.shape[0], self.n_states), dtype=np.float32)
+        return np.concatenate(blocks)
+
+    def predict_part(
+        self, problem: Problem, part: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``probs``, piece index and local frame of every grid frame of a problem's part
+        (what ``probs_{part}.npz`` holds; see :func:`gdyn.train.loop.predict_part`)."""
+        device = next(self.module.parameters()).device
+        return predict_part(self.module, problem, part, device)
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``model.pt``, ``metrics.csv`` (when known) and ``config.json`` atomically:
+        a model directory :meth:`load` (and the workflow) reads."""
+        write_model_dir(directory, self.module, self.config, self.metrics)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> GDyNetModel:
+        """A model directory (``gdyn train``'s or :meth:`save`'s), on CPU in eval mode."""
+        module, config, metrics = read_model_dir(directory)
+        return cls(module, config, metrics)
+
+
+class Estimator:
+    """Trains one model kind of ``gdyn.models.REGISTRY`` by maximising VAMP-2.
+
+    Parameters
+    ----------
+    n_states : int
+        Number of states (>= 2).
+    lag_ps : float or str
+        Lag time in ps (or a label such as ``"10ps"``); a multiple of the frame interval
+        and of ``frame_stride`` frames.
+    kind : str
+        Model kind (set by :class:`GDyNet` / :class:`VAMPNet`).
+    n_neighbors : int, optional
+        M, neighbours per atom of the graphs built in memory (graph-input kinds).
+    prune : bool
+        Graph rows limited to the targets' receptive field (as the workflow's stores).
+    frame_interval_ps : float, optional
+        For trajectories without a ``frame_interval_ps`` extra.
+    device : str or torch.device, optional
+        Default CUDA when available, else CPU.
+    progress : bool
+        tqdm progress bars on stderr.
+    settings : mapping, optional
+        Training settings (keys of ``gdyn.train.DEFAULTS``); keyword arguments add to them.
+    """
+
+    kind: str = ""
+
+    def __init__(
+        self,
+        n_states: int,
+        lag_ps: float | str,
+        *,
+        kind: str | None = None,
+        n_neighbors: int | None = None,
+        prune: bool = True,
+        frame_interval_ps: float | None = None,
+        device: Any = None,
+        progress: bool = False,
+        settings: Mapping[str, Any] | None = None,
+        **training_settings: Any,
+    ) -> None:
+        self.settings = resolve_settings({**(settings or {}), **training_settings})
+        self.kind = kind or type(self).kind
+        check_model(self.kind, n_states)
+        self.n_states = int(n_states)
+        self.lag_ps = as_lag_ps(lag_ps)
+        if n_neighbors is not None and (isinstance(n_neighbors, bool) or int(n_neighbors) < 1):
+            raise InputError(f"n_neighbors: expected an integer >= 1, got {n_neighbors!r}")
+        self.n_neighbors = None if n_neighbors is None else int(n_neighbors)
+        self.prune = bool(prune)
+        self.frame_interval_ps = frame_interval_ps
+        self.device = device
+        self.progress = progress
+        self.problem_: Problem | None = None  # inputs of the last fit
+        self.result_: dict[str, Any] | None = None  # what gdyn.train.loop.fit returned
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(kind={self.kind!r}, n_states={self.n_states}, "
+                f"lag_ps={self.lag_ps:g}, n_neighbors={self.n_neighbors})")
+
+    # -- inputs ----------------------------------------------------------------------
+
+    def _pieces(self, trajs: Any, part: str) -> list[Piece]:
+        m = self.n_neighbors if spec(self.kind).inputs == "graphs" else None
+        pieces = []
+        for i, item in enumerate(_as_list(trajs)):
+            t = _as_trajectory(item)
+            where = str(t.path) if t.path is not None else f"{part} trajectory {i}"
+            validate_trajectory(t, where, n_neighbors=m)
+            pieces.append(piece_from_trajectory(t, where, _name(t, i), self.frame_interval_ps,
+                                                _INTERVAL_HINT))
+        return pieces
+
+    def _attach_graphs(self, piece: Piece) -> None:
+        n_conv = int(self.settings["n_conv"])
+        graphs = graphs_in_memory(piece.trajectory, piece.grid_frames(), self.n_neighbors,
+                                  n_conv if self.prune else None, piece.frame_offset,
+                                  piece.where)
+        attach_graphs(piece, graphs, n_conv)
+
+    # -- fitting ---------------------------------------------------------------------
+
+    def fit(
+        self,
+        train: TrajectoryLike | Sequence[TrajectoryLike],
+        val: TrajectoryLike | Sequence[TrajectoryLike] | None = None,
+        *,
+        checkpoint_dir: str | Path | None = None,
+    ) -> GDyNetModel:
+        """Train on ``train`` (lag pairs never straddle trajectories).
+
+        Parameters
+        ----------
+        train, val : Trajectory, path, or a list of them
+            ``val`` None: no validation, the last epoch is kept; else the epoch with the
+            best full-data validation VAMP-2.
+        checkpoint_dir : path, optional
+            Write ``checkpoint.pt`` there and resume from it (bit-identical on CPU).
+
+        Returns
+        -------
+        GDyNetModel
+        """
+        graph_inputs = spec(self.kind).inputs == "graphs"
+        if graph_inputs and self.n_neighbors is None:
+            raise InputError(f"{self.kind}: n_neighbors: expected an integer >= 1 (M, "
+                             "neighbours per atom of the graphs), got None")
+        parts = {"train": self._pieces(train, "train"), "val": self._pieces(val, "val")}
+        if not parts["train"]:
+            raise InputError("train: expected at least one trajectory, got none")
+        problem = assemble(self.kind, self.n_states, self.lag_ps, parts, self.settings,
+                           self._attach_graphs if graph_inputs else None)
+        return self._fit(problem, checkpoint_dir)
+
+    def fit_pieces(
+        self,
+        part_paths: Mapping[str, Sequence[Path]],
+        part_graphs: Mapping[str, Sequence[Path] | None] | None = None,
+        *,
+        checkpoint_dir: str | Path | None = None,
+        stop_after_batches: int | None = None,
+    ) -> GDyNetModel:
+        """Train on the workflow's split pieces and graph stores (``gdyn train``).
+
+        ``part_paths`` / ``part_graphs`` map each part (train, val, test) to its piece
+        files / store directories (matched by trajectory name). With ``checkpoint_dir``
+        the run resumes from (and keeps) ``checkpoint.pt`` there; ``stop_after_batches``
+        raises :class:`gdyn.train.loop.Interrupted` after that many steps (a test hook).
+        """
+        problem = prepare(self.kind, self.n_states, self.lag_ps, part_paths, part_graphs or {},
+                          self.settings)
+        return self._fit(problem, checkpoint_dir, stop_after_batches)
+
+    def _fit(
+        self, problem: Problem, checkpoint_dir: str | Path | None,
+        stop_after_batches: int | None = None,
+    ) -> GDyNetModel:
+        device = torch.device(self.device) if self.device is not None else pick_device()
+        log.info("%s s%d lag %g ps (%d frames, stride %d) on %s: %d train pairs", self.kind,
+                 self.n_states, problem.lag_ps, problem.lag_frames,
+                 self.settings["frame_stride"], device,
+                 PairIndex(problem.parts["train"], problem.lag_frames).n_pairs)
+        outdir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        result = fit(problem, self.settings, outdir, device, stop_after_batches, self.progress)
+        self.problem_, self.result_ = problem, result
+        return GDyNetModel(result["model"], model_config(problem, self.settings, result),
+                           metrics_frame(result["metrics"]))
+
+
+class GDyNet(Estimator):
+    """GDyNet (paper Eqs. 7-10) on periodic M-nearest-neighbour graphs; see :class:`Estimator`."""
+
+    kind = "gdynet"
+
+    def __init__(self, n_states: int, lag_ps: float | str, n_neighbors: int = 12,
+                 **kwargs: Any) -> None:
+        super().__init__(n_states, lag_ps, n_neighbors=n_neighbors, **kwargs)
+
+
+class VAMPNet(Estimator):
+    """The global VAMPnet baseline on wrapped target positions; see :class:`Estimator`."""
+
+    kind = "vampnet"
+
+
+def train(
+    kind: str,
+    outdir: str | Path,
+    n_states: int,
+    lag: str | float,
+    part_paths: Mapping[str, Sequence[Path]],
+    part_graphs: Mapping[str, Sequence[Path] | None] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    device: Any = None,
+    stop_after_batches: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``gdyn train``: train one model on split pieces and write its model directory.
+
+    Resumes from ``outdir/checkpoint.pt`` (removed on success). Writes ``model.pt``,
+    ``config.json``, ``metrics.csv`` and ``probs_{train,val,test}.npz`` (docs/contracts.md).
+    Process-wide settings (threads, deterministic kernels) are the caller's.
+
+    Returns
+    -------
+    dict
+        What :func:`gdyn.train.loop.fit` returned (``model``, ``metrics``, ``best_epoch``,
+        ``best_val_vamp2``, ``resumed``, ``device``) plus ``gdynet_model``, the
+        :class:`GDyNetModel`.
+    """
+    est = Estimator(n_states, lag, kind=kind, device=device, progress=progress,
+                    settings=settings)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    model = est.fit_pieces(part_paths, part_graphs, checkpoint_dir=outdir,
+                           stop_after_batches=stop_after_batches)
+    write_outputs(outdir, model, est.problem_)
+    (outdir / CHECKPOINT).unlink(missing_ok=True)
+    return {**est.result_, "gdynet_model": model}

@@ -1,0 +1,491 @@
+"""The training loop: one model maximising VAMP-2 (paper Eq. 5) over lag pairs.
+
+:func:`prepare` opens the workflow's inputs (split pieces and graph stores),
+:func:`assemble` derives lag frames, frame grid and model dimensions from any pieces, and
+:func:`fit` trains. Each epoch ends with the full-data validation VAMP-2; the best
+epoch's weights are kept (the last epoch's without validation data).
+
+With a checkpoint directory, a checkpoint (``checkpoint.pt``) is written after every epoch
+and every ``checkpoint_every_s`` seconds; a killed run started again resumes from it and
+finishes with bit-identical weights on CPU (everything random is a pure function of seed,
+epoch and batch index). Process-wide torch settings (threads, deterministic kernels) are
+the caller's: ``gdyn train`` sets them (:mod:`gdyn.cli.train`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gdyn.config import lag_to_frames
+from gdyn.errors import InputError
+from gdyn.files import atomic_path
+from gdyn.layout import PARTS, parse_lag
+from gdyn.models import ModelSpec, build, module_class, spec
+from gdyn.models.vamp import CovarianceAccumulator, vamp2_loss
+from gdyn.train.data import (
+    PairIndex,
+    PairPermutation,
+    Piece,
+    data_summary,
+    epoch_batches,
+    epoch_seed,
+    frame_size,
+    load_part,
+    make_batch,
+    set_grid,
+)
+
+__all__ = [
+    "CHECKPOINT",
+    "Interrupted",
+    "Problem",
+    "as_lag_ps",
+    "assemble",
+    "check_model",
+    "evaluating",
+    "fingerprint",
+    "fit",
+    "pick_device",
+    "predict_frames",
+    "predict_part",
+    "prepare",
+    "score_probs",
+]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+
+# Edges (rows x M) per prediction chunk: bounds memory whatever the system size.
+PREDICT_EDGES = 2**16
+
+
+class Interrupted(RuntimeError):
+    """Raised by the test hook ``stop_after_batches`` to simulate a crash mid-epoch."""
+
+
+@dataclass
+class Problem:
+    """Everything one training run needs besides the settings."""
+
+    kind: str
+    n_states: int
+    lag_ps: float
+    lag_frames: int
+    frame_interval_ps: float
+    parts: dict[str, list[Piece]]
+    dims: dict[str, Any]
+
+    @property
+    def inputs(self) -> str:
+        """The model's input kind (``gdyn.models.INPUT_KINDS``)."""
+        return spec(self.kind).inputs
+
+    def batch(self, part: str, piece_ids: np.ndarray, frames: np.ndarray) -> Any:
+        """Model input of the given (piece, local frame) pairs of ``part``."""
+        return make_batch(self.inputs, self.parts[part], piece_ids, frames)
+
+
+# --------------------------------------------------------------------------------------
+# Inputs
+
+
+def as_lag_ps(lag: str | float) -> float:
+    """A lag as ps: a label such as ``"10ps"`` or a number."""
+    return parse_lag(lag) if isinstance(lag, str) else float(lag)
+
+
+def check_model(kind: str, n_states: int) -> ModelSpec:
+    """The registry entry of ``kind``; an unknown kind or n_states < 2 raise InputError."""
+    entry = spec(kind)
+    if int(n_states) < 2:
+        raise InputError(f"--n-states: expected an integer >= 2, got {n_states}")
+    return entry
+
+
+def assemble(
+    kind: str,
+    n_states: int,
+    lag_ps: float,
+    parts: dict[str, list[Piece]],
+    settings: Mapping[str, Any],
+    attach: Callable[[Piece], None] | None = None,
+) -> Problem:
+    """Derive lag frames, frame grid and model dimensions from opened pieces.
+
+    ``attach(piece)`` runs on every piece once its frame grid is set, before the
+    dimensions are read (the API builds in-memory graphs there).
+    """
+    entry = check_model(kind, n_states)
+    intervals = {p.frame_interval_ps for ps in parts.values() for p in ps}
+    fi = next(iter(intervals))
+    if any(not math.isclose(x, fi, rel_tol=1e-6) for x in intervals):
+        raise InputError(
+            f"split pieces: key 'frame_interval_ps': expected one value for all pieces, got "
+            f"{sorted(intervals)}"
+        )
+    lag_frames = lag_to_frames(lag_ps, fi)
+    stride = int(settings["frame_stride"])
+    if lag_frames % stride:
+        raise InputError(
+            f"--settings: key 'frame_stride': expected a divisor of the lag ({lag_frames} frames "
+            f"= {lag_ps:g} ps), got {stride}"
+        )
+    for pieces in parts.values():
+        set_grid(pieces, stride)
+    ks = {p.target_sets.shape[1] for ps in parts.values() for p in ps}
+    if len(ks) > 1:
+        raise InputError(
+            f"split pieces: key 'target_index': expected one set size k, got {sorted(ks)}"
+        )
+    if attach is not None:
+        for pieces in parts.values():
+            for p in pieces:
+                attach(p)
+    dims = module_class(kind).dims_from_data(data_summary(entry.inputs, parts["train"]))
+    return Problem(kind, int(n_states), lag_ps, lag_frames, fi, parts, dims)
+
+
+def prepare(
+    kind: str,
+    n_states: int,
+    lag: str | float,
+    part_paths: Mapping[str, Sequence[Path]],
+    part_graphs: Mapping[str, Sequence[Path] | None],
+    settings: Mapping[str, Any],
+) -> Problem:
+    """Open every split piece (and graph store) of the workflow and :func:`assemble` them."""
+    entry = check_model(kind, n_states)
+    lag_ps = as_lag_ps(lag)
+    graph_inputs = entry.inputs == "graphs"
+    parts: dict[str, list[Piece]] = {}
+    for part in PARTS:
+        graphs = part_graphs.get(part) if graph_inputs else None
+        if graph_inputs and not graphs:
+            raise InputError(f"--{part}-graphs: expected graph stores for {kind}, got none")
+        parts[part] = load_part(part, [Path(p) for p in part_paths.get(part, [])], graphs,
+                                int(settings["n_conv"]))
+    return assemble(kind, n_states, lag_ps, parts, settings)
+
+
+# --------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def fingerprint(problem: Problem, settings: Mapping[str, Any]) -> str:
+    """Hash of everything that makes a checkpoint valid for this run."""
+    files: list[list[Any]] = []
+    for part, pieces in problem.parts.items():
+        for p in pieces:
+            paths = ([p.path] if p.path is not None else []) + list(
+                p.graphs.files if p.graphs is not None else ()
+            )
+            for f in paths:
+                st = f.stat()
+                files.append([part, str(f), st.st_size, st.st_mtime_ns])
+            # API inputs (in memory, or a window of a file): frames and shape stand in.
+            if not p.split_piece:
+                files.append([part, f"<trajectory> {p.source}", p.frame_offset,
+                              list(p.coords.shape)])
+            if p.graphs is not None and not p.graphs.files:
+                files.append([part, f"<graphs> {p.source}", int(p.graphs.rows.size)])
+    blob = json.dumps(
+        [problem.kind, problem.n_states, problem.lag_frames, dict(settings), problem.dims, files],
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # a damaged checkpoint only costs the time to redo it
+        log.warning("ignoring unreadable checkpoint %s (%s)", path, exc)
+        return None
+    if state.get("fingerprint") != fingerprint:
+        log.warning("ignoring checkpoint %s: it belongs to other inputs or settings", path)
+        return None
+    return state
+
+
+# --------------------------------------------------------------------------------------
+# Prediction and scores
+
+
+def pick_device() -> torch.device:
+    """CUDA when available (CUDA_VISIBLE_DEVICES, e.g. from Slurm, is respected), else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode without gradients; restores the model's mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def predict_frames(
+    model: torch.nn.Module,
+    inputs: str,
+    n_states: int,
+    pieces: Sequence[Piece],
+    pid: int,
+    frames: np.ndarray,
+    device: Any,
+) -> list[np.ndarray]:
+    """State probabilities of ``frames`` of piece ``pid``: (B, n_sets, n_states) float32
+    blocks in frame order (run under :func:`evaluating`).
+
+    Frames go through the model in chunks of about :data:`PREDICT_EDGES` edges, so a
+    prediction's result does not depend on anything but the piece and the frames.
+    """
+    chunk = max(1, PREDICT_EDGES // max(frame_size(inputs, pieces[pid]), 1))
+    out = []
+    for lo in range(0, len(frames), chunk):
+        fr = frames[lo : lo + chunk]
+        batch = make_batch(inputs, pieces, np.full(len(fr), pid), fr).to(device)
+        probs = model(batch).float().cpu().numpy()
+        out.append(probs.reshape(len(fr), -1, n_states))
+    return out
+
+
+def predict_part(
+    model: torch.nn.Module, problem: Problem, part: str, device: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """State probabilities of every grid frame of every piece of ``part``.
+
+    Returns ``probs`` (F, n_sets, n_states) float32, ``piece`` (F,) and local ``frame`` (F,).
+    """
+    pieces = problem.parts[part]
+    out_p, out_piece, out_frame = [], [], []
+    with evaluating(model):
+        for pid, p in enumerate(pieces):
+            frames = p.grid_frames()
+            out_p += predict_frames(model, problem.inputs, problem.n_states, pieces, pid,
+                                    frames, device)
+            out_piece.append(np.full(len(frames), pid, dtype=np.int64))
+            out_frame.append(frames)
+    n_sets = {a.shape[1] for a in out_p}
+    if len(n_sets) > 1:
+        raise InputError(
+            f"--{part}: expected the same number of target sets in every piece, got "
+            f"{sorted(n_sets)}"
+        )
+    return np.concatenate(out_p), np.concatenate(out_piece), np.concatenate(out_frame)
+
+
+def score_probs(
+    probs: np.ndarray, piece: np.ndarray, frame: np.ndarray, lag_frames: int,
+    settings: Mapping[str, Any],
+) -> float:
+    """Full-data VAMP-2 of predicted probabilities over all lag pairs within each piece."""
+    acc = CovarianceAccumulator(probs.shape[2])
+    for pid in np.unique(piece):
+        sel = np.flatnonzero(piece == pid)
+        f = frame[sel]
+        # Row of frame f + lag within this piece, if present (frames are sorted).
+        j = np.searchsorted(f, f + lag_frames)
+        ok = j < len(f)
+        ok[ok] &= f[j[ok]] == f[ok] + lag_frames
+        if ok.any():
+            x = probs[sel[ok]].reshape(-1, probs.shape[2])
+            y = probs[sel[j[ok]]].reshape(-1, probs.shape[2])
+            acc.update(x, y)
+    if acc.n < 2:
+        return float("nan")
+    return acc.score(settings["vamp_epsilon"], settings["vamp_mode"])
+
+
+def _validation_score(
+    model: torch.nn.Module, problem: Problem, settings: Mapping[str, Any], device: Any
+) -> float:
+    if not problem.parts.get("val"):
+        return float("nan")
+    probs, pid, fr = predict_part(model, problem, "val", device)
+    return score_probs(probs, pid, fr, problem.lag_frames, settings)
+
+
+# --------------------------------------------------------------------------------------
+# Training
+
+
+def fit(
+    problem: Problem,
+    settings: Mapping[str, Any],
+    outdir: Path | None,
+    device: Any = None,
+    stop_after_batches: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train, keeping the best validation epoch; resumes from ``outdir/checkpoint.pt``.
+
+    Parameters
+    ----------
+    problem : Problem
+        Inputs (:func:`prepare` or :func:`assemble`); a ``val`` part without pieces
+        means no validation (the last epoch is kept).
+    settings : mapping
+        Resolved training settings (:func:`gdyn.train.resolve_settings`).
+    outdir : Path or None
+        Checkpoint directory; None writes no checkpoints.
+    device : torch.device, optional
+        Default :func:`pick_device`.
+    stop_after_batches : int, optional
+        Raise :class:`Interrupted` after that many optimiser steps in this call (a crash
+        for the resume tests).
+    progress : bool
+        tqdm progress bar on stderr.
+
+    Returns
+    -------
+    dict
+        ``model`` (best weights loaded), ``metrics`` (list of rows), ``best_epoch``,
+        ``best_val_vamp2``, ``resumed`` (the epoch/batch it resumed at, or None) and
+        ``device``.
+    """
+    device = device or pick_device()
+    eps, mode = float(settings["vamp_epsilon"]), str(settings["vamp_mode"])
+    pairs = PairIndex(problem.parts["train"], problem.lag_frames)
+    if pairs.n_pairs < 2:
+        raise InputError(
+            f"--train: expected at least 2 (t, t + {problem.lag_ps:g} ps) pairs within the "
+            f"pieces, got {pairs.n_pairs} (pieces shorter than the lag?)"
+        )
+    val_pairs = PairIndex(problem.parts.get("val", []), problem.lag_frames).n_pairs
+    if not problem.parts.get("val"):
+        log.info("no validation data: the last epoch is kept")
+    elif val_pairs < 2:
+        log.warning("validation pieces hold %d lag pairs: the last epoch is kept", val_pairs)
+
+    torch.manual_seed(int(settings["seed"]))
+    model = build(problem.kind, problem.n_states, settings, problem.dims).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=float(settings["learning_rate"]))
+    digest = fingerprint(problem, settings)
+    ckpt_path = None if outdir is None else Path(outdir) / CHECKPOINT
+    state = None if ckpt_path is None else _load_checkpoint(ckpt_path, digest)
+    metrics: list[dict[str, Any]] = []
+    best_state, best_score, best_epoch = None, -math.inf, -1
+    start_epoch, start_batch, run_sum, run_n, epoch_secs = 0, 0, 0.0, 0, 0.0
+    resumed = None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        metrics = list(state["metrics"])
+        best_state, best_score = state["best_state"], state["best_score"]
+        best_epoch = state["best_epoch"]
+        start_epoch, start_batch = int(state["epoch"]), int(state["batch"])
+        run_sum, run_n = float(state["run_sum"]), int(state["run_n"])
+        epoch_secs = float(state["epoch_secs"])
+        resumed = (start_epoch, start_batch)
+        log.info("resuming from %s at epoch %d, batch %d", ckpt_path, start_epoch + 1, start_batch)
+
+    def checkpoint(epoch: int, batch: int) -> None:
+        if ckpt_path is None:
+            return
+        _save_checkpoint(ckpt_path, {
+            "fingerprint": digest, "epoch": epoch, "batch": batch,
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "metrics": metrics,
+            "best_state": best_state, "best_score": best_score, "best_epoch": best_epoch,
+            "run_sum": run_sum, "run_n": run_n, "epoch_secs": epoch_secs,
+        })
+
+    steps = 0
+    every = float(settings["checkpoint_every_s"])
+    n_epochs = int(settings["epochs"])
+    model.train()
+    for epoch in range(start_epoch, n_epochs):
+        perm = PairPermutation(pairs.n_pairs, epoch_seed(settings["seed"], epoch))
+        bounds = epoch_batches(pairs.n_pairs, settings)
+        t0 = time.perf_counter()
+        last_ckpt = t0
+        bar = tqdm(range(start_batch, len(bounds)), total=len(bounds), initial=start_batch,
+                   desc=f"epoch {epoch + 1}/{n_epochs}", file=sys.stderr, mininterval=2.0,
+                   disable=not progress, leave=False)
+        for b in bar:
+            lo, hi = bounds[b]
+            piece, t = pairs.lookup(perm(np.arange(lo, hi)))
+            batch = problem.batch(
+                "train", np.concatenate([piece, piece]), np.concatenate([t, t + problem.lag_frames])
+            ).to(device)
+            out = model(batch)
+            half = out.shape[0] // 2
+            loss = vamp2_loss(out[:half], out[half:], eps, mode)
+            opt.zero_grad(set_to_none=True)
+            ok = bool(torch.isfinite(loss))
+            if ok:
+                loss.backward()
+                # eigh's gradient is infinite for degenerate eigenvalues: never feed Adam NaN.
+                ok = bool(torch.isfinite(torch.stack(
+                    [g.abs().max() for g in (q.grad for q in model.parameters()) if g is not None]
+                )).all())
+            if ok:
+                opt.step()
+                run_sum += -loss.item()
+                run_n += 1
+            else:  # a degenerate batch (e.g. every pair in one state): skip the step
+                log.warning("epoch %d batch %d: non-finite VAMP-2 or gradient, step skipped",
+                            epoch + 1, b)
+            steps += 1
+            if run_n:
+                bar.set_postfix(vamp2=f"{run_sum / run_n:.4f}", refresh=False)
+            if stop_after_batches is not None and steps >= stop_after_batches:
+                raise Interrupted(f"stopped after {steps} batches (test hook)")
+            now = time.perf_counter()
+            if now - last_ckpt >= every and b + 1 < len(bounds):
+                epoch_secs += now - t0
+                t0 = last_ckpt = now
+                checkpoint(epoch, b + 1)
+        bar.close()
+        val = _validation_score(model, problem, settings, device)
+        train_score = run_sum / run_n if run_n else float("nan")
+        epoch_secs += time.perf_counter() - t0
+        metrics.append({"epoch": epoch + 1, "train_vamp2": train_score, "val_vamp2": val,
+                        "seconds": round(epoch_secs, 3)})
+        log.info("epoch %d/%d: train VAMP-2 %.4f, val VAMP-2 %.4f (%.1f s)",
+                 epoch + 1, n_epochs, train_score, val, epoch_secs)
+        if (math.isfinite(val) and val > best_score) or (
+            not math.isfinite(best_score) and not math.isfinite(val)
+        ):
+            best_score = val if math.isfinite(val) else -math.inf
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            best_epoch = epoch + 1
+        start_batch, run_sum, run_n, epoch_secs = 0, 0.0, 0, 0.0
+        checkpoint(epoch + 1, 0)
+    model.load_state_dict(best_state)
+    return {
+        "model": model,
+        "metrics": metrics,
+        "best_epoch": best_epoch,
+        "best_val_vamp2": best_score if math.isfinite(best_score) else float("nan"),
+        "resumed": resumed,
+        "device": str(device),
+    }

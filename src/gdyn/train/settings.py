@@ -1,0 +1,82 @@
+"""Training settings: the ``train`` config section's keys, their defaults and checks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from gdyn.errors import InputError
+from gdyn.models.vamp import MODES
+
+__all__ = ["DEFAULTS", "WORKFLOW_KEYS", "resolve_settings"]
+
+# Settings of the `train` config section (workflow/schemas/config.schema.yaml) and their
+# defaults: the original GDyNet code's (atom_fea_len 16, 3 convolutions, Adam 5e-4, batch 16,
+# 10 epochs). `lags_ps` and `models` belong to the workflow, not to one training run.
+# VAMP regularisation: 'regularize' with epsilon 1e-3 (C + eps I). VAMP-2 is invariant to
+# affine maps of the features, so Adam lets softmax outputs drift into a narrow, fuzzy band;
+# with 'trunc' the band's variance eventually falls below epsilon and the score drops to 1
+# with zero gradient (a dead model). eps = 1e-3 penalises a band narrower than ~0.1 and
+# drives the outputs to crisp states; for two crisp states of populations pi, 1 - pi it
+# shrinks rho^2 = VAMP-2 - 1 by a fraction ~eps / (pi (1 - pi)) (BENCHMARKS.md, "Training").
+DEFAULTS: dict[str, Any] = {
+    "atom_fea_len": 16,
+    "n_conv": 3,
+    "batch_norm": False,
+    "learning_rate": 5.0e-4,
+    "batch_size": 16,
+    "epochs": 10,
+    "max_pairs_per_epoch": None,
+    "seed": 0,
+    "frame_stride": 1,
+    "vamp_epsilon": 1.0e-3,
+    "vamp_mode": "regularize",
+    "vampnet_hidden": [64, 64],
+    "checkpoint_every_s": 600.0,
+}
+WORKFLOW_KEYS = frozenset({"lags_ps", "models"})
+
+
+def resolve_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``settings`` over :data:`DEFAULTS`, type-checked; unknown keys raise InputError.
+
+    The workflow keys (``lags_ps``, ``models``) are ignored, so a system's whole ``train``
+    config section can be passed.
+    """
+    out = dict(DEFAULTS)
+    for key, value in (settings or {}).items():
+        if key in WORKFLOW_KEYS:
+            continue
+        if key not in DEFAULTS:
+            raise InputError(
+                f"--settings: key {key!r}: unknown training setting (expected one of "
+                f"{', '.join(sorted(DEFAULTS))})"
+            )
+        out[key] = value
+
+    def need(key: str, ok: bool, expected: str) -> None:
+        if not ok:
+            raise InputError(f"--settings: key {key!r}: expected {expected}, got {out[key]!r}")
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    for key, low in (("atom_fea_len", 1), ("n_conv", 0), ("batch_size", 2), ("epochs", 1),
+                     ("seed", 0), ("frame_stride", 1)):
+        need(key, is_int(out[key]) and out[key] >= low, f"an integer >= {low}")
+    need("batch_norm", isinstance(out["batch_norm"], bool), "true or false")
+    for key in ("learning_rate", "vamp_epsilon"):
+        v = out[key]
+        need(key, isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+             and math.isfinite(v), "a positive number")
+    v = out["checkpoint_every_s"]
+    need("checkpoint_every_s", isinstance(v, int | float) and v >= 0, "a number >= 0")
+    v = out["max_pairs_per_epoch"]
+    need("max_pairs_per_epoch", v is None or (is_int(v) and v >= 1), "null or an integer >= 1")
+    need("vamp_mode", out["vamp_mode"] in MODES, f"one of {', '.join(MODES)}")
+    v = out["vampnet_hidden"]
+    need("vampnet_hidden", isinstance(v, list | tuple) and all(is_int(h) and h >= 1 for h in v),
+         "a list of positive integers")
+    out["vampnet_hidden"] = [int(h) for h in v]
+    return out
