@@ -263,7 +263,19 @@ def split_args(wildcards):
     return " ".join(parts)
 
 
+def graph_store(system):
+    """Whether the system's graphs are stored (graphs rule) or built inside training."""
+    return SYSTEMS[system]["graph"].get("store", True)
+
+
+def train_graph_inputs(wildcards):
+    """The graph stores a GDyNet training job reads (none when graphs are built on the fly)."""
+    return graph_dirs(wildcards.system) if graph_store(wildcards.system) else []
+
+
 def graph_args(wildcards):
+    if not graph_store(wildcards.system):
+        return "--graph " + settings("graph", wildcards.system)
     parts = []
     for part in PARTS:
         parts.append(f"--{part}-graphs " + " ".join(graph_dirs(wildcards.system, [part])))

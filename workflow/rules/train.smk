@@ -5,7 +5,7 @@ rule train_gdynet:
     """Train one GDyNet by maximising VAMP-2 at lag {lag}; write state probabilities."""
     input:
         splits=lambda wc: split_files(wc.system),
-        graphs=lambda wc: graph_dirs(wc.system),
+        graphs=train_graph_inputs,
     output:
         **model_outputs("gdynet"),
     params:

@@ -71,8 +71,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     settings = args.settings if args.settings is not None else {}
     if not isinstance(settings, dict):
         raise InputError(f"--settings: expected a JSON object, got {type(settings).__name__}")
+    if args.graph is not None and not isinstance(args.graph, dict):
+        raise InputError(f"--graph: expected a JSON object, got {type(args.graph).__name__}")
     set_process_state(args.threads)
-    train(args.model, args.outdir, args.n_states, args.lag, parts, graphs, settings)
+    train(args.model, args.outdir, args.n_states, args.lag, parts, graphs, settings,
+          graph=args.graph)
     return 0
 
 
@@ -96,5 +99,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"graph stores of the {part} pieces (gdynet), matched by name")
     p.add_argument("--settings", type=json_arg, default=None, metavar="JSON",
                    help="the system's `train` config section as JSON")
+    p.add_argument("--graph", type=json_arg, default=None, metavar="JSON",
+                   help="the system's `graph` config section as JSON; with \"store\": false "
+                   "(gdynet) the graphs are built on the fly and no --*-graphs are given")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.set_defaults(func=_cmd_train)

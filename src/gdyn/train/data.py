@@ -4,7 +4,9 @@ A :class:`Piece` is one trajectory's frames in one part (train, val or test), me
 Models with graph inputs also need its neighbour lists, a :class:`Graphs`: either an opened
 graph store (the workflow, :func:`load_piece`) or arrays built in memory for the frames in
 use with :class:`gdyn.graph.NeighbourSearch`, exactly as :func:`gdyn.graph.build_store`
-builds them (the API, :func:`graphs_in_memory`); the batch code does not care which.
+builds them (the API, :func:`graphs_in_memory`), or a source that searches each batch's
+frames when it is assembled (``graph.store: false``, :mod:`gdyn.train.onthefly`); the batch
+code does not care which.
 
 Lag pairs ``(t, t + lag)`` never straddle pieces (:class:`PairIndex`). The per-epoch
 shuffle is a seeded bijection evaluated index by index (:class:`PairPermutation`), so
@@ -52,11 +54,14 @@ __all__ = [
     "open_graphs",
     "piece_from_trajectory",
     "set_grid",
+    "target_rows",
     "vampnet_batch",
 ]
 
 # Frames per neighbour search call when graphs are built in memory (bounds temporaries).
 SEARCH_BLOCK = 64
+# Largest per-piece cache of VAMPnet inputs (every grid frame's wrapped target positions).
+POSITIONS_CACHE_BYTES = 256 * 2**20
 
 
 # --------------------------------------------------------------------------------------
@@ -187,6 +192,8 @@ class Piece:
     grid: tuple[int, int] = (0, 1)  # (first local frame, stride) of the frames used
     trajectory: Trajectory | None = field(default=None, repr=False)
     split_piece: bool = False  # a whole split piece file (load_piece): its file identifies it
+    # VAMPnet inputs of the grid frames, computed once (vampnet_batch): (grid, array) or None
+    positions: tuple[tuple[int, int], np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def n_frames(self) -> int:
@@ -301,15 +308,18 @@ def attach_graphs(piece: Piece, graphs: Graphs, n_conv: int) -> None:
             f"{where}/meta.json: key 'n_conv': expected >= {n_conv} (the model's convolutions; "
             f"a store pruned for fewer layers misses atoms), got {meta.get('n_conv')}"
         )
-    position = np.full(n, -1, dtype=np.int64)
+    piece.graphs, piece.target_rows = graphs, target_rows(piece, rows, f"{where}/rows.npy")
+
+
+def target_rows(piece: Piece, rows: np.ndarray, where: str) -> np.ndarray:
+    """(n, k) positions in ``rows`` of the target atoms of ``piece`` (every one must be a row)."""
+    position = np.full(piece.n_atoms, -1, dtype=np.int64)
     position[rows] = np.arange(len(rows))
-    target_rows = position[piece.target_sets]
-    if (target_rows < 0).any():
-        missing = int(piece.target_sets[target_rows < 0][0])
-        raise InputError(
-            f"{where}/rows.npy: expected every target atom as a row, atom {missing} is missing"
-        )
-    piece.graphs, piece.target_rows = graphs, target_rows
+    out = position[piece.target_sets]
+    if (out < 0).any():
+        missing = int(piece.target_sets[out < 0][0])
+        raise InputError(f"{where}: expected every target atom as a row, atom {missing} is missing")
+    return out
 
 
 def load_part(
@@ -560,8 +570,35 @@ def vampnet_batch(
             raise InputError(f"{p.where}: key 'target_index': expected {width // 3} atoms per set")
         sel = np.flatnonzero(piece_ids == pid)
         dest = (set_start[sel][:, None] + np.arange(p.target_sets.shape[0])).reshape(-1)
-        out[dest] = fractional_targets(p, frames[sel])
+        out[dest] = _positions(p, frames[sel])
     return torch.from_numpy(out)
+
+
+def _positions(p: Piece, frames: np.ndarray) -> np.ndarray:
+    """:func:`fractional_targets` of ``frames``, from the piece's grid cache when possible.
+
+    The inputs of every grid frame are computed once per piece (at most
+    :data:`POSITIONS_CACHE_BYTES`) instead of once per batch and epoch: gathering a few
+    coordinates per frame from a memory-mapped piece costs far more than the small MLP that
+    reads them. Values are bit-identical to the direct computation (each frame is solved
+    on its own).
+    """
+    start, stride = p.grid
+    n_grid = len(range(start, p.n_frames, stride))
+    if p.positions is None or p.positions[0] != p.grid:
+        if n_grid * p.target_sets.size * 12 > POSITIONS_CACHE_BYTES:
+            return fractional_targets(p, frames)
+        grid = p.grid_frames()
+        step = max(1, 2**24 // (24 * p.target_sets.size))  # ~16 MB of float64 per block
+        cache = np.concatenate([fractional_targets(p, grid[lo : lo + step])
+                                for lo in range(0, len(grid), step)]
+                               or [np.empty((0, 3 * p.target_sets.shape[1]), np.float32)])
+        p.positions = (p.grid, cache.reshape(n_grid, -1, cache.shape[-1]))
+    on_grid = (frames >= start) & ((frames - start) % stride == 0)
+    if not on_grid.all():
+        return fractional_targets(p, frames)
+    cache = p.positions[1]
+    return cache[(frames - start) // stride].reshape(-1, cache.shape[-1])
 
 
 # The batch builder of each input kind (gdyn.models.INPUT_KINDS).

@@ -368,18 +368,23 @@ class Estimator:
         part_paths: Mapping[str, Sequence[Path]],
         part_graphs: Mapping[str, Sequence[Path] | None] | None = None,
         *,
+        graph: Mapping[str, Any] | None = None,
         checkpoint_dir: str | Path | None = None,
         stop_after_batches: int | None = None,
     ) -> GDyNetModel:
         """Train on the workflow's split pieces and graph stores (``gdyn train``).
 
         ``part_paths`` / ``part_graphs`` map each part (train, val, test) to its piece
-        files / store directories (matched by trajectory name). With ``checkpoint_dir``
-        the run resumes from (and keeps) ``checkpoint.pt`` there; ``stop_after_batches``
-        raises :class:`gdyn.train.loop.Interrupted` after that many steps (a test hook).
+        files / store directories (matched by trajectory name). ``graph`` (the system's
+        ``graph`` config section) with ``store: false`` builds the graphs on the fly
+        instead of reading stores. With ``checkpoint_dir`` the run resumes from (and
+        keeps) ``checkpoint.pt`` there; ``stop_after_batches`` raises
+        :class:`gdyn.train.loop.Interrupted` after that many steps (a test hook).
         """
+        device = torch.device(self.device) if self.device is not None else pick_device()
+        gpu = device if device.type == "cuda" else None
         problem = prepare(self.kind, self.n_states, self.lag_ps, part_paths, part_graphs or {},
-                          self.settings)
+                          self.settings, graph, gpu)
         return self._fit(problem, checkpoint_dir, stop_after_batches)
 
     def _fit(
@@ -425,8 +430,12 @@ def train(
     device: Any = None,
     stop_after_batches: int | None = None,
     progress: bool = True,
+    graph: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``gdyn train``: train one model on split pieces and write its model directory.
+
+    ``graph``: the system's ``graph`` config section; with ``store: false`` the graphs are
+    built on the fly (no ``part_graphs``).
 
     Resumes from ``outdir/checkpoint.pt`` (removed on success). Writes ``model.pt``,
     ``config.json``, ``metrics.csv`` and ``probs_{train,val,test}.npz`` (docs/contracts.md).
@@ -443,8 +452,9 @@ def train(
                     settings=settings)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    model = est.fit_pieces(part_paths, part_graphs, checkpoint_dir=outdir,
+    model = est.fit_pieces(part_paths, part_graphs, graph=graph, checkpoint_dir=outdir,
                            stop_after_batches=stop_after_batches)
-    write_outputs(outdir, model, est.problem_)
+    # The best epoch's validation predictions are probs_val (same weights, frames, chunks).
+    write_outputs(outdir, model, est.problem_, {"val": est.result_["val_prediction"]})
     (outdir / CHECKPOINT).unlink(missing_ok=True)
     return {**est.result_, "gdynet_model": model}

@@ -23,6 +23,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,13 @@ from gdyn.train.data import (
     make_batch,
     set_grid,
 )
+from gdyn.train.onthefly import on_the_fly
 
 __all__ = [
     "CHECKPOINT",
     "Interrupted",
     "Problem",
+    "ahead",
     "as_lag_ps",
     "assemble",
     "check_model",
@@ -73,6 +76,27 @@ CHECKPOINT = "checkpoint.pt"
 
 # Edges (rows x M) per prediction chunk: bounds memory whatever the system size.
 PREDICT_EDGES = 2**16
+
+
+def ahead(make: Callable[[int], Any], items: range) -> Iterator[tuple[int, Any]]:
+    """``(i, make(i))`` for ``i`` in ``items``, ``make(i + 1)`` running in a worker thread
+    while the caller uses ``make(i)``.
+
+    Batch assembly (gathering from graph stores, or searching neighbours when graphs are
+    built on the fly) overlaps the model's step: numpy, vesin and torch release the GIL.
+    ``make`` must be a pure function of ``i``, so results do not depend on the thread.
+    """
+    if len(items) <= 1:
+        for i in items:
+            yield i, make(i)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gdyn-batch") as pool:
+        future = pool.submit(make, items[0])
+        for k, i in enumerate(items):
+            value = future.result()
+            if k + 1 < len(items):
+                future = pool.submit(make, items[k + 1])
+            yield i, value
 
 
 class Interrupted(RuntimeError):
@@ -168,19 +192,35 @@ def prepare(
     part_paths: Mapping[str, Sequence[Path]],
     part_graphs: Mapping[str, Sequence[Path] | None],
     settings: Mapping[str, Any],
+    graph: Mapping[str, Any] | None = None,
+    gpu: Any = None,
 ) -> Problem:
-    """Open every split piece (and graph store) of the workflow and :func:`assemble` them."""
+    """Open every split piece (and graph store) of the workflow and :func:`assemble` them.
+
+    ``graph`` is the system's ``graph`` config section: with ``store: false`` a graph-input
+    model takes no stores and builds its graphs on the fly (:mod:`gdyn.train.onthefly`;
+    ``gpu`` a CUDA device for its pair search, or None).
+    """
     entry = check_model(kind, n_states)
     lag_ps = as_lag_ps(lag)
     graph_inputs = entry.inputs == "graphs"
+    live = graph_inputs and graph is not None and graph.get("store", True) is False
     parts: dict[str, list[Piece]] = {}
     for part in PARTS:
-        graphs = part_graphs.get(part) if graph_inputs else None
-        if graph_inputs and not graphs:
-            raise InputError(f"--{part}-graphs: expected graph stores for {kind}, got none")
+        graphs = part_graphs.get(part) if graph_inputs and not live else None
+        if graph_inputs and not live and not graphs:
+            raise InputError(f"--{part}-graphs: expected graph stores for {kind}, got none "
+                             "(or graph settings with store: false)")
         parts[part] = load_part(part, [Path(p) for p in part_paths.get(part, [])], graphs,
                                 int(settings["n_conv"]))
-    return assemble(kind, n_states, lag_ps, parts, settings)
+    attach = None
+    if live:
+        if "n_neighbors" not in graph:
+            raise InputError(f"--graph: key 'n_neighbors': expected an integer >= 1, got "
+                             f"none in {dict(graph)}")
+        n_conv = int(settings["n_conv"]) if graph.get("prune", True) else None
+        attach = on_the_fly(parts["train"], graph["n_neighbors"], n_conv, gpu)
+    return assemble(kind, n_states, lag_ps, parts, settings, attach)
 
 
 # --------------------------------------------------------------------------------------
@@ -269,12 +309,15 @@ def predict_frames(
     prediction's result does not depend on anything but the piece and the frames.
     """
     chunk = max(1, PREDICT_EDGES // max(frame_size(inputs, pieces[pid]), 1))
-    out = []
-    for lo in range(0, len(frames), chunk):
+
+    def make(lo: int) -> Any:
         fr = frames[lo : lo + chunk]
-        batch = make_batch(inputs, pieces, np.full(len(fr), pid), fr).to(device)
-        probs = model(batch).float().cpu().numpy()
-        out.append(probs.reshape(len(fr), -1, n_states))
+        return make_batch(inputs, pieces, np.full(len(fr), pid), fr)
+
+    out = []
+    for lo, batch in ahead(make, range(0, len(frames), chunk)):
+        probs = model(batch.to(device)).float().cpu().numpy()
+        out.append(probs.reshape(len(frames[lo : lo + chunk]), -1, n_states))
     return out
 
 
@@ -327,11 +370,12 @@ def score_probs(
 
 def _validation_score(
     model: torch.nn.Module, problem: Problem, settings: Mapping[str, Any], device: Any
-) -> float:
+) -> tuple[float, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """Full-data validation VAMP-2 and the predictions it was computed from."""
     if not problem.parts.get("val"):
-        return float("nan")
-    probs, pid, fr = predict_part(model, problem, "val", device)
-    return score_probs(probs, pid, fr, problem.lag_frames, settings)
+        return float("nan"), None
+    prediction = predict_part(model, problem, "val", device)
+    return score_probs(*prediction, problem.lag_frames, settings), prediction
 
 
 # --------------------------------------------------------------------------------------
@@ -369,8 +413,9 @@ def fit(
     -------
     dict
         ``model`` (best weights loaded), ``metrics`` (list of rows), ``best_epoch``,
-        ``best_val_vamp2``, ``resumed`` (the epoch/batch it resumed at, or None) and
-        ``device``.
+        ``best_val_vamp2``, ``resumed`` (the epoch/batch it resumed at, or None),
+        ``device`` and ``val_prediction``: :func:`predict_part` of ``val`` with the best
+        weights when this call computed it (the best epoch's validation), else None.
     """
     device = device or pick_device()
     eps, mode = float(settings["vamp_epsilon"]), str(settings["vamp_mode"])
@@ -394,6 +439,7 @@ def fit(
     state = None if ckpt_path is None else _load_checkpoint(ckpt_path, digest)
     metrics: list[dict[str, Any]] = []
     best_state, best_score, best_epoch = None, -math.inf, -1
+    best_prediction = None  # validation predictions of the best epoch, if computed here
     start_epoch, start_batch, run_sum, run_n, epoch_secs = 0, 0, 0.0, 0, 0.0
     resumed = None
     if state is not None:
@@ -427,16 +473,20 @@ def fit(
         bounds = epoch_batches(pairs.n_pairs, settings)
         t0 = time.perf_counter()
         last_ckpt = t0
-        bar = tqdm(range(start_batch, len(bounds)), total=len(bounds), initial=start_batch,
-                   desc=f"epoch {epoch + 1}/{n_epochs}", file=sys.stderr, mininterval=2.0,
-                   disable=not progress, leave=False)
-        for b in bar:
+        bar = tqdm(total=len(bounds), initial=start_batch, desc=f"epoch {epoch + 1}/{n_epochs}",
+                   file=sys.stderr, mininterval=2.0, disable=not progress, leave=False)
+
+        def make(b: int, perm: PairPermutation = perm, bounds: list = bounds) -> Any:
             lo, hi = bounds[b]
             piece, t = pairs.lookup(perm(np.arange(lo, hi)))
-            batch = problem.batch(
+            return problem.batch(
                 "train", np.concatenate([piece, piece]), np.concatenate([t, t + problem.lag_frames])
-            ).to(device)
-            out = model(batch)
+            )
+
+        # The generator's worker thread ends with it (also when the body raises).
+        for b, batch in ahead(make, range(start_batch, len(bounds))):
+            bar.update(1)
+            out = model(batch.to(device))
             half = out.shape[0] // 2
             loss = vamp2_loss(out[:half], out[half:], eps, mode)
             opt.zero_grad(set_to_none=True)
@@ -465,7 +515,7 @@ def fit(
                 t0 = last_ckpt = now
                 checkpoint(epoch, b + 1)
         bar.close()
-        val = _validation_score(model, problem, settings, device)
+        val, prediction = _validation_score(model, problem, settings, device)
         train_score = run_sum / run_n if run_n else float("nan")
         epoch_secs += time.perf_counter() - t0
         metrics.append({"epoch": epoch + 1, "train_vamp2": train_score, "val_vamp2": val,
@@ -478,6 +528,7 @@ def fit(
             best_score = val if math.isfinite(val) else -math.inf
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
             best_epoch = epoch + 1
+            best_prediction = prediction
         start_batch, run_sum, run_n, epoch_secs = 0, 0.0, 0, 0.0
         checkpoint(epoch + 1, 0)
     model.load_state_dict(best_state)
@@ -488,4 +539,5 @@ def fit(
         "best_val_vamp2": best_score if math.isfinite(best_score) else float("nan"),
         "resumed": resumed,
         "device": str(device),
+        "val_prediction": best_prediction,
     }

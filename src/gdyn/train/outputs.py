@@ -120,16 +120,25 @@ def load_model(model_dir: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return module, cfg
 
 
-def write_outputs(outdir: str | Path, model: _Predictor, problem: Problem) -> None:
+def write_outputs(
+    outdir: str | Path,
+    model: _Predictor,
+    problem: Problem,
+    known: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray] | None] | None = None,
+) -> None:
     """``probs_{part}.npz`` of every part of ``problem``, then the model's own files.
 
     ``probs`` (F, n_sets, n_states) float32 for every grid frame of every piece, stacked;
     ``traj`` (F,) index into ``sources``; ``frame`` (F,) raw frame index; ``lag_ps`` and
-    ``frame_interval_ps`` scalars (docs/contracts.md).
+    ``frame_interval_ps`` scalars (docs/contracts.md). ``known`` maps a part to
+    predictions already made with the final weights (``model.predict_part``'s result, e.g.
+    the best epoch's validation), which are written instead of predicting again.
     """
     outdir = Path(outdir)
+    known = known or {}
     for part in (p for p in PARTS if p in problem.parts):
-        probs, piece, frame = model.predict_part(problem, part)
+        prediction = known.get(part)
+        probs, piece, frame = prediction or model.predict_part(problem, part)
         pieces = problem.parts[part]
         save_npz(
             outdir / f"probs_{part}.npz",

@@ -1,0 +1,266 @@
+"""Graphs built on the fly (``graph.store: false``): no graph store at all.
+
+Each batch's neighbour lists are searched when the batch is assembled, inside training and
+prediction (:class:`OnTheFlyGraphs`, a graph source with the interface of
+:class:`gdyn.train.data.Graphs`); :func:`gdyn.train.loop.ahead` assembles the next batch
+in a worker thread while the model works on the current one. Memory no longer grows with
+the trajectory: a huge trajectory needs neither a store on disk nor its graphs in RAM.
+
+The graphs equal the store's (``gdyn graphs``): the same search
+(:class:`gdyn.graph.NeighbourSearch`) with the tie seed of frame f = its raw frame index,
+``frame_offset + f``; rows = the receptive field of the targets (atoms within
+``n_conv - 1`` hops in some frame, :func:`gdyn.graph.receptive_field`'s definition) over
+the frames in use, i.e. the piece's frame grid; and the training pieces' largest M-th
+neighbour distance, which sets the model's Gaussian grid, over the same frames. Both
+come from one survey pass before training (:func:`survey`). With ``frame_stride`` 1 the
+grid is every frame, so every batch tensor, and the trained weights, equal those from
+today's store (``tests/test_onthefly.py``); a store that holds the stride grid only
+surveys the same frames.
+
+On a CUDA device the cell-list pair search of each frame may run on the GPU
+(vesin's CUDA kernels through its torch interface, :class:`CudaPairs`); the selection of
+the M nearest (seeded ties) stays the CPU's exact code. Small cells (the toy) use the
+batched image brute force either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from gdyn.errors import InputError
+from gdyn.graph import NeighbourSearch, check_lattice
+from gdyn.train.data import Piece, target_rows
+
+__all__ = ["CudaPairs", "OnTheFlyGraphs", "on_the_fly", "survey"]
+
+log = logging.getLogger(__name__)
+
+# Bytes of neighbour tables held by one survey block (bounds the survey's memory).
+SURVEY_BLOCK_BYTES = 16 * 2**20
+
+
+def _read_frames(piece: Piece, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float64 coordinates and lattices of ``frames``, checked (names the raw frame)."""
+    coords = np.asarray(piece.coords[frames], dtype=np.float64)
+    lattices = np.asarray(piece.lattices[frames], dtype=np.float64)
+    finite = np.isfinite(coords).all(axis=(1, 2))
+    if not finite.all():
+        f = int(frames[np.argmin(finite)])
+        raise InputError(
+            f"{piece.where}: key 'traj_coords': expected finite coordinates, frame {f} has NaN "
+            "or inf"
+        )
+    # Vectorised screen (check_lattice's test); check_lattice names the first bad frame.
+    with np.errstate(invalid="ignore"):
+        det = np.abs(np.linalg.det(lattices)) if len(frames) else np.empty(0)
+        scale = np.prod(np.linalg.norm(lattices, axis=2), axis=1)
+    bad = ~(np.isfinite(lattices).all(axis=(1, 2)) & (det > 1e-8 * scale))
+    for k in np.flatnonzero(bad)[:1]:
+        check_lattice(lattices[k], f"{piece.where}: key 'lattices': frame {int(frames[k])}")
+    return coords, lattices
+
+
+def _reach(tables: np.ndarray, targets: np.ndarray, hops: int) -> np.ndarray:
+    """(N,) mask of atoms within ``hops`` hops of ``targets`` in any frame of ``tables``.
+
+    ``tables`` (B, N, M) neighbour ids of every atom (edges i -> its M nearest); the BFS
+    runs for all frames at once.
+    """
+    b, n_atoms, _ = tables.shape
+    reached = np.zeros((b, n_atoms), dtype=bool)
+    reached[:, targets] = True
+    frontier = reached.copy()
+    for _ in range(hops):
+        f_idx, a_idx = np.nonzero(frontier)
+        nxt = np.zeros_like(reached)
+        nxt[np.repeat(f_idx, tables.shape[2]), tables[f_idx, a_idx].reshape(-1)] = True
+        frontier = nxt & ~reached
+        if not frontier.any():
+            break
+        reached |= frontier
+    return reached.any(axis=0)
+
+
+def survey(
+    piece: Piece,
+    n_neighbors: int,
+    n_conv: int | None,
+    need_distance: bool,
+    search: NeighbourSearch | None = None,
+) -> tuple[np.ndarray, float | None]:
+    """Rows and largest M-th neighbour distance of the piece's graphs over its grid frames.
+
+    Rows: atoms within ``n_conv - 1`` hops of a target in some grid frame (every atom when
+    ``n_conv`` is None). Distance (None unless ``need_distance``): the largest M-th
+    neighbour distance over those rows and frames, what a store's meta records as
+    ``max_neighbor_distance_A``. Without ``need_distance`` the pass stops as soon as every
+    atom is a row.
+    """
+    n_atoms = piece.n_atoms
+    frames = piece.grid_frames()
+    search = search or NeighbourSearch(n_neighbors)
+    targets = np.unique(piece.target_sets.reshape(-1))
+    all_rows = n_conv is None
+    union = np.ones(n_atoms, dtype=bool) if all_rows else np.zeros(n_atoms, dtype=bool)
+    union[targets] = True
+    hops = 0 if all_rows else int(n_conv) - 1
+    if not need_distance and (all_rows or hops <= 0):
+        return np.flatnonzero(union), None
+    atom_max = np.zeros(n_atoms, dtype=np.float32)  # each atom's largest M-th distance
+    step = max(1, SURVEY_BLOCK_BYTES // (n_atoms * n_neighbors * 8))
+    offset = piece.frame_offset
+    for lo in range(0, len(frames), step):
+        fr = frames[lo : lo + step]
+        coords, lattices = _read_frames(piece, fr)
+        if need_distance:
+            tables, dist = search.frames(coords, lattices, None, offset + fr)
+            np.maximum(atom_max, dist[:, :, -1].max(axis=0), out=atom_max)
+            if hops > 0:
+                union |= _reach(tables, targets, hops)
+        else:
+            union |= search.reach(coords, lattices, targets, hops, offset + fr)
+            if union.all():
+                break
+    rows = np.flatnonzero(union)
+    best = float(atom_max[rows].max()) if need_distance and len(frames) else None
+    return rows, best
+
+
+class CudaPairs:
+    """vesin's cell list on a CUDA device, as a drop-in for the CPU pair search.
+
+    ``pairs(coords, lattice, cutoff)`` returns (i, j, d) numpy arrays, each unordered pair
+    once (half list, i == j for an atom's own images), float64 distances, as
+    :class:`gdyn.graph._vesin.VesinHalfList` does on the CPU; the exact selection of the
+    M nearest stays on the CPU. Needs torch with CUDA and vesin's torch support.
+    """
+
+    def __init__(self, device: Any) -> None:
+        import torch
+        import vesin
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.nl_class = vesin.NeighborList
+
+    @classmethod
+    def probe(cls, device: Any) -> CudaPairs | None:
+        """A working instance, or None (logged) when vesin cannot search on ``device``."""
+        try:
+            pairs = cls(device)
+            pairs(np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]), np.eye(3) * 10.0, 2.0)
+        except Exception as exc:  # no CUDA build of vesin, no torch support, no device
+            log.warning("neighbour search on %s unavailable (%s): searching on the CPU",
+                        device, exc)
+            return None
+        return pairs
+
+    def __call__(
+        self, coords: np.ndarray, lattice: np.ndarray, cutoff: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        t = self.torch
+        points = t.as_tensor(np.ascontiguousarray(coords), dtype=t.float64, device=self.device)
+        box = t.as_tensor(np.ascontiguousarray(lattice), dtype=t.float64, device=self.device)
+        nl = self.nl_class(cutoff=float(cutoff), full_list=False)
+        i, j, d = nl.compute(points, box, True, "ijd")
+        return (i.cpu().numpy().astype(np.uint64), j.cpu().numpy().astype(np.uint64),
+                d.cpu().numpy().astype(np.float64))
+
+
+class OnTheFlyGraphs:
+    """The neighbour lists of one piece, searched whenever frames are asked for.
+
+    The interface of :class:`gdyn.train.data.Graphs` (``rows``, ``meta``, ``where``,
+    ``files``, ``n_neighbors``, ``take``); each thread has its own
+    :class:`gdyn.graph.NeighbourSearch` (and adapted cutoff). ``take(frames)`` gives
+    what a store built with ``gdyn graphs`` holds for those frames.
+    """
+
+    def __init__(
+        self,
+        piece: Piece,
+        rows: np.ndarray,
+        n_neighbors: int,
+        n_conv: int | None,
+        max_distance_A: float | None,
+        gpu: Any = None,
+    ) -> None:
+        self.piece = piece
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self._m = int(n_neighbors)
+        self._row_arg = None if len(self.rows) == piece.n_atoms else self.rows
+        self._gpu = gpu
+        self._local = threading.local()
+        self.where = f"{piece.where} (graphs on the fly)"
+        self.files: tuple = ()
+        self.frames = None
+        self.meta: dict[str, Any] = {
+            "n_frames": piece.n_frames,
+            "n_atoms": piece.n_atoms,
+            "n_rows": len(self.rows),
+            "n_neighbors": self._m,
+            "n_conv": None if n_conv is None else int(n_conv),
+            "pruned": n_conv is not None,
+            "source": piece.source,
+            "frame_offset": piece.frame_offset,
+            "max_neighbor_distance_A": max_distance_A,
+            "tie_seed": "raw_frame_index",
+            "on_the_fly": True,
+        }
+
+    @property
+    def n_neighbors(self) -> int:
+        """M, neighbours per row."""
+        return self._m
+
+    def _search(self) -> NeighbourSearch:
+        search = getattr(self._local, "search", None)
+        if search is None:
+            search = NeighbourSearch(self._m)
+            pairs = None if self._gpu is None else CudaPairs.probe(self._gpu)
+            if pairs is not None:
+                # The cell-list path calls its pair search through this attribute
+                # (gdyn.graph.search.NeighbourSearch._pairs); the image path never does.
+                search._calc = pairs
+            self._local.search = search
+        return search
+
+    def take(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(index (B, R, M) int32, distance (B, R, M) float32) of the given local frames."""
+        frames = np.asarray(frames, dtype=np.int64)
+        coords, lattices = _read_frames(self.piece, frames)
+        return self._search().frames(coords, lattices, self._row_arg,
+                                     self.piece.frame_offset + frames)
+
+
+def on_the_fly(
+    train: Sequence[Piece],
+    n_neighbors: int,
+    n_conv: int | None,
+    gpu: Any = None,
+) -> Callable[[Piece], None]:
+    """``attach(piece)`` giving a piece an :class:`OnTheFlyGraphs` source.
+
+    For the ``attach`` hook of :func:`gdyn.train.loop.assemble`, which calls it once the
+    frame grid is set. The survey of the ``train`` pieces also measures their largest
+    neighbour distance (the model's Gaussian grid); ``n_conv`` None keeps every atom as a
+    row (no pruning). ``gpu``: a CUDA device for the pair search, or None.
+    """
+    m = int(n_neighbors)
+    if isinstance(n_neighbors, bool) or m < 1:
+        raise InputError(f"graph: key 'n_neighbors': expected an integer >= 1, got {n_neighbors}")
+    search = NeighbourSearch(m)
+    train_ids = {id(p) for p in train}
+
+    def attach(p: Piece) -> None:
+        rows, dmax = survey(p, m, n_conv, need_distance=id(p) in train_ids, search=search)
+        graphs = OnTheFlyGraphs(p, rows, m, n_conv, dmax, gpu)
+        p.graphs = graphs
+        p.target_rows = target_rows(p, rows, graphs.where)
+
+    return attach
