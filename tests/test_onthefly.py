@@ -100,15 +100,19 @@ def dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     return _dataset(tmp_path_factory.mktemp(request.param), request.param, m)
 
 
-def _problem(data: dict, live: bool, stride: int = 1) -> gl.Problem:
+def _problem(data: dict, live: bool, stride: int = 1, cache_mb: float = 0) -> gl.Problem:
     settings = gt.resolve_settings({"frame_stride": stride})
-    graph = {"n_neighbors": data["m"], "prune": True, "store": False} if live else None
+    graph = ({"n_neighbors": data["m"], "prune": True, "store": False, "cache_mb": cache_mb}
+             if live else None)
     return gl.prepare("gdynet", 2, 0.2 * stride, data["paths"],
                       {} if live else data["stores"], settings, graph)
 
 
-def test_on_the_fly_batches_equal_the_store(dataset: dict) -> None:
-    stored, live = _problem(dataset, live=False), _problem(dataset, live=True)
+@pytest.mark.parametrize("cache_mb", [0, 100], ids=["per-batch", "kept"])
+def test_on_the_fly_batches_equal_the_store(dataset: dict, cache_mb: float) -> None:
+    stored, live = _problem(dataset, live=False), _problem(dataset, live=True, cache_mb=cache_mb)
+    kept = [p.graphs.nbytes > 0 for ps in live.parts.values() for p in ps]
+    assert all(kept) if cache_mb else not any(kept)
     assert live.dims == stored.dims  # the Gaussian grid: same largest M-th distance
     rng = np.random.default_rng(0)
     for part in PARTS:
@@ -136,7 +140,7 @@ def test_on_the_fly_batches_equal_the_store(dataset: dict) -> None:
 def test_training_on_the_fly_equals_the_store(dataset: dict, tmp_path: Path) -> None:
     settings = {"batch_size": 16, "epochs": 2, "max_pairs_per_epoch": 96, "seed": 1,
                 "learning_rate": 0.005, "n_conv": 3}
-    graph = {"n_neighbors": dataset["m"], "prune": True, "store": False}
+    graph = {"n_neighbors": dataset["m"], "prune": True, "store": False, "cache_mb": 0}
     a = gt.train("gdynet", tmp_path / "store", 2, 0.2, dataset["paths"], dataset["stores"],
                  settings, progress=False)
     b = gt.train("gdynet", tmp_path / "live", 2, 0.2, dataset["paths"], None, settings,
@@ -158,6 +162,7 @@ def test_stride_grid_surveys_the_grid_frames_only(tmp_path: Path) -> None:
     data = _dataset(tmp_path, "liquid", 6)
     stride = 3
     problem = _problem(data, live=True, stride=stride)
+    kept_problem = _problem(data, live=True, stride=stride, cache_mb=100)
     for part in PARTS:
         for p in problem.parts[part]:
             grid = p.grid_frames()
@@ -184,6 +189,10 @@ def test_stride_grid_surveys_the_grid_frames_only(tmp_path: Path) -> None:
                 want = max(float(worst[f][p.graphs.rows].max()) for f in grid)
                 assert p.graphs.meta["max_neighbor_distance_A"] == want
             index, dist = p.graphs.take(grid[:4])
+            kept = kept_problem.parts[part][problem.parts[part].index(p)].graphs
+            assert kept.nbytes > 0
+            np.testing.assert_array_equal(kept.take(grid[:4])[0], index)
+            np.testing.assert_array_equal(kept.take(grid[:4])[1], dist)
             for k, f in enumerate(grid[:4]):
                 ref_i, ref_d = nearest_neighbours(coords[f], lattices[f], 6, rows=p.graphs.rows,
                                                   tie_seed=p.frame_offset + f)
@@ -199,8 +208,8 @@ def test_unpruned_rows_are_every_atom(tmp_path: Path) -> None:
     p = problem.parts["train"][0]
     np.testing.assert_array_equal(p.graphs.rows, np.arange(p.n_atoms))
     assert p.identity_rows
-    rows, dmax = survey(p, 6, None, need_distance=False)
-    assert dmax is None and len(rows) == p.n_atoms
+    rows, dmax, kept = survey(p, 6, None, need_distance=False)
+    assert dmax is None and kept is None and len(rows) == p.n_atoms
 
 
 def test_bad_frame_is_named(tmp_path: Path) -> None:

@@ -1,6 +1,9 @@
 # Shared helpers: which files exist for which system, wildcard constraints, resources.
 import json
+import math
 import shlex
+
+import numpy as np
 
 from gdyn import analysis as gdyn_analysis
 from gdyn import config as gc
@@ -282,8 +285,57 @@ def graph_args(wildcards):
     return " ".join(parts)
 
 
+# Memory of a training job (MB), a model fitted to measured peak anonymous RSS
+# (benchmarks/bench_onthefly.py memory, BENCHMARKS.md "Memory model of the rules"):
+# the process after imports, plus activations per edge of a step (2 x batch frames x N
+# rows x M neighbours; rows <= N, so pruning only lowers it), plus, with graph.store:
+# false, the graphs kept in memory (at most graph.cache_mb). Memory-mapped inputs (split
+# pieces, graph stores) are page cache, not counted: the kernel drops it at will.
+TRAIN_BASE_MB = 350
+TRAIN_MB_PER_MEDGE = 1400  # per million edges of a training step
+MEM_SAFETY = 1.25
+
+
+def npz_shape(path, key="traj_coords"):
+    """Shape of one array of an uncompressed .npz, from its header (no data is read)."""
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as f:
+        major, _ = np.lib.format.read_magic(f)
+        header = (np.lib.format.read_array_header_1_0 if major == 1
+                  else np.lib.format.read_array_header_2_0)
+        return header(f)[0]
+
+
+def train_mem_mb(model):
+    """``resources: mem_mb`` of a training rule: the measured model above, from the atoms
+    and frames of the job's split pieces (read when the job is scheduled)."""
+
+    def mem_mb(wildcards, input):
+        s = SYSTEMS[wildcards.system]
+        train = s["train"]
+        batch = int(train.get("batch_size", 16))
+        stride = int(train.get("frame_stride", 1))
+        shapes = [npz_shape(f) for f in input.splits]
+        n_atoms = max(shape[1] for shape in shapes)
+        grid_frames = sum(-(-shape[0] // stride) for shape in shapes)
+        if gdyn_models.spec(model).inputs == "graphs":
+            m = int(s["graph"]["n_neighbors"])
+            mb = TRAIN_BASE_MB + TRAIN_MB_PER_MEDGE * 2 * batch * n_atoms * m / 1e6
+            if not graph_store(wildcards.system):
+                kept = grid_frames * n_atoms * m * 8 / 1e6
+                mb += min(kept, float(s["graph"].get("cache_mb", 1024)))
+        else:  # positions of the targets, cached per piece for every grid frame
+            n_targets = npz_shape(input.splits[0], "target_index")
+            mb = TRAIN_BASE_MB + grid_frames * int(np.prod(n_targets)) * 12 / 1e6
+        return int(math.ceil(MEM_SAFETY * mb / 100.0) * 100)
+
+    return mem_mb
+
+
 TRAIN_RESOURCES = dict(
-    mem_mb=8000,
     runtime=240,
     gpu=int(EXECUTION.get("train_gpus", 0)),
 )

@@ -19,6 +19,7 @@ rule train_gdynet:
         bench_path("train_gdynet", "{system}/s{n_states}-lag{lag}")
     threads: int(EXECUTION.get("train_threads", 1))
     resources:
+        mem_mb=train_mem_mb("gdynet"),
         **TRAIN_RESOURCES,
     conda:
         GDYN_ENV
@@ -44,6 +45,7 @@ rule train_vampnet:
         bench_path("train_vampnet", "{system}/s{n_states}-lag{lag}")
     threads: int(EXECUTION.get("train_threads", 1))
     resources:
+        mem_mb=train_mem_mb("vampnet"),
         **TRAIN_RESOURCES,
     conda:
         GDYN_ENV

@@ -76,6 +76,8 @@ CHECKPOINT = "checkpoint.pt"
 
 # Edges (rows x M) per prediction chunk: bounds memory whatever the system size.
 PREDICT_EDGES = 2**16
+# Default `graph.cache_mb`: graphs built on the fly that fit are searched once per job.
+GRAPH_CACHE_MB = 1024
 
 
 def ahead(make: Callable[[int], Any], items: range) -> Iterator[tuple[int, Any]]:
@@ -199,6 +201,7 @@ def prepare(
 
     ``graph`` is the system's ``graph`` config section: with ``store: false`` a graph-input
     model takes no stores and builds its graphs on the fly (:mod:`gdyn.train.onthefly`;
+    up to ``cache_mb`` of them, default :data:`GRAPH_CACHE_MB`, are kept in memory;
     ``gpu`` a CUDA device for its pair search, or None).
     """
     entry = check_model(kind, n_states)
@@ -219,7 +222,8 @@ def prepare(
             raise InputError(f"--graph: key 'n_neighbors': expected an integer >= 1, got "
                              f"none in {dict(graph)}")
         n_conv = int(settings["n_conv"]) if graph.get("prune", True) else None
-        attach = on_the_fly(parts["train"], graph["n_neighbors"], n_conv, gpu)
+        cache = int(float(graph.get("cache_mb", GRAPH_CACHE_MB)) * 2**20)
+        attach = on_the_fly(parts["train"], graph["n_neighbors"], n_conv, gpu, cache)
     return assemble(kind, n_states, lag_ps, parts, settings, attach)
 
 

@@ -92,14 +92,16 @@ def survey(
     n_conv: int | None,
     need_distance: bool,
     search: NeighbourSearch | None = None,
-) -> tuple[np.ndarray, float | None]:
+    keep: bool = False,
+) -> tuple[np.ndarray, float | None, tuple[np.ndarray, np.ndarray] | None]:
     """Rows and largest M-th neighbour distance of the piece's graphs over its grid frames.
 
     Rows: atoms within ``n_conv - 1`` hops of a target in some grid frame (every atom when
     ``n_conv`` is None). Distance (None unless ``need_distance``): the largest M-th
     neighbour distance over those rows and frames, what a store's meta records as
     ``max_neighbor_distance_A``. Without ``need_distance`` the pass stops as soon as every
-    atom is a row.
+    atom is a row. With ``need_distance`` and ``keep`` the graphs of every grid frame
+    (restricted to the rows) are returned too, else None.
     """
     n_atoms = piece.n_atoms
     frames = piece.grid_frames()
@@ -110,10 +112,11 @@ def survey(
     union[targets] = True
     hops = 0 if all_rows else int(n_conv) - 1
     if not need_distance and (all_rows or hops <= 0):
-        return np.flatnonzero(union), None
+        return np.flatnonzero(union), None, None
     atom_max = np.zeros(n_atoms, dtype=np.float32)  # each atom's largest M-th distance
     step = max(1, SURVEY_BLOCK_BYTES // (n_atoms * n_neighbors * 8))
     offset = piece.frame_offset
+    kept: list[tuple[np.ndarray, np.ndarray]] = []
     for lo in range(0, len(frames), step):
         fr = frames[lo : lo + step]
         coords, lattices = _read_frames(piece, fr)
@@ -122,13 +125,25 @@ def survey(
             np.maximum(atom_max, dist[:, :, -1].max(axis=0), out=atom_max)
             if hops > 0:
                 union |= _reach(tables, targets, hops)
+            if keep:
+                kept.append((tables, dist))
         else:
             union |= search.reach(coords, lattices, targets, hops, offset + fr)
             if union.all():
                 break
     rows = np.flatnonzero(union)
     best = float(atom_max[rows].max()) if need_distance and len(frames) else None
-    return rows, best
+    graphs = None
+    if need_distance and keep:
+        # A row's neighbours do not depend on which other rows are computed.
+        shape = (len(frames), len(rows), n_neighbors)
+        graphs = (np.empty(shape, np.int32), np.empty(shape, np.float32))
+        lo = 0
+        for tables, dist in kept:
+            graphs[0][lo : lo + len(tables)] = tables[:, rows]
+            graphs[1][lo : lo + len(tables)] = dist[:, rows]
+            lo += len(tables)
+    return rows, best, graphs
 
 
 class CudaPairs:
@@ -196,6 +211,7 @@ class OnTheFlyGraphs:
         self._row_arg = None if len(self.rows) == piece.n_atoms else self.rows
         self._gpu = gpu
         self._local = threading.local()
+        self._kept: tuple[np.ndarray, np.ndarray] | None = None  # every grid frame's graphs
         self.where = f"{piece.where} (graphs on the fly)"
         self.files: tuple = ()
         self.frames = None
@@ -233,9 +249,36 @@ class OnTheFlyGraphs:
     def take(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(index (B, R, M) int32, distance (B, R, M) float32) of the given local frames."""
         frames = np.asarray(frames, dtype=np.int64)
+        if self._kept is not None:
+            start, stride = self.piece.grid
+            on_grid = (frames >= start) & ((frames - start) % stride == 0)
+            if on_grid.all():
+                pos = (frames - start) // stride
+                return self._kept[0][pos], self._kept[1][pos]
         coords, lattices = _read_frames(self.piece, frames)
         return self._search().frames(coords, lattices, self._row_arg,
                                      self.piece.frame_offset + frames)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the graphs kept for the grid frames (0 when searched per batch)."""
+        return 0 if self._kept is None else self._kept[0].nbytes + self._kept[1].nbytes
+
+    def keep(self, graphs: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Hold the graphs of every grid frame in memory (``graphs``, or searched now):
+        later :meth:`take` calls on grid frames read them instead of searching."""
+        if graphs is None:
+            frames = self.piece.grid_frames()
+            shape = (len(frames), len(self.rows), self._m)
+            graphs = (np.empty(shape, np.int32), np.empty(shape, np.float32))
+            step = max(1, SURVEY_BLOCK_BYTES // max(1, len(self.rows) * self._m * 8))
+            for lo in range(0, len(frames), step):
+                fr = frames[lo : lo + step]
+                coords, lattices = _read_frames(self.piece, fr)
+                graphs[0][lo : lo + len(fr)], graphs[1][lo : lo + len(fr)] = (
+                    self._search().frames(coords, lattices, self._row_arg,
+                                          self.piece.frame_offset + fr))
+        self._kept = graphs
 
 
 def on_the_fly(
@@ -243,6 +286,7 @@ def on_the_fly(
     n_neighbors: int,
     n_conv: int | None,
     gpu: Any = None,
+    cache_bytes: int = 0,
 ) -> Callable[[Piece], None]:
     """``attach(piece)`` giving a piece an :class:`OnTheFlyGraphs` source.
 
@@ -250,16 +294,27 @@ def on_the_fly(
     frame grid is set. The survey of the ``train`` pieces also measures their largest
     neighbour distance (the model's Gaussian grid); ``n_conv`` None keeps every atom as a
     row (no pruning). ``gpu``: a CUDA device for the pair search, or None.
+
+    ``cache_bytes``: pieces (in attach order) whose grid graphs fit in what is left of
+    this budget are searched once and kept in memory (training reads every grid frame
+    several times and predicts each once), the others search each batch's frames.
     """
     m = int(n_neighbors)
     if isinstance(n_neighbors, bool) or m < 1:
         raise InputError(f"graph: key 'n_neighbors': expected an integer >= 1, got {n_neighbors}")
     search = NeighbourSearch(m)
     train_ids = {id(p) for p in train}
+    left = [int(cache_bytes)]
 
     def attach(p: Piece) -> None:
-        rows, dmax = survey(p, m, n_conv, need_distance=id(p) in train_ids, search=search)
+        n_grid = len(p.grid_frames())
+        is_train = id(p) in train_ids
+        keep = is_train and n_grid * p.n_atoms * m * 8 <= left[0]
+        rows, dmax, kept = survey(p, m, n_conv, need_distance=is_train, search=search, keep=keep)
         graphs = OnTheFlyGraphs(p, rows, m, n_conv, dmax, gpu)
+        if n_grid * len(rows) * m * 8 <= left[0]:
+            graphs.keep(kept)
+            left[0] -= graphs.nbytes
         p.graphs = graphs
         p.target_rows = target_rows(p, rows, graphs.where)
 
