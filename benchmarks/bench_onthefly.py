@@ -208,7 +208,7 @@ def memory_child(args: argparse.Namespace) -> None:
     print(json.dumps({"peak_kib": peak[0]}))
 
 
-def liquid_data(root: Path, n_atoms: int, n_frames: int = 40) -> None:
+def liquid_data(root: Path, n_atoms: int, n_frames: int) -> None:
     """A diffusing liquid at 0.1 atoms/A^3 with 1 % targets (every part the same piece)."""
     rng = np.random.default_rng(n_atoms)
     side = (n_atoms / 0.1) ** (1 / 3)
@@ -228,7 +228,7 @@ def memory(args: argparse.Namespace) -> None:
     for spec in args.cases:
         n, m, batch = (int(x) for x in spec.split(":"))
         with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-            liquid_data(Path(tmp), n)
+            liquid_data(Path(tmp), n, 8 * batch + 2)  # 8 full batches of lag pairs
             case = json.dumps({"m": m, "batch": batch})
             out = subprocess.run([sys.executable, __file__, "_memory_child", "--root", tmp,
                                   "--case", case], capture_output=True, text=True, check=True)

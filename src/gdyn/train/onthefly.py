@@ -116,7 +116,10 @@ def survey(
     atom_max = np.zeros(n_atoms, dtype=np.float32)  # each atom's largest M-th distance
     step = max(1, SURVEY_BLOCK_BYTES // (n_atoms * n_neighbors * 8))
     offset = piece.frame_offset
-    kept: list[tuple[np.ndarray, np.ndarray]] = []
+    keep = keep and need_distance
+    if keep:  # every atom's lists of every grid frame, cut down to the rows at the end
+        shape = (len(frames), n_atoms, n_neighbors)
+        kept = (np.empty(shape, np.int32), np.empty(shape, np.float32))
     for lo in range(0, len(frames), step):
         fr = frames[lo : lo + step]
         coords, lattices = _read_frames(piece, fr)
@@ -126,7 +129,7 @@ def survey(
             if hops > 0:
                 union |= _reach(tables, targets, hops)
             if keep:
-                kept.append((tables, dist))
+                kept[0][lo : lo + len(fr)], kept[1][lo : lo + len(fr)] = tables, dist
         else:
             union |= search.reach(coords, lattices, targets, hops, offset + fr)
             if union.all():
@@ -134,15 +137,9 @@ def survey(
     rows = np.flatnonzero(union)
     best = float(atom_max[rows].max()) if need_distance and len(frames) else None
     graphs = None
-    if need_distance and keep:
+    if keep:
         # A row's neighbours do not depend on which other rows are computed.
-        shape = (len(frames), len(rows), n_neighbors)
-        graphs = (np.empty(shape, np.int32), np.empty(shape, np.float32))
-        lo = 0
-        for tables, dist in kept:
-            graphs[0][lo : lo + len(tables)] = tables[:, rows]
-            graphs[1][lo : lo + len(tables)] = dist[:, rows]
-            lo += len(tables)
+        graphs = kept if len(rows) == n_atoms else (kept[0][:, rows], kept[1][:, rows])
     return rows, best, graphs
 
 
