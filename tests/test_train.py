@@ -118,16 +118,19 @@ def _agreement(probs: np.ndarray, truth: np.ndarray) -> float:
     return max(np.mean(state == truth), np.mean(state != truth))
 
 
-def test_pair_permutation_is_a_seeded_bijection() -> None:
+def test_epoch_permutation_is_a_seeded_bijection() -> None:
     for n in (1, 2, 3, 7, 100, 1000, 4097, 65537):
-        perm = gt.PairPermutation(n, seed=5)
-        img = perm(np.arange(n))
-        assert np.array_equal(np.sort(img), np.arange(n))
-        assert np.array_equal(img, gt.PairPermutation(n, seed=5)(np.arange(n)))
-    img = gt.PairPermutation(10000, seed=1)(np.arange(10000))
-    assert not np.array_equal(img, gt.PairPermutation(10000, seed=2)(np.arange(10000)))
+        img = gt.epoch_permutation(n, 5, 0)
+        assert img.dtype == np.int64 and np.array_equal(np.sort(img), np.arange(n))
+        assert np.array_equal(img, gt.epoch_permutation(n, 5, 0))  # pure function
+    img = gt.epoch_permutation(10000, 1, 0)
+    assert not np.array_equal(img, gt.epoch_permutation(10000, 2, 0))  # seed matters
+    assert not np.array_equal(img, gt.epoch_permutation(10000, 1, 1))  # so does the epoch
     # Shuffled: far from the identity and from any short-range order.
     assert abs(np.corrcoef(np.arange(10000), img)[0, 1]) < 0.05
+    # It is numpy's permutation of the epoch's seed.
+    expected = np.random.default_rng(gt.epoch_seed(1, 0)).permutation(10000)
+    assert np.array_equal(img, expected)
 
 
 def test_settings_are_checked() -> None:
@@ -178,7 +181,7 @@ def test_outputs_follow_the_contract(toy: dict, tmp_path: Path) -> None:
     assert cfg["lag_frames"] == 20 and cfg["frame_interval_ps"] == 0.1 and cfg["seed"] == 3
     assert 1 <= cfg["best_epoch"] <= 2
     metrics = (tmp_path / "metrics.csv").read_text().splitlines()
-    assert metrics[0] == "epoch,train_vamp2,val_vamp2,seconds" and len(metrics) == 3
+    assert metrics[0] == "seed,epoch,train_vamp2,val_vamp2,seconds" and len(metrics) == 3
     assert not (tmp_path / "checkpoint.pt").exists()
     # model.pt is a plain state_dict and rebuilds the model that wrote probs_test.
     state = torch.load(tmp_path / "model.pt", weights_only=True)

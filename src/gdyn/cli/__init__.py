@@ -30,6 +30,7 @@ STAGES: tuple[str, ...] = (
     "graphs",  # graphs
     "train",  # train
     "koopman",  # koopman
+    "select",  # select, select-koopman
     "analysis",  # rdf, charge, profile, snapshot, positions, q3, conduction
     "figures",  # figure, table, compare
 )

@@ -72,7 +72,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not isinstance(settings, dict):
         raise InputError(f"--settings: expected a JSON object, got {type(settings).__name__}")
     set_process_state(args.threads)
-    train(args.model, args.outdir, args.n_states, args.lag, parts, graphs, settings)
+    res = train(args.model, args.outdir, args.n_states, args.lag, parts, graphs, settings,
+                reference=args.reference)
+    dead = res["dead_seeds"]
+    print(f"train: {args.model} s{args.n_states} lag {args.lag}: kept seed {res['seed']} "
+          f"(validation VAMP-2 {res['best_val_vamp2']:.4f}, test {res['test_vamp2']:.4f}) of "
+          f"{len(res['seeds'])}; dead seeds: {dead or 'none'}; states: "
+          f"{res['alignment']['rule']}")
     return 0
 
 
@@ -81,9 +87,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="train one GDyNet / VAMPnet at one lag time and write state probabilities",
-        description="Maximise VAMP-2 over (t, t+lag) pairs of the training pieces; keep the "
-        "epoch with the best validation VAMP-2; write model.pt, config.json, metrics.csv and "
-        "probs_{train,val,test}.npz into OUTDIR. Resumes from OUTDIR/checkpoint.pt.",
+        description="Maximise VAMP-2 over (t, t+lag) pairs of the training pieces for every "
+        "seed of the settings' `seeds` (else `seed`); keep the epoch with the best validation "
+        "VAMP-2, and the live seed with the best one; order or align its states; write "
+        "model.pt, config.json, metrics.csv, alignment.json and probs_{train,val,test}.npz "
+        "into OUTDIR. Resumes from OUTDIR/checkpoint.pt and OUTDIR/seed*.pt.",
     )
     p.add_argument("model", choices=MODEL_KINDS)
     p.add_argument("outdir", type=Path)
@@ -96,5 +104,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"graph stores of the {part} pieces (gdynet), matched by name")
     p.add_argument("--settings", type=json_arg, default=None, metavar="JSON",
                    help="the system's `train` config section as JSON")
+    p.add_argument("--reference", type=Path, default=None, metavar="NPZ",
+                   help="probs_val.npz of the reference model (same model kind and state "
+                   "count, first lag of the grid): states are mapped onto its states by "
+                   "maximum overlap; without it, states are ordered by population")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.set_defaults(func=_cmd_train)

@@ -7,8 +7,8 @@ use with :class:`gdyn.graph.NeighbourSearch`, exactly as :func:`gdyn.graph.build
 builds them (the API, :func:`graphs_in_memory`); the batch code does not care which.
 
 Lag pairs ``(t, t + lag)`` never straddle pieces (:class:`PairIndex`). The per-epoch
-shuffle is a seeded bijection evaluated index by index (:class:`PairPermutation`), so
-memory does not grow with trajectory length.
+shuffle is a seeded permutation array (:func:`epoch_permutation`, 8 bytes per pair), a
+pure function of seed and epoch.
 
 ``frame_stride`` s > 1 uses only raw frames that are multiples of s (``Piece.grid``, aligned
 to raw frame numbers, so every part and every lag agree).
@@ -35,11 +35,11 @@ __all__ = [
     "BATCH_BUILDERS",
     "Graphs",
     "PairIndex",
-    "PairPermutation",
     "Piece",
     "attach_graphs",
     "data_summary",
     "epoch_batches",
+    "epoch_permutation",
     "epoch_seed",
     "fractional_targets",
     "frame_size",
@@ -385,42 +385,16 @@ def data_summary(inputs: str, pieces: Sequence[Piece]) -> dict[str, Any]:
 # Pairs
 
 
-class PairPermutation:
-    """A seeded pseudo-random bijection of ``[0, n)`` evaluated index by index (O(1) memory).
+def epoch_permutation(n_pairs: int, seed: int, epoch: int) -> np.ndarray:
+    """The order in which epoch ``epoch`` visits the lag pairs: a permutation of
+    ``[0, n_pairs)`` as int64.
 
-    A 4-round Feistel network on the smallest even number of bits covering ``n``, restricted
-    to ``[0, n)`` by cycle walking: a shuffle of billions of pairs without an index array.
+    ``np.random.default_rng(epoch_seed(seed, epoch)).permutation(n_pairs)``: a pure
+    function of seed and epoch, so a run resumed mid-epoch replays the same order and
+    finishes bit-identically. It costs 8 bytes per pair (8 MB per million pairs, for the
+    epoch's duration; BENCHMARKS.md, "Pair shuffle").
     """
-
-    _C1 = np.uint64(0x9E3779B97F4A7C15)
-    _C2 = np.uint64(0xBF58476D1CE4E5B9)
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n = int(n)
-        bits = max(2, (max(self.n, 1) - 1).bit_length())
-        bits += bits % 2
-        self.half = np.uint64(bits // 2)
-        self.mask = np.uint64((1 << (bits // 2)) - 1)
-        self.keys = np.random.default_rng(seed).integers(0, 2**63, size=4, dtype=np.uint64)
-
-    def _encrypt(self, x: np.ndarray) -> np.ndarray:
-        left, right = x >> self.half, x & self.mask
-        for key in self.keys:
-            h = (right ^ key) * self._C1
-            h ^= h >> np.uint64(31)
-            h *= self._C2
-            h ^= h >> np.uint64(29)
-            left, right = right, left ^ (h & self.mask)
-        return (left << self.half) | right
-
-    def __call__(self, i: np.ndarray) -> np.ndarray:
-        """Images of the indices ``i`` (each in ``[0, n)``) as int64."""
-        x = self._encrypt(np.asarray(i, dtype=np.uint64))
-        bad = x >= self.n
-        while bad.any():
-            x[bad] = self._encrypt(x[bad])
-            bad = x >= self.n
-        return x.astype(np.int64)
+    return np.random.default_rng(epoch_seed(seed, epoch)).permutation(int(n_pairs))
 
 
 @dataclass

@@ -36,6 +36,7 @@ import torch
 
 from gdyn.errors import InputError
 from gdyn.models import spec
+from gdyn.train.align import ReferenceProbs, read_reference
 from gdyn.train.data import (
     PairIndex,
     Piece,
@@ -51,7 +52,6 @@ from gdyn.train.loop import (
     assemble,
     check_model,
     evaluating,
-    fit,
     pick_device,
     predict_frames,
     predict_part,
@@ -64,7 +64,8 @@ from gdyn.train.outputs import (
     write_model_dir,
     write_outputs,
 )
-from gdyn.train.settings import resolve_settings
+from gdyn.train.seeds import fit_seeds
+from gdyn.train.settings import resolve_settings, seed_list
 from gdyn.trajectory import Trajectory, load_trajectory, validate_trajectory
 
 __all__ = ["Estimator", "GDyNet", "GDyNetModel", "VAMPNet", "train"]
@@ -303,7 +304,8 @@ class Estimator:
         self.device = device
         self.progress = progress
         self.problem_: Problem | None = None  # inputs of the last fit
-        self.result_: dict[str, Any] | None = None  # what gdyn.train.loop.fit returned
+        self.result_: dict[str, Any] | None = None  # the kept seed's fit result + seed records
+        self.seeds_: Any = None  # gdyn.train.seeds.SeedsFit of the last fit
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(kind={self.kind!r}, n_states={self.n_states}, "
@@ -337,8 +339,13 @@ class Estimator:
         val: TrajectoryLike | Sequence[TrajectoryLike] | None = None,
         *,
         checkpoint_dir: str | Path | None = None,
+        reference: str | Path | ReferenceProbs | None = None,
     ) -> GDyNetModel:
         """Train on ``train`` (lag pairs never straddle trajectories).
+
+        Every seed of the ``seeds`` setting (else ``seed``) is trained; the live one with
+        the best validation VAMP-2 is kept (:mod:`gdyn.train.seeds`) and its states are
+        ordered (:mod:`gdyn.train.align`).
 
         Parameters
         ----------
@@ -347,6 +354,10 @@ class Estimator:
             best full-data validation VAMP-2.
         checkpoint_dir : path, optional
             Write ``checkpoint.pt`` there and resume from it (bit-identical on CPU).
+        reference : path or ReferenceProbs, optional
+            Another model's probabilities on the same validation frames (its
+            ``probs_val.npz``): states are mapped onto its states. None: states by
+            decreasing population.
 
         Returns
         -------
@@ -361,7 +372,7 @@ class Estimator:
             raise InputError("train: expected at least one trajectory, got none")
         problem = assemble(self.kind, self.n_states, self.lag_ps, parts, self.settings,
                            self._attach_graphs if graph_inputs else None)
-        return self._fit(problem, checkpoint_dir)
+        return self._fit(problem, checkpoint_dir, reference=reference)
 
     def fit_pieces(
         self,
@@ -370,31 +381,40 @@ class Estimator:
         *,
         checkpoint_dir: str | Path | None = None,
         stop_after_batches: int | None = None,
+        reference: str | Path | ReferenceProbs | None = None,
     ) -> GDyNetModel:
         """Train on the workflow's split pieces and graph stores (``gdyn train``).
 
         ``part_paths`` / ``part_graphs`` map each part (train, val, test) to its piece
         files / store directories (matched by trajectory name). With ``checkpoint_dir``
         the run resumes from (and keeps) ``checkpoint.pt`` there; ``stop_after_batches``
-        raises :class:`gdyn.train.loop.Interrupted` after that many steps (a test hook).
+        raises :class:`gdyn.train.loop.Interrupted` after that many steps (a test hook);
+        ``reference`` as in :meth:`fit`.
         """
         problem = prepare(self.kind, self.n_states, self.lag_ps, part_paths, part_graphs or {},
                           self.settings)
-        return self._fit(problem, checkpoint_dir, stop_after_batches)
+        return self._fit(problem, checkpoint_dir, stop_after_batches, reference)
 
     def _fit(
         self, problem: Problem, checkpoint_dir: str | Path | None,
         stop_after_batches: int | None = None,
+        reference: str | Path | ReferenceProbs | None = None,
     ) -> GDyNetModel:
+        if reference is not None and not isinstance(reference, ReferenceProbs):
+            reference = read_reference(reference)
         device = torch.device(self.device) if self.device is not None else pick_device()
-        log.info("%s s%d lag %g ps (%d frames, stride %d) on %s: %d train pairs", self.kind,
-                 self.n_states, problem.lag_ps, problem.lag_frames,
+        log.info("%s s%d lag %g ps (%d frames, stride %d) on %s: %d train pairs, seeds %s",
+                 self.kind, self.n_states, problem.lag_ps, problem.lag_frames,
                  self.settings["frame_stride"], device,
-                 PairIndex(problem.parts["train"], problem.lag_frames).n_pairs)
+                 PairIndex(problem.parts["train"], problem.lag_frames).n_pairs,
+                 seed_list(self.settings))
         outdir = None if checkpoint_dir is None else Path(checkpoint_dir)
-        result = fit(problem, self.settings, outdir, device, stop_after_batches, self.progress)
-        self.problem_, self.result_ = problem, result
-        return GDyNetModel(result["model"], model_config(problem, self.settings, result),
+        fitted = fit_seeds(problem, self.settings, outdir, device, stop_after_batches,
+                           self.progress, reference)
+        result = fitted.result
+        self.problem_, self.result_, self.seeds_ = problem, result, fitted
+        settings = {**self.settings, "seed": fitted.kept.seed}
+        return GDyNetModel(result["model"], model_config(problem, settings, result),
                            metrics_frame(result["metrics"]))
 
 
@@ -425,26 +445,34 @@ def train(
     device: Any = None,
     stop_after_batches: int | None = None,
     progress: bool = True,
+    reference: str | Path | None = None,
 ) -> dict[str, Any]:
     """``gdyn train``: train one model on split pieces and write its model directory.
 
-    Resumes from ``outdir/checkpoint.pt`` (removed on success). Writes ``model.pt``,
-    ``config.json``, ``metrics.csv`` and ``probs_{train,val,test}.npz`` (docs/contracts.md).
-    Process-wide settings (threads, deterministic kernels) are the caller's.
+    Trains every seed of ``settings`` and keeps the best (:mod:`gdyn.train.seeds`); its
+    states are ordered by population, or mapped onto ``reference`` (the reference lag's
+    ``probs_val.npz``; :mod:`gdyn.train.align`). Resumes from ``outdir/checkpoint.pt`` and
+    ``outdir/seed{n}.pt`` (removed on success). Writes ``model.pt``, ``config.json``,
+    ``metrics.csv``, ``alignment.json`` and ``probs_{train,val,test}.npz``
+    (docs/contracts.md). Process-wide settings (threads, deterministic kernels) are the
+    caller's.
 
     Returns
     -------
     dict
-        What :func:`gdyn.train.loop.fit` returned (``model``, ``metrics``, ``best_epoch``,
-        ``best_val_vamp2``, ``resumed``, ``device``) plus ``gdynet_model``, the
-        :class:`GDyNetModel`.
+        The kept seed's :func:`gdyn.train.loop.fit` result (``model``, ``best_epoch``,
+        ``resumed``, ``device``) with ``metrics`` of every seed, ``best_val_vamp2``,
+        ``test_vamp2``, ``seed``, ``seeds`` (one record per seed), ``dead_seeds``,
+        ``seed_spread``, ``alignment``, plus ``gdynet_model``, the :class:`GDyNetModel`.
     """
     est = Estimator(n_states, lag, kind=kind, device=device, progress=progress,
                     settings=settings)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     model = est.fit_pieces(part_paths, part_graphs, checkpoint_dir=outdir,
-                           stop_after_batches=stop_after_batches)
+                           stop_after_batches=stop_after_batches, reference=reference)
     write_outputs(outdir, model, est.problem_)
     (outdir / CHECKPOINT).unlink(missing_ok=True)
+    for seed in seed_list(est.settings):
+        (outdir / f"seed{seed}.pt").unlink(missing_ok=True)
     return {**est.result_, "gdynet_model": model}

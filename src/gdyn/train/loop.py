@@ -39,11 +39,10 @@ from gdyn.models import ModelSpec, build, module_class, spec
 from gdyn.models.vamp import CovarianceAccumulator, vamp2_loss
 from gdyn.train.data import (
     PairIndex,
-    PairPermutation,
     Piece,
     data_summary,
     epoch_batches,
-    epoch_seed,
+    epoch_permutation,
     frame_size,
     load_part,
     make_batch,
@@ -70,6 +69,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
+# How an epoch orders its pairs (gdyn.train.data.epoch_permutation), part of the fingerprint.
+SHUFFLE = "default_rng(epoch_seed).permutation"
 
 # Edges (rows x M) per prediction chunk: bounds memory whatever the system size.
 PREDICT_EDGES = 2**16
@@ -204,8 +205,12 @@ def fingerprint(problem: Problem, settings: Mapping[str, Any]) -> str:
                               list(p.coords.shape)])
             if p.graphs is not None and not p.graphs.files:
                 files.append([part, f"<graphs> {p.source}", int(p.graphs.rows.size)])
+    # The seed list and the dead-seed policy do not change one seed's run; the shuffle
+    # tag invalidates checkpoints of the former Feistel shuffle.
+    run = {k: v for k, v in settings.items() if k not in ("seeds", "all_seeds_dead")}
     blob = json.dumps(
-        [problem.kind, problem.n_states, problem.lag_frames, dict(settings), problem.dims, files],
+        [problem.kind, problem.n_states, problem.lag_frames, run, problem.dims, files,
+         SHUFFLE],
         sort_keys=True, default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -369,8 +374,8 @@ def fit(
     -------
     dict
         ``model`` (best weights loaded), ``metrics`` (list of rows), ``best_epoch``,
-        ``best_val_vamp2``, ``resumed`` (the epoch/batch it resumed at, or None) and
-        ``device``.
+        ``best_val_vamp2``, ``resumed`` (the epoch/batch it resumed at, or None),
+        ``device`` and ``steps`` (optimiser steps taken in this call).
     """
     device = device or pick_device()
     eps, mode = float(settings["vamp_epsilon"]), str(settings["vamp_mode"])
@@ -423,7 +428,7 @@ def fit(
     n_epochs = int(settings["epochs"])
     model.train()
     for epoch in range(start_epoch, n_epochs):
-        perm = PairPermutation(pairs.n_pairs, epoch_seed(settings["seed"], epoch))
+        perm = epoch_permutation(pairs.n_pairs, settings["seed"], epoch)
         bounds = epoch_batches(pairs.n_pairs, settings)
         t0 = time.perf_counter()
         last_ckpt = t0
@@ -432,7 +437,7 @@ def fit(
                    disable=not progress, leave=False)
         for b in bar:
             lo, hi = bounds[b]
-            piece, t = pairs.lookup(perm(np.arange(lo, hi)))
+            piece, t = pairs.lookup(perm[lo:hi])
             batch = problem.batch(
                 "train", np.concatenate([piece, piece]), np.concatenate([t, t + problem.lag_frames])
             ).to(device)
@@ -488,4 +493,5 @@ def fit(
         "best_val_vamp2": best_score if math.isfinite(best_score) else float("nan"),
         "resumed": resumed,
         "device": str(device),
+        "steps": steps,
     }
