@@ -308,12 +308,16 @@ def population(state: int) -> Callable[[Context], Value]:
 
     def extract(ctx: Context) -> Value:
         model, n = gc.analysed(ctx.settings)
-        if state >= n:
+        if n != layout.AUTO and state >= n:
             return Value(status=f"{model} has {n} states: no state {state}")
         summary = ctx.json(f"{model}-s{n}:summary.json")
         table = ctx.csv(f"{model}-s{n}:populations.csv", "populations") if summary else None
         if summary is None or table is None:
             return Value(status="not computed")
+        if n == layout.AUTO:  # koopman.n_states: auto: the selected count
+            n = int(summary["n_states"])
+            if state >= n:
+                return Value(status=f"{model} has {n} states (selected): no state {state}")
         tau = float(summary["tau_star_ps"])
         rows = _at_tau(table, "tau_ps", tau)
         row = rows[rows["state"] == state]

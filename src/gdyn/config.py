@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from gdyn.errors import InputError
-from gdyn.layout import PARTS, lag_label, parse_lag, toy_trajectory_name
+from gdyn.layout import AUTO, PARTS, lag_label, parse_lag, toy_trajectory_name
 
 __all__ = [
     "PARTS",
@@ -28,6 +28,7 @@ __all__ = [
     "load_yaml",
     "model_state_counts",
     "parse_lag",
+    "selection_candidates",
     "split_pieces",
     "trajectory_names",
     "validate",
@@ -125,15 +126,39 @@ def model_state_counts(system: Mapping[str, Any]) -> dict[str, list[int]]:
     return {m: [int(s) for s in counts] for m, counts in system["train"]["models"].items()}
 
 
-def analysed(system: Mapping[str, Any]) -> tuple[str, int]:
+def analysed(system: Mapping[str, Any]) -> tuple[str, int | str]:
     """``(model, n_states)`` whose Koopman model feeds the structure and transport analyses.
 
-    The system's ``koopman`` block: ``model`` (default ``gdynet``) and ``n_states``.
+    The system's ``koopman`` block: ``model`` (default ``gdynet``) and ``n_states``, an
+    integer or ``"auto"`` (:data:`gdyn.layout.AUTO`: the state count chosen by
+    ``gdyn select`` among ``train.models[model]``, whose Koopman outputs are in
+    ``gdyn.layout.koopman_dir(system, model, "auto")``).
     """
     k = system.get("koopman") or {}
     if "n_states" not in k:
         raise InputError("config key 'koopman/n_states': missing (the analysed state count)")
-    return str(k.get("model", "gdynet")), int(k["n_states"])
+    model = str(k.get("model", "gdynet"))
+    if k["n_states"] == AUTO:
+        if not model_state_counts(system).get(model):
+            raise InputError(
+                f"config key 'train/models/{model}': expected the candidate state counts of "
+                f"koopman/n_states: auto, got none"
+            )
+        return model, AUTO
+    return model, int(k["n_states"])
+
+
+def selection_candidates(system: Mapping[str, Any]) -> tuple[str, list[int]] | None:
+    """``(model, state counts)`` among which ``gdyn select`` chooses, or None when the
+    system needs no selection: ``koopman.n_states: auto``, or more than one state count
+    of the analysed model kind under ``train.models`` (the selection is then reported,
+    the configured count is still analysed)."""
+    k = system.get("koopman") or {}
+    model = str(k.get("model", "gdynet"))
+    counts = sorted(model_state_counts(system).get(model, []))
+    if k.get("n_states") == AUTO or len(counts) > 1:
+        return (model, counts) if counts else None
+    return None
 
 
 def frame_interval_ps(system: Mapping[str, Any]) -> float:

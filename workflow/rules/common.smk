@@ -32,7 +32,7 @@ wildcard_constraints:
     system=_alternatives(list(SYSTEMS)),
     part=_alternatives(PARTS),
     model=_alternatives(gdyn_models.MODEL_KINDS),
-    n_states=r"\d+",
+    n_states=r"\d+|auto",
     lag=r"[0-9]+(\.[0-9]+)?ps",
     traj=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
@@ -69,6 +69,48 @@ def lag_labels(system):
 def model_probs(system, model, n_states, part="test"):
     """probs_{part}.npz of every lag of one (model, n_states): the input of the Koopman stage."""
     return [L.probs(system, model, n_states, lag, part) for lag in lag_labels(system)]
+
+
+def candidate_probs(system, model, n_states, part="test"):
+    """model_probs of (model, n_states); for n_states "auto" (koopman.n_states: auto) those
+    of every candidate state count, the selected one among them."""
+    if n_states == L.AUTO:
+        _, counts = gc.selection_candidates(SYSTEMS[system])
+        return [p for n in counts for p in model_probs(system, model, n, part)]
+    return model_probs(system, model, n_states, part)
+
+
+def candidate_lags(system):
+    """The lag label of each candidate_probs(..., "auto") file, in the same order."""
+    _, counts = gc.selection_candidates(SYSTEMS[system])
+    return [lag for _ in counts for lag in lag_labels(system)]
+
+
+def selection_summaries(system):
+    """Koopman summary.json of every candidate state count (gdyn select's input)."""
+    model, counts = gc.selection_candidates(SYSTEMS[system])
+    return [L.koopman_summary(system, model, n) for n in counts]
+
+
+def selection_configs(system):
+    """config.json of every candidate model, state count x lag (gdyn select's input)."""
+    model, counts = gc.selection_candidates(SYSTEMS[system])
+    return [L.model_file(system, model, n, lag, "config.json")
+            for n in counts for lag in lag_labels(system)]
+
+
+def selection_outputs(system):
+    """The selection table, choice and figure when the system has candidates; with
+    koopman.n_states: auto also the selected candidate's Koopman outputs."""
+    if gc.selection_candidates(SYSTEMS[system]) is None:
+        return []
+    out = [L.selection(system, "json"), L.selection(system, "csv"),
+           L.selection_figure(system, "pdf"), L.selection_figure(system, "png")]
+    model, n = analysed(system)
+    if n == L.AUTO:
+        out += [L.koopman_table(system, model, L.AUTO, t) for t in L.KOOPMAN_TABLES]
+        out.append(L.koopman_summary(system, model, L.AUTO))
+    return out
 
 
 def koopman_outputs(system):
@@ -109,6 +151,7 @@ def all_targets():
     out = []
     for system in SYSTEMS:
         out += koopman_outputs(system)
+        out += selection_outputs(system)
         out += structure_outputs(system)
     out += figure_outputs()
     out.append(L.table("paper_comparison", "md"))
@@ -213,7 +256,7 @@ def analysis_inputs(spec, wildcards):
         else:
             model, n = analysed(system)
         out["test"] = split_files(system, ["test"])
-        out["probs"] = model_probs(system, model, n, "test")
+        out["probs"] = candidate_probs(system, model, n, "test")
         out["summary"] = L.koopman_summary(system, model, n)
     for i, name in enumerate(spec.requires):
         out[f"requires{i}"] = L.structure_file(system, name)
@@ -261,6 +304,24 @@ def split_args(wildcards):
         files = split_files(wildcards.system, [part])
         parts.append(f"--{part} " + " ".join(files))
     return " ".join(parts)
+
+
+def reference_lag(system):
+    """The lag whose model fixes the state numbering of its (model, n_states): the first."""
+    return lag_labels(system)[0]
+
+
+def reference_probs(wildcards, model):
+    """probs_val.npz of the reference lag's model ([] for the reference itself)."""
+    if wildcards.lag == reference_lag(wildcards.system):
+        return []
+    return [L.probs(wildcards.system, model, wildcards.n_states,
+                    reference_lag(wildcards.system), "val")]
+
+
+def reference_arg(wildcards, model):
+    """`--reference NPZ` of the training command ("" for the reference lag)."""
+    return " ".join(f"--reference {p}" for p in reference_probs(wildcards, model))
 
 
 def graph_args(wildcards):

@@ -196,7 +196,7 @@ def candidate_table(
                 "n_surviving_states": verdict.get("n_surviving_states", n),
                 "its_converged": its,
                 "converged": its and _is_num(auto) and lag >= float(auto) * (1 - 1e-9),
-                "collapsed": collapsed,
+                "collapsed": bool(verdict.get("collapsed", collapsed)),
                 "tau_star": _close(lag, tau) if math.isfinite(tau) else False,
             })
     table = pd.DataFrame(rows)
@@ -258,7 +258,7 @@ def select(table: pd.DataFrame, tau_star_ps: float | None = None) -> Selection:
             if chosen is None:
                 chosen = (int(n), lag)
             continue
-        if rows["collapsed"].any():
+        if rows["collapsed"].all():
             verdicts[int(n)] = "collapsed (fewer than two states used)"
         elif rows["kept_dead"].all():
             verdicts[int(n)] = "every seed dead at every lag"

@@ -5,10 +5,11 @@
 
 * (a) validation VAMP-2 of the kept seed against the lag, one line per state count, bars
   from the lowest to the highest live seed, the test VAMP-2 as open diamonds;
-* (b) the same against the state count, one line per lag, with VAMP-2 = n_states (its
-  upper bound) dotted;
+* (b) the same against the state count, one line per lag (a count that adds nothing
+  adds little VAMP-2);
 * markers: filled circle = CK passes at a converged lag, open circle = CK passes but the
-  timescales have not converged there, cross = CK fails; a star rings the selection.
+  timescales have not converged there, cross = CK fails, grey square = every seed's model
+  dead (kept with ``all_seeds_dead: keep``); a star rings the selection.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ def _verdict_markers(ax: Axes, x: np.ndarray, y: np.ndarray, ck: np.ndarray,
     ax.plot(x[~ck], y[~ck], "x", color=color, ms=5, mew=1.2, zorder=3)
 
 
+def _dead(ax: Axes, x: np.ndarray, y: np.ndarray, dead: np.ndarray) -> None:
+    ax.plot(x[dead], y[dead], "s", mfc="none", mec="0.45", ms=7, mew=0.8, zorder=2)
+
+
 def _selected(ax: Axes, x: float, y: float) -> None:
     ax.plot([x], [y], marker="*", ms=13, mfc="none", mec="black", mew=0.9, zorder=4)
 
@@ -94,10 +99,13 @@ def plot_vamp2_vs_lag(ax: Axes, table: pd.DataFrame) -> None:
         ax.plot(x, rows["test_vamp2"].to_numpy(float), "D", mfc="none", mec=color, ms=3.5,
                 lw=0)
         _verdict_markers(ax, x, y, _as_bool(rows["ck_pass"]), _as_bool(rows["converged"]), color)
+        if "kept_dead" in rows:
+            _dead(ax, x, y, _as_bool(rows["kept_dead"]))
         sel = _as_bool(rows["selected"])
         if sel.any():
             _selected(ax, float(x[sel][0]), float(y[sel][0]))
     ax.set_xscale("log")
+    ax.set_xticks(sorted(table["lag_ps"].unique()))
     style.plain_log_ticks(ax.xaxis)
     ax.set_xlabel("lag time τ (ps)")
     ax.set_ylabel("VAMP-2")
@@ -105,13 +113,12 @@ def plot_vamp2_vs_lag(ax: Axes, table: pd.DataFrame) -> None:
 
 
 def plot_vamp2_vs_states(ax: Axes, table: pd.DataFrame) -> None:
-    """Panel (b): validation VAMP-2 vs state count per lag, with the bound VAMP-2 = n."""
+    """Panel (b): validation VAMP-2 vs state count, one line per lag."""
     import matplotlib as mpl
 
     lags = sorted(table["lag_ps"].unique())
     cmap = mpl.colormaps["viridis"]
     counts = np.array(sorted(table["n_states"].unique()), dtype=float)
-    ax.plot(counts, counts, ":", color=style.REFERENCE_COLOR, lw=0.8, label="bound (= n)")
     for i, lag in enumerate(lags):
         rows = table[np.isclose(table["lag_ps"], lag)].sort_values("n_states")
         color = mpl.colors.to_hex(cmap(i / max(len(lags) - 1, 1) * 0.9))
@@ -119,6 +126,8 @@ def plot_vamp2_vs_states(ax: Axes, table: pd.DataFrame) -> None:
         y = rows["val_vamp2"].to_numpy(float)
         ax.plot(x, y, "-", color=color, lw=0.9, label=f"τ = {lag:g} ps")
         _verdict_markers(ax, x, y, _as_bool(rows["ck_pass"]), _as_bool(rows["converged"]), color)
+        if "kept_dead" in rows:
+            _dead(ax, x, y, _as_bool(rows["kept_dead"]))
         sel = _as_bool(rows["selected"])
         if sel.any():
             _selected(ax, float(x[sel][0]), float(y[sel][0]))
@@ -134,7 +143,7 @@ def figure_selection(table: pd.DataFrame, selection: Mapping[str, Any]) -> Figur
     from matplotlib.lines import Line2D
 
     fig = plt.figure(figsize=(style.DOUBLE_COLUMN_IN, 3.6))
-    grid = fig.add_gridspec(1, 2, wspace=0.3, left=0.08, right=0.98, top=0.9, bottom=0.3)
+    grid = fig.add_gridspec(1, 2, wspace=0.3, left=0.08, right=0.98, top=0.86, bottom=0.3)
     ax_a = fig.add_subplot(grid[0, 0])
     plot_vamp2_vs_lag(ax_a, table)
     style.panel_letter(ax_a, "a")
@@ -149,11 +158,15 @@ def figure_selection(table: pd.DataFrame, selection: Mapping[str, Any]) -> Figur
         Line2D([], [], marker="D", mfc="none", mec="0.3", lw=0, label="test VAMP-2"),
         Line2D([], [], marker="*", mfc="none", mec="black", ms=10, lw=0, label="selected"),
     ]
-    fig.legend(handles=key, loc="lower center", ncol=5, bbox_to_anchor=(0.5, 0.13))
+    if "kept_dead" in table and _as_bool(table["kept_dead"]).any():
+        key.append(Line2D([], [], marker="s", mfc="none", mec="0.45", ms=7, lw=0,
+                          label="every seed dead"))
+    fig.legend(handles=key, loc="lower center", ncol=len(key), bbox_to_anchor=(0.5, 0.13),
+               fontsize=6)
     n, tau = selection.get("n_states"), selection.get("tau_star_ps")
     verdict = "" if selection.get("passed", True) else " (criterion not met)"
     fig.suptitle(f"Selected: {n} states, τ* = {tau:g} ps{verdict}" if tau is not None
-                 else f"Selected: {n} states", fontsize=8)
+                 else f"Selected: {n} states", fontsize=8, y=0.98)
     reason = textwrap.fill(str(selection.get("reason", "")), 150)
     fig.text(0.02, 0.08, reason, fontsize=5.5, va="top", ha="left", color="0.25")
     return fig

@@ -69,7 +69,9 @@ def figure_input_paths(
 
     workflow/rules/figures.smk requests exactly these files, so a figure depends on nothing
     it does not draw. Figures of the analysed model (Figs. 3-4) use the config's
-    ``koopman`` model and ``n_states`` (:func:`gdyn.config.analysed`).
+    ``koopman`` model and ``n_states`` (:func:`gdyn.config.analysed`); with
+    ``n_states: auto`` that is the selected candidate's Koopman outputs
+    (``{model}-sauto``, written by ``gdyn select-koopman``).
 
     Parameters
     ----------
@@ -103,9 +105,13 @@ def figure_input_paths(
             raise InputError(
                 f"config key 'systems/{system}/train/models': fig2 needs gdynet and vampnet"
             )
-        _, n = gc.analysed(s)
-        n_gdy = n if n in states["gdynet"] else states["gdynet"][0]
-        n_vamp = n_gdy if n_gdy in states["vampnet"] else min(states["vampnet"])
+        model_a, n = gc.analysed(s)
+        if n == layout.AUTO:  # the selected count of the analysed kind (gdyn select)
+            n_gdy = n if model_a == "gdynet" else states["gdynet"][0]
+            n_vamp = n if model_a == "vampnet" else min(states["vampnet"])
+        else:
+            n_gdy = n if n in states["gdynet"] else states["gdynet"][0]
+            n_vamp = n_gdy if n_gdy in states["vampnet"] else min(states["vampnet"])
         ins = {"energy": under(layout.toy_energy(system))}
         for m, n_m in (("gdynet", n_gdy), ("vampnet", n_vamp)):
             ins.update({f"{m}_{t}": p for t, p in koopman(m, n_m, ("timescales", "ck")).items()})

@@ -363,6 +363,7 @@ def _align(problem: Problem, best: SeedRun, live: list[SeedRun],
         i_ref, i_mod = match_rows(reference, best.keys)
         overlap = overlap_matrix(reference.probs[i_ref], best.probs[i_mod])
         order = hungarian_order(overlap)
+        hard = hard_agreement(reference.probs[i_ref], best.probs[i_mod], order)
         rule = ALIGNMENT_RULE
     for r in live:
         i_ref, i_mod = match_rows(target, r.keys)
@@ -388,6 +389,8 @@ def _align(problem: Problem, best: SeedRun, live: list[SeedRun],
         "n_rows": int(best.probs.shape[0] * best.probs.shape[1]),
     }
     if overlap is not None:
-        out["overlap"] = overlap.tolist()
+        out["overlap"] = overlap.tolist()  # [reference state, raw model output]
         out["agreement"] = agreement(overlap, order)
+        out["hard_agreement"] = hard
+        out["n_rows"] = int(len(i_ref) * best.probs.shape[1])
     return out
