@@ -75,12 +75,12 @@ def main() -> None:
     for n in (int(x) for x in args.pairs):
         seed = epoch_seed(0, 0)
 
-        def array() -> None:
+        def array(n: int = n) -> None:
             perm = epoch_permutation(n, 0, 0)
             for lo in range(0, n, args.batch):
                 perm[lo : lo + args.batch]
 
-        def feistel() -> None:
+        def feistel(n: int = n, seed: int = seed) -> None:
             perm = FeistelPermutation(n, seed)
             for lo in range(0, n, args.batch):
                 perm(np.arange(lo, min(lo + args.batch, n)))

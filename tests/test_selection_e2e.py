@@ -17,16 +17,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
+# TEST FIXTURE until issue 15 is merged: fills the Koopman keys the selection reads when
+# the Koopman stage does not write them yet (a no-op afterwards).
+from _issue15_keys import add_issue15_keys
 from test_plots import check_png
 from test_report_e2e import TINY, planned_jobs, snakemake
 
 from gdyn import layout as L
 
-# TEST FIXTURE until issue 15 is merged: fills the Koopman keys the selection reads when
-# the Koopman stage does not write them yet (a no-op afterwards).
-from _issue15_keys import add_issue15_keys
-
 COUNTS = [2, 3]
+ROOT_CONFIG = TINY.parents[2] / "config" / "config.yaml"
 
 
 def auto_config(path: Path) -> Path:
@@ -51,9 +52,6 @@ def test_auto_dag_is_static_and_default_dag_unchanged(tmp_path: Path) -> None:
     for configfile in (ROOT_CONFIG, TINY):
         jobs = planned_jobs(tmp_path, "all", "--configfile", str(configfile))
         assert "select" not in jobs and "select_koopman" not in jobs
-
-
-ROOT_CONFIG = TINY.parents[2] / "config" / "config.yaml"
 
 
 @pytest.fixture(scope="module")
