@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from gdyn.errors import InputError
-from gdyn.koopman.selection import candidate_table, select
+from gdyn.koopman.model_selection import candidate_table, select
 from gdyn.models.vampnet import VAMPNetModule
 from gdyn.train import score_probs
 from gdyn.train.align import (

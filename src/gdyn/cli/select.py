@@ -1,8 +1,9 @@
 """``gdyn select`` and ``gdyn select-koopman``: n_states and tau* by the CK criterion.
 
 ``gdyn select`` reads every candidate state count's Koopman ``summary.json`` and every
-candidate model's ``config.json``, applies the rule of :mod:`gdyn.koopman.selection` and
-writes ``selection.json``, ``selection.csv`` and the selection figure.
+candidate model's ``config.json``, applies the rule of
+:mod:`gdyn.koopman.model_selection` and writes ``selection.json``, ``selection.csv`` and
+the selection figure.
 ``gdyn select-koopman`` writes the selected candidate's Koopman outputs at the selected
 tau* (``results/koopman/{system}/{model}-sauto/``) for the analyses of
 ``koopman.n_states: auto``.
@@ -20,7 +21,7 @@ __all__ = ["register"]
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
-    from gdyn.koopman.selection import run_select
+    from gdyn.koopman.model_selection import run_select
 
     out = run_select(args.json, args.csv, args.summaries, args.configs, args.settings)
     if args.figure:
@@ -35,7 +36,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
 def _cmd_select_koopman(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from gdyn.koopman.selection import run_select_koopman
+    from gdyn.koopman.model_selection import run_select_koopman
 
     summary = run_select_koopman(args.outdir, args.selection, args.probs, args.lags,
                                  args.settings,
