@@ -296,3 +296,36 @@ def test_missing_issue15_keys_are_named(tmp_path: Path) -> None:
     s["ck_by_lag"] = [{"lag_ps": 2.0, "ck_pass": True}]
     with pytest.raises(InputError, match=r"key 'ck_by_lag': expected an entry for lag 1ps"):
         candidate_table({"a/summary.json": s}, {})
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def test_auto_config_keys() -> None:
+    from gdyn import config as gc
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = gc.load_yaml(root / "config" / "config.yaml")
+    toy = cfg["systems"]["toy"]
+    assert gc.analysed(toy) == ("gdynet", 2) and gc.selection_candidates(toy) is None
+    toy["koopman"]["n_states"] = "auto"
+    toy["train"]["models"]["gdynet"] = [4, 2, 3]
+    toy["train"]["seeds"] = [0, 1, 2]
+    gc.validate(cfg)
+    assert gc.analysed(toy) == ("gdynet", "auto")
+    assert gc.selection_candidates(toy) == ("gdynet", [2, 3, 4])
+    # An explicit count with several candidates: reported, the configured count analysed.
+    toy["koopman"]["n_states"] = 3
+    assert gc.analysed(toy) == ("gdynet", 3)
+    assert gc.selection_candidates(toy) == ("gdynet", [2, 3, 4])
+    for key, bad in ((("koopman", "n_states"), "automatic"), (("train", "seeds"), [1, 1]),
+                     (("train", "seeds"), []), (("train", "all_seeds_dead"), "ignore")):
+        broken = json.loads(json.dumps(cfg))
+        broken["systems"]["toy"][key[0]][key[1]] = bad
+        with pytest.raises(InputError, match=f"systems/toy/{key[0]}/{key[1]}"):
+            gc.validate(broken)
+    # auto needs candidates of the analysed kind.
+    toy["koopman"].update(n_states="auto", model="vampnet")
+    del toy["train"]["models"]["vampnet"]
+    with pytest.raises(InputError, match="train/models/vampnet"):
+        gc.analysed(toy)

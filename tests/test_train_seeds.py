@@ -211,3 +211,18 @@ def test_states_are_aligned_to_the_reference(toy: dict, tmp_path: Path) -> None:
     # The model directory loads with its aligned output layer.
     model = gt.GDyNetModel.load(tmp_path / "lag2s")
     assert model.config["alignment"]["permutation"] == al3["permutation"]
+
+
+def test_seed_settings_are_checked() -> None:
+    from gdyn.errors import InputError
+
+    assert gt.seed_list(gt.resolve_settings({"seed": 7})) == [7]
+    assert gt.seed_list(gt.resolve_settings({"seed": 7, "seeds": [3, 1]})) == [3, 1]
+    for bad in ([], [1, 1], [-1], ["a"], 2):
+        with pytest.raises(InputError, match="'seeds'"):
+            gt.resolve_settings({"seeds": bad})
+    with pytest.raises(InputError, match="'all_seeds_dead'"):
+        gt.resolve_settings({"all_seeds_dead": "ignore"})
+    # One seed's run does not depend on the seed list (its checkpoint survives a longer list).
+    s = seeds_mod.seed_settings(gt.resolve_settings({"seeds": [0, 1]}), 1)
+    assert s["seed"] == 1 and s["seeds"] is None

@@ -110,7 +110,8 @@ class GDyNetModel:
         What ``config.json`` holds (docs/contracts.md); :attr:`kind`, :attr:`n_states`,
         :attr:`lag_ps`, :attr:`frame_interval_ps`, :attr:`settings`, :attr:`dims` read it.
     metrics : pandas.DataFrame or None
-        Per-epoch ``epoch, train_vamp2, val_vamp2, seconds`` (None when unknown).
+        Per-epoch ``seed, epoch, train_vamp2, val_vamp2, seconds`` of every seed (None when
+        unknown).
     """
 
     def __init__(
