@@ -255,6 +255,9 @@ def select(table: pd.DataFrame, tau_star_ps: float | None = None) -> Selection:
             lag = float(ok["lag_ps"].iloc[0])
             verdicts[int(n)] = f"CK passes at {lag_label(lag)} (converged)" if tau_star_ps is \
                 None else f"CK passes at tau* = {lag_label(lag)} (config)"
+            alive = ok["n_surviving_states"].iloc[0]
+            if pd.notna(alive) and int(alive) < int(n):
+                verdicts[int(n)] += f", only {int(alive)} of its {int(n)} states survive"
             if chosen is None:
                 chosen = (int(n), lag)
             continue
