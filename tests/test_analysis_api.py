@@ -199,15 +199,17 @@ def test_api_rejects_misaligned_probs() -> None:
 
 
 def test_registry_lists_every_analysis_and_its_outputs() -> None:
-    assert list(an.REGISTRY) == ["rdf", "charge", "profile", "positions", "snapshot", "q3",
+    # Pipeline order: charge after rdf (it reads rdf.csv), conduction after charge (its
+    # --charge option reads charge.csv), otherwise by module name.
+    assert list(an.REGISTRY) == ["profile", "positions", "q3", "rdf", "charge", "snapshot",
                                  "conduction"]
     config = {"structure": {"rdf": {"elements": ["S"]}, "snapshot_frame": 0, "q3": {}},
               "conduction": {"temperature_K": 300}}
     assert an.enabled_outputs("toy", config) == [
+        "results/structure/toy/q3.csv",
         "results/structure/toy/rdf.csv",
         "results/structure/toy/snapshot.extxyz",
         "results/structure/toy/snapshot.png",
-        "results/structure/toy/q3.csv",
         "results/structure/toy/diffusion.csv",
         "results/structure/toy/conduction.csv",
     ]

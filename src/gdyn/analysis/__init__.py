@@ -22,7 +22,8 @@ Registry contract
 -----------------
 Each analysis module declares ``ANALYSES``, a tuple of :class:`AnalysisSpec` (normally one);
 every module of the package that does is found by name (``_MODULES``), and
-:data:`REGISTRY` maps each entry's name to it (modules in name order). An entry says
+:data:`REGISTRY` maps each entry's name to it, in pipeline order (an entry after those whose
+outputs it reads, otherwise by module name). An entry says
 
 * ``name``: the subcommand ``gdyn <name>`` (and the rule's name);
 * ``section``: the system's config section the rule passes as ``--settings``;
@@ -104,7 +105,31 @@ _MODULES = tuple(
 )
 _MODULES = tuple(m for m in _MODULES if hasattr(m, "ANALYSES"))
 
-REGISTRY: dict[str, AnalysisSpec] = {spec.name: spec for mod in _MODULES for spec in mod.ANALYSES}
+
+def _pipeline_order(specs: list[AnalysisSpec]) -> list[AnalysisSpec]:
+    """Entries in the order they can run: an entry after every entry whose outputs it
+    reads (``requires``, options ``from_output``), otherwise in module-name order."""
+    made_by = {out: spec.name for spec in specs for out in spec.outputs}
+    needs = {
+        spec.name: {made_by[f] for f in (*spec.requires, *(o.from_output for o in spec.options))
+                    if f in made_by}
+        for spec in specs
+    }
+    ordered: list[AnalysisSpec] = []
+    done: set[str] = set()
+    while len(ordered) < len(specs):
+        ready = [s for s in specs if s.name not in done and needs[s.name] <= done]
+        if not ready:
+            raise RuntimeError(f"analysis registry: circular inputs among {sorted(needs)}")
+        ordered.append(ready[0])
+        done.add(ready[0].name)
+    return ordered
+
+
+REGISTRY: dict[str, AnalysisSpec] = {
+    spec.name: spec
+    for spec in _pipeline_order([spec for mod in _MODULES for spec in mod.ANALYSES])
+}
 
 
 def output_paths(
