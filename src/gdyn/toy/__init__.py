@@ -7,6 +7,19 @@
 OpenMM is imported only when a simulation runs, so ``import gdyn.toy`` does not need it.
 """
 
+from gdyn.toy.md import (
+    JOB_KEYS,
+    SimulationError,
+    build_system,
+    energies_and_forces,
+    external_force_expression,
+    job_seed,
+    li_cell,
+    load_job,
+    make_context,
+    save_job,
+    simulate,
+)
 from gdyn.toy.potential import (
     EV_TO_KJ_PER_MOL,
     KB_EV_PER_K,
@@ -25,19 +38,6 @@ from gdyn.toy.potential import (
     site_energies_meV,
     steps_per_frame,
     tet_oct_tet_path,
-)
-from gdyn.toy.md import (
-    JOB_KEYS,
-    SimulationError,
-    build_system,
-    energies_and_forces,
-    external_force_expression,
-    job_seed,
-    li_cell,
-    load_job,
-    make_context,
-    save_job,
-    simulate,
 )
 from gdyn.toy.sites import (
     OCT_SITES,
