@@ -355,7 +355,7 @@ def test_stage_summary_and_tables(tmp_path, monkeypatch) -> None:
     assert s["near_empty_states"] == [3, 4] and s["n_surviving_states"] == 3
     assert not s["collapsed"] and s["collapse_reason"] == ""
     assert "States 3" in s["state_selection"] and "0.005" in s["state_selection"]
-    assert s["selection_thresholds"] == {"min_population": 0.005, "min_samples": 25.0,
+    assert s["selection_thresholds"] == {"min_population": 0.005, "min_samples": 10.0,
                                          "min_surviving_mass": 0.5}  # fmt: skip
     assert s["ck_pass"] is True and s["ck_worst"]["lag_ps"] == s["ck_worst"]["step"] * s[
         "tau_star_ps"]
