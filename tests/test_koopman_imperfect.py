@@ -382,3 +382,89 @@ def test_stage_summary_and_tables(tmp_path, monkeypatch) -> None:
     assert cli.main(argv) == 2
     argv[-1] = json.dumps(dict(settings, min_population=2))
     assert cli.main(argv) == 2
+
+
+def test_no_surviving_state_is_reported_not_a_crash(tmp_path, monkeypatch) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gdyn.plots import plot_ck, plot_eigen, plot_timescales
+
+    monkeypatch.setattr(cli, "STAGES", ("koopman",))
+    states = simulate(T3, 2, 400, seed=14)
+    paths = []
+    for lag in (1.0, 2.0):
+        paths.append(str(tmp_path / f"p{lag}.npz"))
+        write_probs(paths[-1], sharp(states, 3, seed=15), lag, 1.0)
+    out = tmp_path / "gdynet-s3"
+    settings = {"ck_steps": 3, "min_samples": 1e6}  # no state has a million samples
+    assert cli.main(["koopman", str(out), "--probs", *paths, "--lags", "1ps", "2ps",
+                     "--settings", json.dumps(settings)]) == 0  # fmt: skip
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n_surviving_states"] == 0 and s["near_empty_states"] == [0, 1, 2]
+    assert s["collapsed"] and not s["ck_pass"] and s["ck_worst"] is None
+    assert s["timescale_flags"] == ["no_process", "no_process"]
+    tables = {n: pd.read_csv(out / f"{n}.csv") for n in ("timescales", "ck", "eigen")}
+    assert all(len(t) for t in tables.values())  # every table has its rows, flagged
+    assert tables["ck"]["near_empty"].all() and tables["eigen"]["near_empty"].all()
+    fig = plt.figure()
+    try:
+        grid = fig.add_gridspec(3, 1)
+        plot_timescales(fig.add_subplot(grid[0]), tables["timescales"])
+        (ax,) = plot_eigen(fig, grid[1], tables["eigen"])
+        assert "collapsed" in ax.texts[0].get_text()
+        (ax,) = plot_ck(fig, grid[2], tables["ck"])
+        assert "collapsed" in ax.texts[0].get_text()
+    finally:
+        plt.close("all")
+
+
+def test_panels_mark_flags_and_ignore_runaway_intervals() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gdyn.plots import plot_ck, plot_eigen, plot_timescales
+    from gdyn.plots.panels_koopman import FAIL_COLOR
+
+    ts = pd.DataFrame({"lag_ps": [1.0, 2.0, 1.0, 2.0], "process": [1, 1, 2, 2],
+                       "timescale_ps": [50.0, 52.0, 8.0, 9.0], "ci_low_ps": [45, 47, 7, 8],
+                       "ci_high_ps": [1e9, 58, 9, 10], "complex": [False, False, True, False],
+                       "negative": False})  # fmt: skip
+    eigen = pd.DataFrame({"tau_ps": 1.0, "process": [1, 1, 1], "timescale_ps": 50.0,
+                          "state": [0, 1, 2], "component": [-0.8, 1.2, np.nan],
+                          "ci_low": [-0.9, -40.0, np.nan], "ci_high": [-0.7, 45.0, np.nan],
+                          "near_empty": [False, False, True]})  # fmt: skip
+    rows = []
+    for n in (1, 2):
+        for i in range(2):
+            for j in range(2):
+                p = 0.9 if i == j else 0.1
+                rows.append({"tau_ps": 1.0, "step": n, "lag_ps": float(n), "from_state": i,
+                             "to_state": j, "predicted": p, "predicted_ci_low": p - 0.01,
+                             "predicted_ci_high": p + 0.01, "estimated": p + 0.05 * (n == 2),
+                             "estimated_ci_low": p, "estimated_ci_high": p + 0.06,
+                             "near_empty": False, "pass": not (n == 2 and i == j == 0)})
+    ck = pd.DataFrame(rows)
+    ck.loc[(ck["step"] == 2) & (ck["from_state"] == 0) & (ck["to_state"] == 0),
+           "estimated_ci_low"] = 0.92  # fmt: skip
+    fig = plt.figure(figsize=(6, 8))
+    try:
+        grid = fig.add_gridspec(3, 1)
+        ax = fig.add_subplot(grid[0])
+        plot_timescales(ax, ts)
+        assert ax.get_ylim()[1] < 1e4  # the runaway band does not set the range
+        hollow = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "white"]
+        assert any(len(ln.get_xdata()) == 1 for ln in hollow)  # the complex point
+        (eax,) = plot_eigen(fig, grid[1], eigen)
+        assert eax.get_ylim()[1] < 5 and eax.get_ylim()[0] > -5
+        axes = plot_ck(fig, grid[2], ck)
+        assert len(axes) == 4
+        shaded = [a for a in axes if matplotlib.colors.same_color(a.get_facecolor(), FAIL_COLOR)]
+        assert [a.get_title() for a in shaded] == ["0→0"]
+        assert any("FAIL" in t.get_text() for t in fig.texts)
+    finally:
+        plt.close("all")

@@ -235,3 +235,22 @@ def test_without_the_selection_the_panels_run_away(peo, tmp_path) -> None:
     data = kp.load_probs(peo["probs"][4])
     km = kp.KoopmanModel.estimate(data, 40.0, ci={"method": "trajectories", "n": 4})
     assert km.near_empty_states == [3] and np.abs(km.eigenvectors).max() < 5
+
+
+def test_paper_comparison_names_the_near_empty_state(peo) -> None:
+    from gdyn import compare
+    from gdyn import config as gc
+
+    root = Path(__file__).resolve().parents[1]
+    systems = {"peo": gc.load_yaml(root / "config/paper.yaml")["systems"]["peo"]}
+    out = peo["out"]
+    inputs = {"peo:gdynet-s4:summary.json": str(out / "summary.json"),
+              "peo:gdynet-s4:populations.csv": str(out / "populations.csv"),
+              "peo:charge.csv": str(peo["charge"])}  # fmt: skip
+    table, _ = compare.build_comparison(systems, inputs)
+    rows = table.set_index("quantity")
+    assert "near-empty" in rows.loc["population of state 3", "status"]
+    assert np.isnan(rows.loc["population of state 3", "run_value"])
+    pop = pd.read_csv(out / "populations.csv")
+    assert rows.loc["population of state 0", "run_value"] == pytest.approx(
+        100 * pop["population"][0])

@@ -341,14 +341,17 @@ class KoopmanModel:
         comp = spec.right.copy()
         if s:
             comp[:, 0] = spec.stationary
-        g_comp = np.array([g.right for g in self.group_spectra]).reshape(-1, s, s)
+        n_groups = len(self.group_spectra)
+        g_comp = np.array([g.right for g in self.group_spectra]).reshape(n_groups, s, s)
         if s:
-            g_comp[:, :, 0] = np.array([g.stationary for g in self.group_spectra]).reshape(-1, s)
+            g_comp[:, :, 0] = np.array([g.stationary for g in self.group_spectra]).reshape(
+                n_groups, s
+            )
         lo, hi = t_interval(g_comp)
         ts = timescales_from_eigenvalues(spec.eigenvalues, self.lag_ps)
         nan = float("nan")
         rows = []
-        for p in range(s):
+        for p in range(max(s, 1)):  # no surviving state: process 0 rows without numbers
             for j in range(total):
                 ok = j < s
                 rows.append(
@@ -357,8 +360,8 @@ class KoopmanModel:
                         "n_states": total,
                         "tau_ps": self.lag_ps,
                         "process": p,
-                        "eigenvalue": float(np.real(spec.eigenvalues[p])),
-                        "timescale_ps": float(ts[p]),
+                        "eigenvalue": float(np.real(spec.eigenvalues[p])) if s else nan,
+                        "timescale_ps": float(ts[p]) if s else nan,
                         "state": j,
                         "component": comp[j, p] if ok else nan,
                         "ci_low": lo[j, p] if ok else nan,
@@ -379,7 +382,7 @@ class KoopmanModel:
         lo, hi = np.full(total, np.nan), np.full(total, np.nan)
         pi[:s] = self.spectrum.stationary
         lo[:s], hi[:s] = t_interval(
-            np.array([g.stationary for g in self.group_spectra]).reshape(-1, s)
+            np.array([g.stationary for g in self.group_spectra]).reshape(len(self.group_spectra), s)
         )
         mean, n_eff = self._selection_columns()
         return pd.DataFrame(
