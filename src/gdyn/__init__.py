@@ -33,6 +33,8 @@ _API: dict[str, str] = {
     "CKTest": "gdyn.koopman",
     "ImpliedTimescales": "gdyn.koopman",
     "implied_timescales": "gdyn.koopman",
+    "select_states": "gdyn.koopman",
+    "ck_verdict": "gdyn.koopman",
     "state_weighted_rdf": "gdyn.analysis",
     "charge_integral": "gdyn.analysis",
     "conduction": "gdyn.analysis",

@@ -231,6 +231,11 @@ def timescale(model_key: str, process: int, scale: float = 1.0) -> Callable[[Con
         if process > len(ts):
             return Value(status=f"{model} has {n} states: no process {process}")
         tau = float(summary["tau_star_ps"])
+        flags = list(summary.get("timescale_flags") or [])
+        flag = flags[process - 1] if process <= len(flags) else "resolved"
+        if ts[process - 1] is None:
+            return Value(status=f"no process {process} at τ* ({flag.replace('_', ' ')}: "
+                                f"near-empty states {summary.get('near_empty_states')})")
         out = Value(value=float(ts[process - 1]) * scale)
         table = ctx.csv(f"{model}-s{n}:timescales.csv", "timescales")
         if table is not None:
@@ -242,6 +247,12 @@ def timescale(model_key: str, process: int, scale: float = 1.0) -> Callable[[Con
         out.note = f"{model}, {n} states, τ* = {tau * s:g} {unit}"
         if model_key == "vampnet_max" and n != 8:
             out.note += f" (paper: 8 states, this config's largest: {n})"
+        if flag != "resolved":
+            out.note += f"; flagged {flag.replace('_', ' ')}"
+        if summary.get("near_empty_states"):
+            out.note += f"; near-empty states {summary['near_empty_states']} excluded"
+        if summary.get("ck_pass") is False:
+            out.note += "; CK FAIL"
         return out
 
     return extract
@@ -292,6 +303,8 @@ def global_from_local(ctx: Context) -> Value:
     if summary is None:
         return Value(status="not computed")
     tau = float(summary["tau_star_ps"])
+    if summary["timescales_ps"][0] is None or None in summary["populations"][:2]:
+        return Value(status="the 2-state GDyNet has a near-empty state: no global model")
     t1 = float(summary["timescales_ps"][0])
     pops = [float(p) for p in summary["populations"]]
     if not (math.isfinite(t1) and t1 > 0):
@@ -319,6 +332,8 @@ def population(state: int) -> Callable[[Context], Value]:
         row = rows[rows["state"] == state]
         if row.empty:
             return Value(status=f"state {state} missing from populations.csv")
+        if "near_empty" in row.columns and bool(row["near_empty"].iloc[0]):
+            return Value(status=f"state {state} is near-empty: excluded from the Koopman model")
         return Value(
             value=100.0 * float(row["population"].iloc[0]),
             ci_low=100.0 * float(row["ci_low"].iloc[0]),

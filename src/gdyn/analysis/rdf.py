@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from gdyn.analysis.geometry import set_centres
-from gdyn.analysis.inputs import Analysis, Piece, as_pieces, element_number
+from gdyn.analysis.inputs import Analysis, Piece, as_pieces, element_number, flag_states
 from gdyn.analysis.spec import AnalysisSpec, settings_block
 from gdyn.files import write_csv
 from gdyn.graph import image_shifts, pairs_within
@@ -227,7 +227,7 @@ def run_rdf(analysis: Analysis, settings: dict[str, Any], outputs: list[Path],
                                r_max_A=float(block.get("r_max_A", 8.0)),
                                n_bins=int(block.get("n_bins", 160)),
                                stride=int(block.get("stride", 1)))
-    write_csv(outputs[0], table)
+    write_csv(outputs[0], flag_states(table, analysis.near_empty_states))
 
 
 ANALYSES = (

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 from gdyn.errors import InputError
 from gdyn.plots import style
 from gdyn.plots.io import _require, _single_tau, _states, read_snapshot, read_table
-from gdyn.plots.panels_koopman import figure_unit, plot_ck, plot_eigen, plot_timescales
+from gdyn.plots.panels_koopman import (
+    figure_unit,
+    near_empty_states,
+    plot_ck,
+    plot_eigen,
+    plot_timescales,
+)
 from gdyn.plots.panels_structure import (
     plot_assignment,
     plot_charge,
@@ -28,7 +34,13 @@ from gdyn.plots.panels_structure import (
 from gdyn.plots.registry import FIGURE_INPUTS
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.figure import Figure
+
+
+def _ck_states(ck: pd.DataFrame) -> int:
+    """Rows of a CK grid: the surviving states (at least one, for the collapsed note)."""
+    return max(len(_states(ck, "from_state")) - len(near_empty_states(ck, "from_state")), 1)
 
 
 def figure_fig2(inputs: Mapping[str, str]) -> Figure:
@@ -47,7 +59,7 @@ def figure_fig2(inputs: Mapping[str, str]) -> Figure:
             read_table(inputs[f"{m}_positions"], "positions"),
         )
     unit = figure_unit(*(d[0] for d in data.values()), *(d[1] for d in data.values()))
-    n_ck = max(len(_states(d[1], "from_state")) for d in data.values())
+    n_ck = max(_ck_states(d[1]) for d in data.values())
     ck_h = 0.8 * n_ck + 0.4
     fig = plt.figure(figsize=(style.DOUBLE_COLUMN_IN, 1.5 + 2.0 + 2.6 + ck_h + 1.2))
     outer = fig.add_gridspec(
@@ -88,7 +100,7 @@ def figure_fig3(inputs: Mapping[str, str]) -> Figure:
     ck = read_table(inputs["ck"], "ck")
     tau = _single_tau(ck, inputs["ck"], "ck")
     unit = figure_unit(ts, ck)
-    n = len(_states(ck, "from_state"))
+    n = _ck_states(ck)
     ck_h = 0.75 * n + 0.4
     fig = plt.figure(figsize=(style.DOUBLE_COLUMN_IN, 3.0 + 2.2 + ck_h + 1.2))
     outer = fig.add_gridspec(
@@ -120,7 +132,7 @@ def figure_fig4(inputs: Mapping[str, str]) -> Figure:
     ck = read_table(inputs["ck"], "ck")
     tau = _single_tau(ck, inputs["ck"], "ck")
     unit = figure_unit(ts, ck)
-    n = len(_states(ck, "from_state"))
+    n = _ck_states(ck)
     ck_h = 0.75 * n + 0.4
     fig = plt.figure(figsize=(style.DOUBLE_COLUMN_IN, 2.2 + 1.9 + ck_h + 1.2))
     outer = fig.add_gridspec(
