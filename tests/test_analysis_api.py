@@ -199,18 +199,22 @@ def test_api_rejects_misaligned_probs() -> None:
 
 
 def test_registry_lists_every_analysis_and_its_outputs() -> None:
-    assert list(an.REGISTRY) == ["rdf", "charge", "profile", "positions", "snapshot", "q3",
-                                 "conduction"]
+    # Modules in name order (charge, profile, q3, rdf, representative, snapshot, transport).
+    assert list(an.REGISTRY) == ["charge", "profile", "positions", "q3", "rdf", "representative",
+                                 "snapshot", "conduction"]
     config = {"structure": {"rdf": {"elements": ["S"]}, "snapshot_frame": 0, "q3": {}},
               "conduction": {"temperature_K": 300}}
+    # positions and representative are built only when a figure asks for them.
     assert an.enabled_outputs("toy", config) == [
+        "results/structure/toy/q3.csv",
         "results/structure/toy/rdf.csv",
         "results/structure/toy/snapshot.extxyz",
         "results/structure/toy/snapshot.png",
-        "results/structure/toy/q3.csv",
         "results/structure/toy/diffusion.csv",
         "results/structure/toy/conduction.csv",
     ]
+    assert an.output_paths(an.REGISTRY["representative"], "peo") == [
+        "results/structure/peo/representative.extxyz"]
     assert an.output_paths(an.REGISTRY["positions"], "toy", "gdynet", 2) == [
         "results/structure/toy/positions-gdynet-s2.csv"]
     # The Snakefile and `gdyn --help` import the package: it must stay light.
