@@ -13,13 +13,13 @@ import re
 import zlib
 from pathlib import Path
 
+import _synthetic_systems as synth
 import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.linalg import expm
 
-import _synthetic_systems as synth
 from gdyn import cli, compare, layout, plots
 from gdyn import config as gc
 from gdyn.analysis import representative_configurations

@@ -10,12 +10,13 @@ import json
 import math
 from pathlib import Path
 
+import _synthetic_systems as synth
 import matplotlib
 import numpy as np
 import pytest
-
-import _synthetic_systems as synth
 import test_plots as tp
+from test_render import _ovito_or_skip
+
 from gdyn import cli, layout, plots
 from gdyn import config as gc
 from gdyn.analysis import Piece, representative_frames, shell_members
@@ -23,7 +24,6 @@ from gdyn.analysis.representative import DEFAULT_SHELL_RADIUS_A, shell_radii
 from gdyn.errors import InputError
 from gdyn.plots import render as R
 from gdyn.plots import style
-from test_render import _ovito_or_skip
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]

@@ -227,7 +227,7 @@ def test_fcc_lattice_is_found_and_its_sites_have_the_right_neighbours(n: int) ->
 def test_non_fcc_hosts_are_rejected() -> None:
     a = 6.5
     bcc = np.array([[0, 0, 0], [0.5, 0.5, 0.5]]) * a
-    assert find_fcc(np.vstack([bcc, bcc + [0, 0, a / 4]]), np.eye(3) * a) is None
+    assert find_fcc(np.vstack([bcc, bcc + np.array([0.0, 0.0, a / 4])]), np.eye(3) * a) is None
     assert find_fcc(np.random.default_rng(0).uniform(0, a, (4, 3)), np.eye(3) * a) is None
     assert find_fcc(_fcc(1, a), np.diag([a, a, 1.2 * a])) is None  # not cubic
     assert find_fcc(_fcc(1, a)[:3], np.eye(3) * a) is None  # not 4 n^3 atoms
