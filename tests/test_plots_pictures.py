@@ -195,6 +195,7 @@ def test_configurations_must_match_the_states(systems: dict, tmp_path: Path,
             "--inputs", json.dumps(systems["fig4"])]
     assert cli.main([*args, "--configurations", str(tmp_path / "only_one.extxyz")]) == 2
     assert "expected one configuration per output file (1), got 4 states" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # checked before anything is written
     args[1] = "fig3"
     args[-1] = json.dumps(systems["fig3"])
     assert cli.main([*args, "--configurations", str(tmp_path / "x.extxyz")]) == 2

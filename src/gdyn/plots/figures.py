@@ -203,17 +203,22 @@ def figure_fig4(inputs: Mapping[str, str], renderer: Renderer = "auto") -> Figur
     return fig
 
 
-def write_configurations(representative: str | Path, paths: Sequence[str | Path]) -> None:
-    """Each state's representative configuration (frame i of ``representative.extxyz``) as
-    its own extended XYZ file, ``paths[i]`` (Fig. 4b's atoms, for OVITO or ASE)."""
-    import ase.io
-
+def _check_configurations(representative: str | Path, paths: Sequence[str | Path]) -> list[Any]:
     configs = read_representative(representative)
     if len(paths) != len(configs):
         raise InputError(
             f"{representative}: expected one configuration per output file ({len(paths)}), "
             f"got {len(configs)} states"
         )
+    return configs
+
+
+def write_configurations(representative: str | Path, paths: Sequence[str | Path]) -> None:
+    """Each state's representative configuration (frame i of ``representative.extxyz``) as
+    its own extended XYZ file, ``paths[i]`` (Fig. 4b's atoms, for OVITO or ASE)."""
+    import ase.io
+
+    configs = _check_configurations(representative, paths)
     for config, path in zip(configs, paths, strict=True):
         with atomic_path(path, suffix=".extxyz") as tmp:
             ase.io.write(tmp, config, format="extxyz")
@@ -317,6 +322,8 @@ def render_figure(
     _require(inputs, FIGURE_INPUTS[name], name)
     if configurations and name != "fig4":
         raise InputError(f"--configurations: only fig4 writes configurations, got {name}")
+    if configurations:  # checked before anything is drawn or written
+        _check_configurations(inputs["representative"], configurations)
     kwargs: dict[str, Any] = {}
     if name in PICTURE_FIGURES:
         kwargs["renderer"] = render.resolve_backend(renderer)
