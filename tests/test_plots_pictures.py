@@ -19,7 +19,7 @@ from test_render import _ovito_or_skip
 
 from gdyn import cli, layout, plots
 from gdyn import config as gc
-from gdyn.analysis import Piece, representative_frames, shell_members
+from gdyn.analysis import Piece, Representative, representative_frames, shell_members
 from gdyn.analysis.representative import DEFAULT_SHELL_RADIUS_A, shell_radii
 from gdyn.errors import InputError
 from gdyn.plots import render as R
@@ -261,6 +261,11 @@ def test_representative_frame_rule_on_a_known_answer() -> None:
     got = [(r.state, r.piece, r.frame, r.target, round(r.probability, 6)) for r in reps]
     assert got == [(0, 1, 5, 2, 0.97), (1, 0, 7, 3, 0.95), (2, 0, 4, 1, 0.93),
                    (3, 1, 3, 1, 0.91)]
+    # A nearly empty state still gets its most likely configuration, with its low p.
+    for p in probs:
+        p[..., 3] = np.minimum(p[..., 3], 0.2)
+    probs[1][6, 0, 3] = 0.31
+    assert representative_frames(_pieces(probs))[3] == Representative(3, 1, 6, 0, 0.31)
     probs[0][..., 2] = probs[1][..., 2] = np.nan
     with pytest.raises(InputError, match="state 2: no scored"):
         representative_frames(_pieces(probs))
