@@ -206,7 +206,8 @@ def test_fcc_lattice_is_found_and_its_sites_have_the_right_neighbours(n: int) ->
     assert fcc is not None and fcc.a == pytest.approx(a)
     atoms = Atoms(numbers=[3] + [16] * len(host), positions=np.vstack([[1.0, 1, 1], host]),
                   cell=np.eye(3) * n * a, pbc=True)
-    atoms.new_array("state", np.r_[0, np.full(len(host), -1)])
+    # n = 2: the Li's frame is unscored (state -1 too): the host is still the S lattice.
+    atoms.new_array("state", np.r_[0 if n == 1 else -1, np.full(len(host), -1)])
     scene, sites = fcc_cell_scene(atoms)
     assert sites
     # One cube: 14 S (8 corners + 6 faces), 13 octahedral and 8 tetrahedral sites.

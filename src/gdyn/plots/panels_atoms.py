@@ -101,6 +101,17 @@ def _cube_points(half_units: np.ndarray) -> np.ndarray:
     return grid[np.isin(grid.sum(axis=1) % 2, half_units)]
 
 
+def host_element(atoms: Any) -> int:
+    """The most common element of the non-target atoms (``state`` < 0), the lattice of the
+    toy; ties to the lower atomic number. (A target whose frame is unscored also has state
+    -1, so the element, not the flag, picks the host.)"""
+    state = np.asarray(atoms.arrays.get("state", np.full(len(atoms), -1)))
+    numbers = np.asarray(atoms.numbers)
+    pool = numbers[state < 0] if (state < 0).any() else numbers
+    values, counts = np.unique(pool, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
 def fcc_cell_scene(atoms: Any, view_dir: Sequence[float] = OBLIQUE) -> tuple[Scene, bool]:
     """Fig. 2a: one conventional FCC cube of the host (non-target) atoms with its 8
     tetrahedral and 13 octahedral sites (boundary images included), the 4 host atoms around
@@ -108,14 +119,12 @@ def fcc_cell_scene(atoms: Any, view_dir: Sequence[float] = OBLIQUE) -> tuple[Sce
     joined to it. Returns (scene, sites drawn); when the host is not a cubic FCC lattice
     the scene is the frame's atoms by element and no sites are drawn.
     """
-    state = np.asarray(atoms.arrays.get("state", np.full(len(atoms), -1)))
-    host = state < 0
     numbers = np.asarray(atoms.numbers)
+    z_host = host_element(atoms)
     cell = np.asarray(atoms.cell.array, dtype=float)
-    fcc = find_fcc(np.asarray(atoms.positions)[host], cell) if host.any() else None
+    fcc = find_fcc(np.asarray(atoms.positions)[numbers == z_host], cell)
     if fcc is None:
         return element_scene(atoms, view_dir=view_dir), False
-    z_host = int(numbers[host][0])
     to_xyz = (fcc.a / 2.0) * fcc.axes  # half-unit lattice steps as rows
     s_pos = _cube_points([0]) @ to_xyz
     o_pos = _cube_points([1]) @ to_xyz
@@ -227,9 +236,8 @@ def plot_fcc_cell(ax: Axes, snapshot: Any, renderer: BackendChoice,
 
     scene, sites = fcc_cell_scene(snapshot)
     out = renderer.render(scene, size or fit_size(scene, LONG_SIDE))
-    state = np.asarray(snapshot.arrays.get("state", np.full(len(snapshot), -1)))
-    host_z = np.asarray(snapshot.numbers)[state < 0]
-    handles = element_handles(host_z if sites else snapshot.numbers)
+    host_z = host_element(snapshot)
+    handles = element_handles([host_z] if sites else snapshot.numbers)
     if sites:
         handles += [
             Line2D([], [], marker="o", ls="", ms=4.0, color=TET_COLOR,
@@ -237,8 +245,7 @@ def plot_fcc_cell(ax: Axes, snapshot: Any, renderer: BackendChoice,
             Line2D([], [], marker="o", ls="", ms=4.6, color=OCT_COLOR, mec="0.4", mew=0.3,
                    label="octahedral site"),
         ]
-        if len(host_z):
-            handles[0].set_label(f"{chemical_symbols[int(host_z[0])]} (FCC)")
+        handles[0].set_label(f"{chemical_symbols[host_z]} (FCC)")
     show_picture(ax, out, handles, legend_loc="below")
     if not sites:
         ax.set_title("sites not drawn: the host is not a cubic FCC lattice", fontsize=6)

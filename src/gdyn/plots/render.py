@@ -397,8 +397,9 @@ def describe(choice: BackendChoice | Rendering) -> str:
 
 def image_colors(image: np.ndarray) -> np.ndarray:
     """(K, 3) the distinct RGB colours of an image (for tests and checks)."""
-    rgb = np.asarray(image)[..., :3].reshape(-1, 3)
-    return np.unique(rgb, axis=0)
+    rgb = np.asarray(image)[..., :3].reshape(-1, 3).astype(np.int32)
+    keys = np.unique((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2])
+    return np.column_stack([keys >> 16, (keys >> 8) & 255, keys & 255]).astype(np.uint8)
 
 
 def any_pixel_near(image: np.ndarray, color: Any, tolerance: float = 40.0) -> bool:
