@@ -201,12 +201,13 @@ def test_api_rejects_misaligned_probs() -> None:
 
 
 def test_registry_lists_every_analysis_and_its_outputs() -> None:
-    # Pipeline order: charge after rdf (it reads rdf.csv), conduction after charge (its
-    # --charge option reads charge.csv), otherwise by module name.
-    assert list(an.REGISTRY) == ["profile", "positions", "q3", "rdf", "charge", "snapshot",
-                                 "conduction"]
+    # Pipeline order: charge after rdf (it reads rdf.csv), conduction and representative
+    # after charge (their options read charge.csv), otherwise by module name.
+    assert list(an.REGISTRY) == ["profile", "positions", "q3", "rdf", "charge",
+                                 "representative", "snapshot", "conduction"]
     config = {"structure": {"rdf": {"elements": ["S"]}, "snapshot_frame": 0, "q3": {}},
               "conduction": {"temperature_K": 300}}
+    # positions and representative are built only when a figure asks for them.
     assert an.enabled_outputs("toy", config) == [
         "results/structure/toy/q3.csv",
         "results/structure/toy/rdf.csv",
@@ -215,6 +216,8 @@ def test_registry_lists_every_analysis_and_its_outputs() -> None:
         "results/structure/toy/diffusion.csv",
         "results/structure/toy/conduction.csv",
     ]
+    assert an.output_paths(an.REGISTRY["representative"], "peo") == [
+        "results/structure/peo/representative.extxyz"]
     assert an.output_paths(an.REGISTRY["positions"], "toy", "gdynet", 2) == [
         "results/structure/toy/positions-gdynet-s2.csv"]
     # The Snakefile and `gdyn --help` import the package: it must stay light.

@@ -38,6 +38,7 @@ _API: dict[str, str] = {
     "state_weighted_rdf": "gdyn.analysis",
     "charge_integral": "gdyn.analysis",
     "conduction": "gdyn.analysis",
+    "representative_configurations": "gdyn.analysis",
 }
 
 __all__ = ["InputError", "__version__", *sorted(_API)]

@@ -15,7 +15,8 @@ Koopman order), gives :class:`Piece` objects that these functions take with ``pr
 
 Modules: :mod:`~gdyn.analysis.inputs` (standard inputs), :mod:`~gdyn.analysis.geometry`,
 :mod:`~gdyn.analysis.rdf`, :mod:`~gdyn.analysis.charge`, :mod:`~gdyn.analysis.profile`
-(profile and positions), :mod:`~gdyn.analysis.snapshot`, :mod:`~gdyn.analysis.q3`,
+(profile and positions), :mod:`~gdyn.analysis.snapshot`, :mod:`~gdyn.analysis.representative` (Fig. 4b),
+:mod:`~gdyn.analysis.q3`,
 :mod:`~gdyn.analysis.transport` (conduction), :mod:`~gdyn.analysis.spec` (the entry type).
 
 Registry contract
@@ -94,6 +95,13 @@ from gdyn.analysis.rdf import (
     rdf_from_counts,
     state_weighted_rdf,
 )
+from gdyn.analysis.representative import (
+    Representative,
+    configuration_atoms,
+    representative_configurations,
+    representative_frames,
+    shell_members,
+)
 from gdyn.analysis.snapshot import plot_snapshot, snapshot_atoms
 from gdyn.analysis.spec import AnalysisSpec, Option
 from gdyn.analysis.transport import conduction, conduction_tables, unwrap
@@ -167,6 +175,7 @@ __all__ = [
     "Option",
     "Piece",
     "RdfCounts",
+    "Representative",
     "apply_selection",
     "as_pieces",
     "charge_curve",
@@ -174,6 +183,7 @@ __all__ = [
     "charge_table",
     "conduction",
     "conduction_tables",
+    "configuration_atoms",
     "enabled_outputs",
     "first_peak_index",
     "first_shell",
@@ -195,7 +205,10 @@ __all__ = [
     "rdf_counts",
     "rdf_from_counts",
     "read_probs",
+    "representative_configurations",
+    "representative_frames",
     "set_centres",
+    "shell_members",
     "snapshot_atoms",
     "state_profile",
     "state_weighted_rdf",

@@ -30,7 +30,7 @@ STAGES: tuple[str, ...] = (
     "graphs",  # graphs
     "train",  # train
     "koopman",  # koopman
-    "analysis",  # rdf, charge, profile, snapshot, positions, q3, conduction
+    "analysis",  # rdf, charge, profile, snapshot, positions, q3, representative, conduction
     "figures",  # figure, table, compare
 )
 

@@ -104,7 +104,9 @@ def plot_assignment(ax: Any, positions: pd.DataFrame, title: str) -> Any:
 
 
 def plot_cross_section(ax: Axes, atoms: Any, slab_fraction: float = 0.5) -> None:
-    """Fig. 3b: a slab of the snapshot seen along y, targets coloured by their state mix."""
+    """A slab of the snapshot seen along y, targets coloured by their state mix, as a
+    scatter plot (Fig. 3b itself is the rendered picture of
+    :func:`gdyn.plots.panels_atoms.plot_state_cross_section`)."""
     from matplotlib.colors import to_rgb
     from matplotlib.lines import Line2D
 
