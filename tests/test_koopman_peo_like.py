@@ -107,10 +107,17 @@ def peo(tmp_path_factory) -> dict:
     rdf_csv, charge_csv = tmp / "rdf.csv", tmp / "charge.csv"
     assert main(["rdf", str(rdf_csv), *args, "--settings", json.dumps(structure)]) == 0
     assert main(["charge", str(rdf_csv), str(charge_csv), "--settings", json.dumps(structure)]) == 0
+    # The picture inputs of Fig. 4 (panels a and b).
+    snapshot, representative = tmp / "snapshot.extxyz", tmp / "representative.extxyz"
+    assert main(["snapshot", str(snapshot), "--png", str(tmp / "snapshot.png"), *args,
+                 "--settings", json.dumps({"snapshot_frame": 0})]) == 0  # fmt: skip
+    assert main(["representative", str(representative), "--charge", str(charge_csv), *args,
+                 "--settings", json.dumps(structure)]) == 0  # fmt: skip
     occupancy = np.bincount(hidden[1:].ravel(), minlength=4) / hidden[1:].size
     return {"tmp": tmp, "pieces": pieces, "probs": probs, "out": out, "settings": settings,
             "occupancy": occupancy, "argv": argv, "args": args, "rdf": rdf_csv,
-            "charge": charge_csv}  # fmt: skip
+            "charge": charge_csv, "snapshot": snapshot,
+            "representative": representative}  # fmt: skip
 
 
 def test_koopman_flags_the_rare_state_and_gives_a_verdict(peo) -> None:
@@ -176,10 +183,11 @@ def _fig4(peo: dict, out: Path) -> tuple:
     from gdyn.plots import style
     from gdyn.plots.figures import figure_fig4
 
-    inputs = {"charge": str(peo["charge"]),
+    inputs = {"charge": str(peo["charge"]), "snapshot": str(peo["snapshot"]),
+              "representative": str(peo["representative"]),
               **{k: str(out / f"{k}.csv") for k in ("timescales", "eigen", "ck")}}
     with style.paper_style():
-        fig = figure_fig4(inputs)
+        fig = figure_fig4(inputs, renderer="matplotlib")
     return fig, inputs
 
 
