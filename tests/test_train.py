@@ -15,6 +15,8 @@ import torch
 
 from gdyn import train as gt
 from gdyn.errors import InputError
+from gdyn.graph import build_store, nearest_neighbours
+from gdyn.trajectory import load_trajectory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_model import periodic_neighbours
@@ -289,3 +291,36 @@ def test_graph_store_must_match_its_piece(toy: dict, tmp_path: Path) -> None:
     graphs = dict(toy["graphs"], val=toy["graphs"]["train"])
     with pytest.raises(InputError, match="--val-graphs: expected a graph store named 'li001'"):
         gt.prepare("gdynet", 2, "1ps", toy["parts"], graphs, gt.resolve_settings({}))
+
+
+def test_training_reads_strided_compact_stores_and_refuses_other_grids(
+    toy: dict, tmp_path: Path
+) -> None:
+    """Stores built by `gdyn graphs --frame-stride 5` (uint16 distances) serve training
+    strides that are multiples of 5, decode to the seeded search within half a step, and
+    any other grid, or another piece's store, is refused naming the store."""
+    graphs: dict[str, list[Path]] = {part: [] for part in toy["parts"]}
+    for part, paths in toy["parts"].items():
+        for p in paths:
+            out = tmp_path / part / p.stem
+            build_store(load_trajectory(p), out, 12, n_conv=3, progress=False, frame_stride=5)
+            graphs[part].append(out)
+    problem = gt.prepare("gdynet", 2, "1ps", toy["parts"], graphs,
+                         gt.resolve_settings({"frame_stride": 10}))
+    piece = problem.parts["test"][0]
+    assert piece.frame_offset == 1500 and piece.graphs.meta["frame_stride"] == 5
+    frames = piece.grid_frames()[:6]
+    index, dist = piece.graphs.take(frames)
+    for k, f in enumerate(frames):
+        ref_i, ref_d = nearest_neighbours(piece.coords[f], piece.lattices[f], 12,
+                                          tie_seed=1500 + int(f))
+        np.testing.assert_array_equal(index[k], ref_i)
+        assert np.abs(dist[k] - ref_d).max() <= 2.0**-13
+    with pytest.raises(InputError, match=r"li000/meta.json: key 'frame_stride': expected a divisor of "
+                       r"the training frame_stride 2 .* got 5"):
+        gt.prepare("gdynet", 2, "1ps", toy["parts"], graphs,
+                   gt.resolve_settings({"frame_stride": 2}))
+    swapped = dict(graphs, test=[graphs["train"][0], graphs["test"][1]])
+    with pytest.raises(InputError, match=r"meta.json: key 'frame_offset': expected 1500"):
+        gt.prepare("gdynet", 2, "1ps", toy["parts"], swapped,
+                   gt.resolve_settings({"frame_stride": 10}))
