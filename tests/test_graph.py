@@ -105,7 +105,7 @@ def path(request, monkeypatch):
     monkeypatch.setattr(graph_search, "SMALL_WORK", 10**12 if request.param == "images" else 0)
     if request.param == "tight":
         monkeypatch.setattr(graph_search, "CAPACITY_FACTOR", 0)
-        monkeypatch.setattr(graph_kernel, "network_size", lambda n_keep, width: 1)
+        monkeypatch.setattr(graph_kernel, "network_size", lambda n_keep, width, typical=None: 1)
     return request.param
 
 
@@ -354,7 +354,7 @@ def test_seeded_ties_agree_across_search_paths(monkeypatch):
             mp.setattr(graph_search, "SMALL_WORK", 10**12 if param == "images" else 0)
             if param == "tight":
                 mp.setattr(graph_search, "CAPACITY_FACTOR", 0)
-                mp.setattr(graph_kernel, "network_size", lambda n_keep, width: 1)
+                mp.setattr(graph_kernel, "network_size", lambda n_keep, width, typical=None: 1)
             if param == "images":
                 mp.setattr(graph_search, "SMALL_BATCH_BYTES", 1)  # one frame per batch
             batch = NeighbourSearch(12).frames(x, lattices, tie_seeds=seeds)

@@ -1,8 +1,9 @@
 """The compiled cell-list search of :class:`~gdyn.graph.search.NeighbourSearch` (numba).
 
 One frame at a time: atoms are binned into a grid of cells of side >= the cutoff
-(fractional coordinates, so any triclinic cell works), every unordered pair of atom
-images closer than the cutoff is found once from a half stencil of cells, and its key
+(fractional coordinates, so any triclinic cell works), surrounded by ghost layers of
+shifted copies, every unordered pair of atom images closer than the cutoff is found once
+from a half stencil of cells (a few contiguous runs of memory per atom), and its key
 (float32 distance bits << 32 | neighbour id, the order of :mod:`gdyn.graph.select`) is
 appended to the candidate lists of both of its atoms. The lists are then sorted in place
 by a fixed sorting network applied to all atoms at once (vectorised across atoms; rows
@@ -46,6 +47,13 @@ def _half_lists(xw, frac, lattice, prow, radius, n_cells, reach, lists, counts, 
     ``lists`` (C, N) column p: candidate keys of the atom at position p (first
     ``counts[p]`` slots, unsorted; slots beyond C are dropped but counted); the caller
     fills ``lists`` with :data:`MAX_KEY` and ``counts`` with 0 beforehand.
+
+    Atoms are sorted by cell; an extended grid with ``reach`` ghost layers holds every
+    cell's image at each ghost position (extended cell e <-> cell (e - reach) mod n,
+    shifted by floor((e - reach) / n) lattice vectors), so the forward half of an atom's
+    stencil is a few contiguous runs of the extended arrays: the rest of its own cell and
+    the cells after it in its (a, b) row, then every later (a, b) row, 2 reach + 1 cells
+    each. Each unordered pair of images is met once and filed under both atoms.
     """
     n = xw.shape[0]
     na, nb, nc = n_cells[0], n_cells[1], n_cells[2]
@@ -76,16 +84,50 @@ def _half_lists(xw, frac, lattice, prow, radius, n_cells, reach, lists, counts, 
     prow_p = np.empty(n, np.int64)
     for p in range(n):
         prow_p[p] = prow[order[p]]
+    # The extended grid: cell sizes first, then the shifted copies.
+    ea_n, eb_n, ec_n = na + 2 * ra, nb + 2 * rb, nc + 2 * rc
+    n_ext = ea_n * eb_n * ec_n
+    estart = np.empty(n_ext + 1, np.int64)
+    total = 0
     biggest = 0
-    for k in range(n_cell):
-        biggest = max(biggest, start[k + 1] - start[k])
-    n_forward = ((2 * ra + 1) * (2 * rb + 1) * (2 * rc + 1) - 1) // 2
-    cap = biggest * (n_forward + 1)
-    cx = np.empty(cap, np.float64)
-    cy = np.empty(cap, np.float64)
-    cz = np.empty(cap, np.float64)
-    cp = np.empty(cap, np.int64)
+    for ea in range(ea_n):
+        a = (ea - ra) % na
+        for eb in range(eb_n):
+            b = (eb - rb) % nb
+            for ec in range(ec_n):
+                k = (a * nb + b) * nc + (ec - rc) % nc
+                estart[(ea * eb_n + eb) * ec_n + ec] = total
+                total += start[k + 1] - start[k]
+                biggest = max(biggest, start[k + 1] - start[k])
+    estart[n_ext] = total
+    ex = np.empty(total, np.float64)
+    ey = np.empty(total, np.float64)
+    ez = np.empty(total, np.float64)
+    ep = np.empty(total, np.int64)
+    q = 0
+    for ea in range(ea_n):
+        sa = (ea - ra) // na
+        a = ea - ra - sa * na
+        for eb in range(eb_n):
+            sb = (eb - rb) // nb
+            b = eb - rb - sb * nb
+            for ec in range(ec_n):
+                sc = (ec - rc) // nc
+                c = ec - rc - sc * nc
+                i0 = sa * lattice[0, 0] + sb * lattice[1, 0] + sc * lattice[2, 0]
+                i1 = sa * lattice[0, 1] + sb * lattice[1, 1] + sc * lattice[2, 1]
+                i2 = sa * lattice[0, 2] + sb * lattice[1, 2] + sc * lattice[2, 2]
+                k = (a * nb + b) * nc + c
+                for p in range(start[k], start[k + 1]):
+                    ex[q] = sx[p] + i0
+                    ey[q] = sy[p] + i1
+                    ez[q] = sz[p] + i2
+                    ep[q] = p
+                    q += 1
+    run = 2 * rc + 1
+    cap = biggest * (ra + 1) * (2 * rb + 1) * run + 1
     r2s = np.empty(cap, np.float64)
+    hits = np.empty(cap, np.int64)
     r2max = radius * radius
     f32 = np.empty(1, np.float32)
     u32 = f32.view(np.uint32)
@@ -95,68 +137,52 @@ def _half_lists(xw, frac, lattice, prow, radius, n_cells, reach, lists, counts, 
         for hb in range(nb):
             for hc in range(nc):
                 h = (ha * nb + hb) * nc + hc
-                h0, h1 = start[h], start[h + 1]
-                if h0 == h1:
-                    continue
-                # Candidates: the home cell's atoms, then every cell image of the forward
-                # half of the stencil (offsets after (0, 0, 0) in lexicographic order).
-                nn = 0
-                for p in range(h0, h1):
-                    cx[nn] = sx[p]
-                    cy[nn] = sy[p]
-                    cz[nn] = sz[p]
-                    cp[nn] = p
-                    nn += 1
-                for da in range(0, ra + 1):
-                    a = ha + da
-                    sa = a // na
-                    a -= sa * na
-                    for db in range(-rb if da > 0 else 0, rb + 1):
-                        b = hb + db
-                        sb = b // nb
-                        b -= sb * nb
-                        for dc in range(-rc if (da > 0 or db > 0) else 1, rc + 1):
-                            c = hc + dc
-                            sc = c // nc
-                            c -= sc * nc
-                            i0 = sa * lattice[0, 0] + sb * lattice[1, 0] + sc * lattice[2, 0]
-                            i1 = sa * lattice[0, 1] + sb * lattice[1, 1] + sc * lattice[2, 1]
-                            i2 = sa * lattice[0, 2] + sb * lattice[1, 2] + sc * lattice[2, 2]
-                            k = (a * nb + b) * nc + c
-                            for p in range(start[k], start[k + 1]):
-                                cx[nn] = sx[p] + i0
-                                cy[nn] = sy[p] + i1
-                                cz[nn] = sz[p] + i2
-                                cp[nn] = p
-                                nn += 1
-                for u in range(h1 - h0):
-                    pi = cp[u]
+                home = ((ha + ra) * eb_n + hb + rb) * ec_n + hc + rc
+                for pi in range(start[h], start[h + 1]):
                     ti = prow_p[pi]
-                    x0, x1, x2 = cx[u], cy[u], cz[u]
-                    for q in range(u + 1, nn):
-                        d0 = cx[q] - x0
-                        d1 = cy[q] - x1
-                        d2 = cz[q] - x2
-                        r2s[q] = d0 * d0 + d1 * d1 + d2 * d2
-                    for q in range(u + 1, nn):
-                        r2 = r2s[q]
-                        if r2 < r2max:
-                            pj = cp[q]
-                            tj = prow_p[pj]
-                            if ti < 0 and tj < 0:
-                                continue
-                            f32[0] = math.sqrt(r2)
-                            bits = np.uint64(u32[0]) << shift32
-                            if ti >= 0:
-                                w = counts[pi]
-                                if w < width:
-                                    lists[w, pi] = bits | np.uint64(order[pj])
-                                counts[pi] = w + 1
-                            if tj >= 0:
-                                w = counts[pj]
-                                if w < width:
-                                    lists[w, pj] = bits | np.uint64(order[pi])
-                                counts[pj] = w + 1
+                    x0, x1, x2 = sx[pi], sy[pi], sz[pi]
+                    # Candidate runs: the rest of the home row, then the later rows.
+                    nn = 0
+                    for da in range(0, ra + 1):
+                        for db in range(-rb if da > 0 else 0, rb + 1):
+                            if da == 0 and db == 0:
+                                lo = estart[home] + (pi - start[h]) + 1
+                                hi = estart[home + rc + 1]
+                            else:
+                                row = ((ha + ra + da) * eb_n + hb + rb + db) * ec_n + hc
+                                lo = estart[row]
+                                hi = estart[row + run]
+                            # Distances (vectorised), then the indices of those inside
+                            # the radius, branch-free.
+                            for qq in range(lo, hi):
+                                d0 = ex[qq] - x0
+                                d1 = ey[qq] - x1
+                                d2 = ez[qq] - x2
+                                r2s[qq - lo] = d0 * d0 + d1 * d1 + d2 * d2
+                            for qq in range(lo, hi):
+                                hits[nn] = qq
+                                nn += r2s[qq - lo] < r2max
+                    for w in range(nn):
+                        qq = hits[w]
+                        pj = ep[qq]
+                        tj = prow_p[pj]
+                        if ti < 0 and tj < 0:
+                            continue
+                        d0 = ex[qq] - x0
+                        d1 = ey[qq] - x1
+                        d2 = ez[qq] - x2
+                        f32[0] = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+                        bits = np.uint64(u32[0]) << shift32
+                        if ti >= 0:
+                            c = counts[pi]
+                            if c < width:
+                                lists[c, pi] = bits | np.uint64(order[pj])
+                            counts[pi] = c + 1
+                        if tj >= 0:
+                            c = counts[pj]
+                            if c < width:
+                                lists[c, pj] = bits | np.uint64(order[pi])
+                            counts[pj] = c + 1
 
 
 def _sort_lists(lists, counts, network, order, prow, keys):
@@ -232,10 +258,12 @@ def sorting_network(n: int) -> np.ndarray:
     return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
 
-def network_size(n_keep: int, width: int) -> int:
-    """Slots sorted by the network: the keys kept plus room for the usual surplus of
-    candidates (a few more than M fall inside the cutoff); longer lists use insertion."""
-    return min(width, n_keep + max(8, n_keep // 2))
+def network_size(n_keep: int, width: int, typical: int | None = None) -> int:
+    """Slots sorted by the network: ``typical`` candidates per atom (default: the keys
+    kept plus the usual surplus inside the cutoff), rounded up to a multiple of 4 (few
+    distinct networks), at least ``n_keep``, at most ``width``; longer lists use insertion."""
+    want = n_keep + max(8, n_keep // 2) if typical is None else max(int(typical), n_keep)
+    return min(width, -(-want // 4) * 4)
 
 
 def grid(lattice: np.ndarray, radius: float, n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
@@ -263,13 +291,15 @@ def cell_lists(
     cutoff: float,
     n_keep: int,
     capacity: int,
+    typical: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every row's sorted candidates closer than ``cutoff`` (all periodic images).
 
     Parameters: ``coords`` (N, 3) and ``lattice`` (3, 3) float64 (checked by the caller);
     ``rows`` (R,) distinct atom ids; ``n_keep`` keys returned per row; ``capacity`` C,
     candidates held per atom (rows with more are counted but truncated: rerun with a
-    larger capacity when ``counts.max() > capacity``).
+    larger capacity when ``counts.max() > capacity``); ``typical`` candidates per atom, the
+    length the sorting network is built for (:func:`network_size`).
 
     Returns ``keys`` (R, n_keep) uint64, the first keys of each row in (float32 distance,
     id) order, padded with :data:`MAX_KEY`; ``counts`` (R,) candidates of each row;
@@ -295,7 +325,7 @@ def cell_lists(
     half_lists(xw, frac, np.ascontiguousarray(lattice), prow, radius, n_cells, reach, lists,
                counts_p, order)
     keys = np.empty((rows.size, n_keep), dtype=np.uint64)
-    network = sorting_network(network_size(n_keep, width))
+    network = sorting_network(network_size(n_keep, width, typical))
     sort_lists(lists, counts_p, network, order, prow, keys)
     position = np.empty(n, dtype=np.int64)
     position[order] = np.arange(n)

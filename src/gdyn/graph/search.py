@@ -80,6 +80,7 @@ class NeighbourSearch:
         self.max_distance = 0.0  # largest M-th neighbour distance seen (Angstrom)
         self.n_retries = 0  # searches repeated with a larger cutoff or image box
         self.capacity = CAPACITY_FACTOR * (self.n_neighbors + 1) + 8  # kernel list slots
+        self.typical: int | None = None  # candidates per row of the last frame (90th pct)
 
     # -- cutoff bookkeeping ------------------------------------------------------------
 
@@ -142,12 +143,15 @@ class NeighbourSearch:
         retried = False
         while True:
             keys, counts, lists, column = cell_lists(
-                coords, lattice, rows, cutoff, n_keep, self.capacity
+                coords, lattice, rows, cutoff, n_keep, self.capacity, self.typical
             )
             if counts.size and int(counts.max()) > lists.shape[0]:
                 self.capacity = int(counts.max()) + self.capacity  # same cutoff, more room
                 continue
             distance = (keys[:, :m] >> _SHIFT32).astype(np.uint32).view(np.float32)
+            if counts.size:  # size the next frame's sorting network to 90 % of the rows
+                k = (9 * counts.size) // 10
+                self.typical = int(np.partition(counts, k)[k])
             if counts.size == 0 or (int(counts.min()) >= m and self._inside(distance, cutoff)):
                 break
             retried = True

@@ -185,8 +185,11 @@ def receptive_field(
     frames = frame_grid(traj.traj_coords.shape[0], offset, frame_stride)
 
     def work(s: NeighbourSearch, coords: np.ndarray, lattices: np.ndarray, f: int, lo: int) -> None:
+        mine = union[owner[id(s)]]
+        if mine.all():
+            return  # every atom is reached already: no frame can add one
         seeds = offset + frames[f : f + coords.shape[0]]
-        union[owner[id(s)]] |= s.reach(coords, lattices, targets, hops, seeds)
+        mine |= s.reach(coords, lattices, targets, hops, seeds)
 
     chunks = _frame_chunks(len(frames), n_atoms * 24, len(searchers))
     _for_frames(

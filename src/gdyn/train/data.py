@@ -104,12 +104,6 @@ class Graphs:
         scale = None if self.distance_scale is None else self.distance_scale[pos]
         return self.index[pos], decode_distance(self.distance[pos], scale)
 
-    def missing(self, frames: np.ndarray) -> np.ndarray:
-        """The local ``frames`` these graphs do not hold."""
-        if self.frames is None:
-            return frames[(frames < 0) | (frames >= self.index.shape[0])]
-        return frames[~np.isin(frames, self.frames)]
-
 
 def open_graphs(graph_dir: Path) -> Graphs:
     """Open a graph store (:func:`gdyn.graph.open_store`) with file-naming errors."""
@@ -126,15 +120,15 @@ def open_graphs(graph_dir: Path) -> Graphs:
         raise InputError(f"{where}/meta.json: not valid JSON ({exc})") from None
     except ValueError as exc:
         raise InputError(f"{where}: unreadable .npy ({exc})") from None
-    scale_file = graph_dir / "distance_scale.npy"
+    names = ("index.npy", "distance.npy") + ("distance_scale.npy",) * (
+        store.distance_scale is not None)
     return Graphs(
         index=store.index,
         distance=store.distance,
         rows=np.asarray(store.rows, dtype=np.int64),
         meta=store.meta,
         where=where,
-        files=(graph_dir / "index.npy", graph_dir / "distance.npy")
-        + ((scale_file,) if store.distance_scale is not None else ()),
+        files=tuple(graph_dir / name for name in names),
         frames=store.frames,
         distance_scale=store.distance_scale,
     )
@@ -400,7 +394,8 @@ def check_grid(piece: Piece) -> None:
     g = piece.graphs
     if g is None:
         return
-    missing = g.missing(piece.grid_frames())
+    grid = piece.grid_frames()
+    missing = grid[~np.isin(grid, np.arange(g.index.shape[0]) if g.frames is None else g.frames)]
     if missing.size:
         stride = piece.grid[1]
         built = g.meta.get("frame_stride", 1)
