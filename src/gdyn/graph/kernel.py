@@ -12,8 +12,9 @@ keys of each requested row are returned. Candidates are kept in float64 until th
 distance is rounded to float32, exactly as the brute force does.
 
 Why hand-written: no library gives the exact, sorted M nearest images at this speed
-(BENCHMARKS.md, "Graph construction": vesin's pair list alone was 2-3x slower than this
-kernel's whole search, scipy's and freud's k-nearest queries slower still). The two
+(BENCHMARKS.md, "Graph construction": vesin's pair list alone, the previous version's
+basis, is about 2x slower than this kernel's whole search; scipy's and freud's k-nearest
+queries are slower still). The two
 kernels are plain Python functions compiled on first use by :func:`compiled` (numba,
 ``cache=True``, ``nogil=True`` so worker threads run in parallel); importing this module
 does not import numba, so processes that never search with cell lists (training, the
@@ -292,6 +293,7 @@ def cell_lists(
     n_keep: int,
     capacity: int,
     typical: int | None = None,
+    lists: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every row's sorted candidates closer than ``cutoff`` (all periodic images).
 
@@ -299,7 +301,8 @@ def cell_lists(
     ``rows`` (R,) distinct atom ids; ``n_keep`` keys returned per row; ``capacity`` C,
     candidates held per atom (rows with more are counted but truncated: rerun with a
     larger capacity when ``counts.max() > capacity``); ``typical`` candidates per atom, the
-    length the sorting network is built for (:func:`network_size`).
+    length the sorting network is built for (:func:`network_size`); ``lists`` a (C, N)
+    uint64 buffer to reuse (the previous call's), else one is allocated.
 
     Returns ``keys`` (R, n_keep) uint64, the first keys of each row in (float32 distance,
     id) order, padded with :data:`MAX_KEY`; ``counts`` (R,) candidates of each row;
@@ -319,7 +322,9 @@ def cell_lists(
     prow = np.full(n, -1, dtype=np.int64)
     prow[rows] = np.arange(rows.size)
     width = max(int(capacity), n_keep)
-    lists = np.full((width, n), MAX_KEY, dtype=np.uint64)
+    if lists is None or lists.shape != (width, n):
+        lists = np.empty((width, n), dtype=np.uint64)
+    lists.fill(MAX_KEY)
     counts_p = np.zeros(n, dtype=np.int64)
     order = np.empty(n, dtype=np.int64)
     half_lists(xw, frac, np.ascontiguousarray(lattice), prow, radius, n_cells, reach, lists,

@@ -70,7 +70,7 @@ class NeighbourSearch:
     Not thread-safe; give each worker thread its own instance. Consecutive frames of a
     trajectory start from the previous frame's largest M-th distance times a margin; the
     margin widens after a frame that needed a retry and slowly narrows otherwise, so
-    retries stay rare without inflating the pair search.
+    retries stay rare without inflating the candidate search.
     """
 
     def __init__(self, n_neighbors: int) -> None:
@@ -79,7 +79,9 @@ class NeighbourSearch:
         self.margin = CUTOFF_MARGIN
         self.max_distance = 0.0  # largest M-th neighbour distance seen (Angstrom)
         self.n_retries = 0  # searches repeated with a larger cutoff or image box
-        self.capacity = CAPACITY_FACTOR * (self.n_neighbors + 1) + 8  # kernel list slots
+        self._base_capacity = CAPACITY_FACTOR * (self.n_neighbors + 1) + 8
+        self.capacity = self._base_capacity  # candidates held per atom by the kernel
+        self._lists: np.ndarray | None = None  # the kernel's list buffer, reused
         self.typical: int | None = None  # candidates per row of the last frame (90th pct)
 
     # -- cutoff bookkeeping ------------------------------------------------------------
@@ -143,16 +145,26 @@ class NeighbourSearch:
         retried = False
         while True:
             keys, counts, lists, column = cell_lists(
-                coords, lattice, rows, cutoff, n_keep, self.capacity, self.typical
+                coords, lattice, rows, cutoff, n_keep, self.capacity, self.typical, self._lists
             )
+            self._lists = lists
             if counts.size and int(counts.max()) > lists.shape[0]:
                 self.capacity = int(counts.max()) + self.capacity  # same cutoff, more room
                 continue
-            distance = (keys[:, :m] >> _SHIFT32).astype(np.uint32).view(np.float32)
-            if counts.size:  # size the next frame's sorting network to 90 % of the rows
+            worst = np.uint64(keys[:, m - 1].max() if counts.size else 0)
+            worst_distance = np.array([worst >> _SHIFT32], np.uint32).view(np.float32)[0]
+            if counts.size:
+                # The next frame's sorting network fits 90 % of the rows; its lists hold
+                # this frame's longest with 25 % to spare (never below the default).
                 k = (9 * counts.size) // 10
                 self.typical = int(np.partition(counts, k)[k])
-            if counts.size == 0 or (int(counts.min()) >= m and self._inside(distance, cutoff)):
+                longest = int(counts.max())
+                self.capacity = max(self._base_capacity, longest + max(8, longest // 4))
+            # Every kept distance must be safely inside the cutoff: a candidate beyond it
+            # has float32 distance >= float32(cutoff), so nothing missing could tie or beat.
+            if counts.size == 0 or (
+                int(counts.min()) >= m and float(worst_distance) < float(np.float32(cutoff))
+            ):
                 break
             retried = True
             cutoff = self._grow(cutoff, start)
@@ -260,9 +272,8 @@ class NeighbourSearch:
 
         ``coords`` (B, N, 3), ``lattices`` (B, 3, 3), ``tie_seeds`` as in :meth:`frames`
         (the graph whose hops are counted is the one :meth:`frames` gives). Hop h + 1
-        atoms are the neighbours of hop h atoms (edges i -> its M nearest). With cell
-        lists only the frontier's neighbour lists are selected, so a frame costs about
-        one pair search.
+        atoms are the neighbours of hop h atoms (edges i -> its M nearest). A frame costs
+        one search of all rows, then a breadth-first search over its table.
         """
         b, n_atoms = coords.shape[:2]
         union = np.zeros(n_atoms, dtype=bool)
