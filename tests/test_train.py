@@ -16,6 +16,7 @@ import torch
 from gdyn import train as gt
 from gdyn.errors import InputError
 from gdyn.graph import build_store, nearest_neighbours
+from gdyn.train.data import open_graphs
 from gdyn.trajectory import load_trajectory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -324,3 +325,27 @@ def test_training_reads_strided_compact_stores_and_refuses_other_grids(
     with pytest.raises(InputError, match=r"meta.json: key 'frame_offset': expected 1500"):
         gt.prepare("gdynet", 2, "1ps", toy["parts"], swapped,
                    gt.resolve_settings({"frame_stride": 10}))
+
+
+def test_graphs_in_memory_equal_a_strided_pruned_store(tmp_path: Path) -> None:
+    """The API's graphs of a stride grid (GDyNet.fit) are the store `gdyn graphs
+    --frame-stride` writes: the same rows (receptive field over the grid frames only), ids
+    and decoded distances."""
+    rng = np.random.default_rng(4)
+    n_frames, n_atoms, offset, stride = 30, 60, 3, 4
+    lat = np.eye(3) * 10.0
+    coords = (rng.random((n_atoms, 3)) + rng.normal(0, 0.02, (n_frames, n_atoms, 3)).cumsum(0)) @ lat
+    piece = tmp_path / "piece.npz"
+    np.savez(piece, traj_coords=coords, lattices=np.repeat(lat[None], n_frames, axis=0),
+             atom_types=np.full(n_atoms, 8), target_index=np.array([5]),
+             frame_offset=np.int64(offset), frame_interval_ps=np.float64(0.1))
+    traj = load_trajectory(piece)
+    build_store(traj, tmp_path / "s", 6, n_conv=2, progress=False, frame_stride=stride)
+    store = open_graphs(tmp_path / "s")
+    grid = np.arange((-offset) % stride, n_frames, stride)
+    mem = gt.graphs_in_memory(traj, grid, 6, 2, offset, "piece")
+    np.testing.assert_array_equal(store.frames, grid)
+    np.testing.assert_array_equal(mem.rows, store.rows)
+    assert len(mem.rows) < n_atoms  # pruning drops rows here
+    for got, ref in zip(mem.take(grid), store.take(grid), strict=True):
+        np.testing.assert_array_equal(got, ref)

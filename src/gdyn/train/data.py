@@ -31,6 +31,7 @@ from gdyn.graph import (
     NeighbourSearch,
     decode_distance,
     encode_distance,
+    frame_grid,
     open_store,
     receptive_field,
 )
@@ -144,8 +145,9 @@ def graphs_in_memory(
 ) -> Graphs:
     """The graphs :func:`gdyn.graph.build_store` would store, for ``frames`` only.
 
-    Rows are :func:`gdyn.graph.receptive_field` with ``n_conv - 1`` hops over every frame
-    of ``traj`` (as a pruned store), or every atom when ``n_conv`` is None. Frame f is
+    Rows are :func:`gdyn.graph.receptive_field` with ``n_conv - 1`` hops over the frames
+    a pruned store holds (the stride grid when ``frames`` is one, else every frame of
+    ``traj``), or every atom when ``n_conv`` is None. Frame f is
     searched with tie seed ``frame_offset + f`` (its raw frame index) and its distances
     rounded as the store's (:func:`gdyn.graph.encode_distance`), so each entry equals the
     store's. ``traj`` is expected valid (:func:`gdyn.trajectory.validate_trajectory`).
@@ -155,7 +157,11 @@ def graphs_in_memory(
     if n_conv is None:
         rows = np.arange(n_atoms, dtype=np.int64)
     else:
-        rows = np.asarray(receptive_field(traj, m, int(n_conv) - 1), dtype=np.int64)
+        step = int(frames[1] - frames[0]) if len(frames) > 1 else 1
+        grid = frame_grid(traj.traj_coords.shape[0], frame_offset, step)
+        stride = step if np.array_equal(frames, grid) else 1
+        rows = np.asarray(receptive_field(traj, m, int(n_conv) - 1, frame_stride=stride),
+                          dtype=np.int64)
     row_arg = None if rows.size == n_atoms else rows
     search = NeighbourSearch(m)
     index = np.empty((len(frames), rows.size, m), dtype=np.int32)
