@@ -5,7 +5,8 @@
 rule graphs:
     """Neighbour index (int32) and distance (float32) arrays (F, N', M), memory-mapped."""
     input:
-        L.split_piece("{system}", "{part}", "{traj}"),
+        piece=L.split_piece("{system}", "{part}", "{traj}"),
+        sources=lambda wc: traj_sources(wc.system, wc.traj),  # see common.smk
     output:
         directory(L.graph_store("{system}", "{part}", "{traj}")),
     params:
@@ -26,5 +27,5 @@ rule graphs:
     conda:
         GDYN_ENV
     shell:
-        "gdyn graphs {input} {output} --n-neighbors {params.n_neighbors} {params.prune} "
+        "gdyn graphs {input.piece} {output} --n-neighbors {params.n_neighbors} {params.prune} "
         "--threads {threads} > {log} 2>&1"
