@@ -286,3 +286,28 @@ def test_unverified_valid_trajectory_is_kept(tmp_path):
     traj = load_trajectory(out)
     assert traj.n_frames == 4000 and traj.n_atoms == 64
     assert out.read_bytes() == PAYLOAD
+
+
+def test_full_disk_is_one_line_naming_the_part_file(tmp_path, capsys, monkeypatch):
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    monkeypatch.setattr("gdyn.cli.STAGES", ("data",))
+    try:
+        site = Site(files={"/f.npz": PAYLOAD})
+        out = mnt / "f.npz"
+        with serve(site) as base:
+            rc = main(["download", f"{base}/f.npz", str(out), "--md5", MD5, "--retries", "3"])
+        # (the test server's own thread may log the connection the client dropped)
+        err = [line for line in capsys.readouterr().err.splitlines() if "gdyn" in line]
+        assert rc == 1 and len(err) == 1
+        assert err[0].startswith(f"gdyn download: error: {part_path(out)}: No space left on "
+                                 "device (0.0 MiB free on its file system")
+        assert len(site.requests) == 1  # a full disk is not retried
+        assert not out.exists()
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

@@ -129,8 +129,8 @@ def pieces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
     return parts
 
 
-# 60 epochs of 8 batches: the signal (sent at the first checkpoint) lands early in it
-LONG = {"batch_size": 32, "epochs": 60, "max_pairs_per_epoch": 256, "learning_rate": 0.01,
+# 30 epochs of 8 batches: the signal (sent at the first checkpoint) lands early in it
+LONG = {"batch_size": 32, "epochs": 30, "max_pairs_per_epoch": 256, "learning_rate": 0.01,
         "seed": 5}
 
 

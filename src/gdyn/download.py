@@ -252,6 +252,10 @@ def download(url: str, out: str | os.PathLike[str], md5: str | None = None, *,
                 raise InputError(f"could not download {url}: {exc}; {by_hand}") from None
             except _Retryable as exc:
                 reason = str(exc)
+            except OSError as exc:  # writing the .part (disk full, ...): not retried; the
+                # bytes kept there are resumed by the rerun once there is room
+                raise OSError(exc.errno, exc.strerror or str(exc),
+                              exc.filename or str(part)) from None
         else:
             _drop_empty(part)
             kept = f" ({part.stat().st_size} bytes kept in {part} for resuming)" if part.exists() else ""
