@@ -489,8 +489,8 @@ def fit(
                 best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
                 best_epoch = epoch + 1
             start_batch, run_sum, run_n, epoch_secs = 0, 0.0, 0, 0.0
+            safe, t0 = (epoch + 1, 0), time.perf_counter()  # consistent again
             checkpoint(epoch + 1, 0)
-            safe, t0 = (epoch + 1, 0), time.perf_counter()
     except KeyboardInterrupt:
         if safe is not None and ckpt_path is not None:
             epoch_secs += time.perf_counter() - t0
