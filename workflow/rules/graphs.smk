@@ -8,7 +8,8 @@ from gdyn.graph.store import FORMAT_VERSION as GRAPH_STORE_FORMAT
 rule graphs:
     """Neighbour index (uint16) and distance (uint16, 2^-12 A steps) arrays (F', N', M)."""
     input:
-        L.split_piece("{system}", "{part}", "{traj}"),
+        piece=L.split_piece("{system}", "{part}", "{traj}"),
+        sources=lambda wc: traj_sources(wc.system, wc.traj),  # see common.smk
     output:
         directory(L.graph_store("{system}", "{part}", "{traj}")),
     params:
@@ -31,5 +32,5 @@ rule graphs:
     conda:
         GDYN_ENV
     shell:
-        "gdyn graphs {input} {output} --n-neighbors {params.n_neighbors} {params.prune} "
+        "gdyn graphs {input.piece} {output} --n-neighbors {params.n_neighbors} {params.prune} "
         "--frame-stride {params.frame_stride} --threads {threads} > {log} 2>&1"

@@ -6,6 +6,7 @@ rule train_gdynet:
     input:
         splits=lambda wc: split_files(wc.system),
         graphs=lambda wc: graph_dirs(wc.system),
+        sources=lambda wc: sources(wc.system),  # see traj_sources (common.smk)
     output:
         **model_outputs("gdynet"),
     params:
@@ -32,6 +33,7 @@ rule train_vampnet:
     """Train the global VAMPnet baseline (fully connected, target positions in the cell)."""
     input:
         splits=lambda wc: split_files(wc.system),
+        sources=lambda wc: sources(wc.system),  # see traj_sources (common.smk)
     output:
         **model_outputs("vampnet"),
     params:

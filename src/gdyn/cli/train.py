@@ -9,8 +9,10 @@ at the top, so that ``gdyn --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from gdyn.errors import InputError
 from gdyn.layout import PARTS
 from gdyn.models import MODEL_KINDS, spec
 
-__all__ = ["register", "set_process_state", "tune_malloc"]
+__all__ = ["register", "set_process_state", "stop_like_ctrl_c", "tune_malloc"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,23 @@ def set_process_state(threads: int | None) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def stop_like_ctrl_c() -> None:
+    """Make SIGTERM and SIGHUP end training as Ctrl-C (SIGINT) does.
+
+    Slurm's ``scancel`` and time limit send SIGTERM (then SIGKILL after its KillWait), as
+    does ``kill``; a closed terminal sends SIGHUP. Raised as :class:`KeyboardInterrupt`,
+    they make :func:`gdyn.train.loop.fit` write a checkpoint at the last safe point before
+    the process exits (130, one line), so the rerun resumes instead of starting over.
+    Process-wide, so only the ``gdyn train`` entry point calls it.
+    """
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError):  # not the main thread / no such signal
+            signal.signal(sig, interrupt)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from gdyn.train import train
 
@@ -72,7 +91,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not isinstance(settings, dict):
         raise InputError(f"--settings: expected a JSON object, got {type(settings).__name__}")
     set_process_state(args.threads)
-    train(args.model, args.outdir, args.n_states, args.lag, parts, graphs, settings)
+    stop_like_ctrl_c()
+    try:
+        train(args.model, args.outdir, args.n_states, args.lag, parts, graphs, settings)
+    except KeyboardInterrupt:
+        ckpt = args.outdir / "checkpoint.pt"
+        if ckpt.exists():
+            log.warning("stopped; %s is kept: the same command resumes from it", ckpt)
+        raise
     return 0
 
 
@@ -83,7 +109,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train one GDyNet / VAMPnet at one lag time and write state probabilities",
         description="Maximise VAMP-2 over (t, t+lag) pairs of the training pieces; keep the "
         "epoch with the best validation VAMP-2; write model.pt, config.json, metrics.csv and "
-        "probs_{train,val,test}.npz into OUTDIR. Resumes from OUTDIR/checkpoint.pt.",
+        "probs_{train,val,test}.npz into OUTDIR. Resumes from OUTDIR/checkpoint.pt, which "
+        "Ctrl-C, SIGTERM (scancel) and SIGHUP write before the process exits.",
     )
     p.add_argument("model", choices=MODEL_KINDS)
     p.add_argument("outdir", type=Path)
