@@ -494,6 +494,7 @@ def test_comparison_has_paper_numbers_and_run_values(data: Path, tmp_path: Path)
     table = pd.read_csv(csv)
     by_q = table.set_index("quantity")
     expected_paper = {
+        "tetrahedral population (2-state GDyNet)": 100 * 0.0997 / (0.995 + 0.0997),
         "GDyNet relaxation timescale (2 states)": 42.3,
         "global VAMPnet relaxation timescale (2 states)": 236.0,
         "slowest global timescale rebuilt from the local model": 531.0,
@@ -513,7 +514,7 @@ def test_comparison_has_paper_numbers_and_run_values(data: Path, tmp_path: Path)
         assert by_q.loc[q, "paper_value"] == pytest.approx(v), q
     assert by_q.loc["population of state 0", "paper_pm"] == pytest.approx(0.8)
     assert by_q.loc["D_23 (transition 2→3)", "paper_pm"] == pytest.approx(0.7)
-    assert len(table) == 4 + 3 + 4 + 1 + 4 + 16
+    assert len(table) == 5 + 3 + 4 + 1 + 4 + 16
 
     toy_sum = json.loads((data / "koopman/toy/gdynet-s2/summary.json").read_text())
     vamp_sum = json.loads((data / "koopman/toy/vampnet-s2/summary.json").read_text())
@@ -569,7 +570,11 @@ def test_comparison_says_which_models_are_missing(tmp_path: Path) -> None:
     systems["toy"]["train"]["models"] = {"gdynet": [2]}
     del systems["peo"]
     inputs = compare.comparison_inputs(systems, results=str(tmp_path))
-    assert set(inputs) == {"toy:gdynet-s2:summary.json", "toy:gdynet-s2:timescales.csv"}
+    assert set(inputs) == {
+        "toy:gdynet-s2:summary.json",
+        "toy:gdynet-s2:timescales.csv",
+        "toy:gdynet-s2:populations.csv",
+    }
     write_koopman(tmp_path / "koopman/toy/gdynet-s2", "gdynet", 2, [5.0, 10.0], 10.0, 3)
     table, text = compare.build_comparison(systems, inputs)
     status = table.set_index("quantity")["status"]
