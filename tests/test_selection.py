@@ -3,7 +3,8 @@
 The selection test uses a cheap stand-in for the network: a synthetic 3-state Markov chain
 observed through noisy soft assignments, written as the probs files of 2-, 3- and 4-state
 "models" (the 2-state one lumps two states, the 4-state one splits a state at random), run
-through `gdyn koopman` and `gdyn select` as the workflow runs them.
+through `gdyn koopman` (its per-lag CK verdicts) and `gdyn select` as the workflow runs
+them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from gdyn.train.align import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _issue15_keys import add_issue15_keys  # TEST FIXTURE until issue 15 is merged
 from test_plots import check_png
 
 # ----------------------------------------------------------------------------- alignment
@@ -153,7 +153,6 @@ def chain_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         k = _gdyn("koopman", str(out), "--probs", *files, "--lags", *[f"{x}ps" for x in LAGS],
                   "--model", "gdynet", "--n-states", str(n), "--settings", json.dumps(KOOPMAN))
         assert k.returncode == 0, k.stderr
-        add_issue15_keys(out / "summary.json", files, KOOPMAN)  # no-op after issue 15
         summaries.append(str(out / "summary.json"))
         probs[n] = files
     sel = root / "koopman" / "selection.json"

@@ -17,10 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-# TEST FIXTURE until issue 15 is merged: fills the Koopman keys the selection reads when
-# the Koopman stage does not write them yet (a no-op afterwards).
-from _issue15_keys import add_issue15_keys
 from test_plots import check_png
 from test_report_e2e import TINY, planned_jobs, snakemake
 
@@ -58,14 +54,6 @@ def test_auto_dag_is_static_and_default_dag_unchanged(tmp_path: Path) -> None:
 def auto_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("e2e-auto")
     cfg = auto_config(work / "auto.yaml")
-    system = yaml.safe_load(cfg.read_text())["systems"]["toy"]
-    summaries = [L.koopman_summary("toy", "gdynet", n) for n in COUNTS]
-    run = snakemake(work, "--configfile", str(cfg), "--cores", "2", *summaries, timeout=1800)
-    assert run.returncode == 0, run.stderr[-4000:]
-    lags = sorted(float(x) for x in system["train"]["lags_ps"])
-    for n, s in zip(COUNTS, summaries, strict=True):
-        add_issue15_keys(work / s, [work / L.probs("toy", "gdynet", n, lag, "test")
-                                    for lag in lags], system["koopman"])
     run = snakemake(work, "--configfile", str(cfg), "--cores", "2", "all", timeout=1800)
     if run.returncode != 0:
         logs = sorted((work / "results" / "logs").rglob("*.log"))

@@ -15,6 +15,9 @@ import torch
 
 from gdyn import train as gt
 from gdyn.errors import InputError
+from gdyn.graph import build_store, nearest_neighbours
+from gdyn.train.data import open_graphs
+from gdyn.trajectory import load_trajectory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_model import periodic_neighbours
@@ -292,3 +295,60 @@ def test_graph_store_must_match_its_piece(toy: dict, tmp_path: Path) -> None:
     graphs = dict(toy["graphs"], val=toy["graphs"]["train"])
     with pytest.raises(InputError, match="--val-graphs: expected a graph store named 'li001'"):
         gt.prepare("gdynet", 2, "1ps", toy["parts"], graphs, gt.resolve_settings({}))
+
+
+def test_training_reads_strided_compact_stores_and_refuses_other_grids(
+    toy: dict, tmp_path: Path
+) -> None:
+    """Stores built by `gdyn graphs --frame-stride 5` (uint16 distances) serve training
+    strides that are multiples of 5, decode to the seeded search within half a step, and
+    any other grid, or another piece's store, is refused naming the store."""
+    graphs: dict[str, list[Path]] = {part: [] for part in toy["parts"]}
+    for part, paths in toy["parts"].items():
+        for p in paths:
+            out = tmp_path / part / p.stem
+            build_store(load_trajectory(p), out, 12, n_conv=3, progress=False, frame_stride=5)
+            graphs[part].append(out)
+    problem = gt.prepare("gdynet", 2, "1ps", toy["parts"], graphs,
+                         gt.resolve_settings({"frame_stride": 10}))
+    piece = problem.parts["test"][0]
+    assert piece.frame_offset == 1500 and piece.graphs.meta["frame_stride"] == 5
+    frames = piece.grid_frames()[:6]
+    index, dist = piece.graphs.take(frames)
+    for k, f in enumerate(frames):
+        ref_i, ref_d = nearest_neighbours(piece.coords[f], piece.lattices[f], 12,
+                                          tie_seed=1500 + int(f))
+        np.testing.assert_array_equal(index[k], ref_i)
+        assert np.abs(dist[k] - ref_d).max() <= 2.0**-13
+    with pytest.raises(InputError, match=r"li000/meta.json: key 'frame_stride': expected a divisor of "
+                       r"the training frame_stride 2 .* got 5"):
+        gt.prepare("gdynet", 2, "1ps", toy["parts"], graphs,
+                   gt.resolve_settings({"frame_stride": 2}))
+    swapped = dict(graphs, test=[graphs["train"][0], graphs["test"][1]])
+    with pytest.raises(InputError, match=r"meta.json: key 'frame_offset': expected 1500"):
+        gt.prepare("gdynet", 2, "1ps", toy["parts"], swapped,
+                   gt.resolve_settings({"frame_stride": 10}))
+
+
+def test_graphs_in_memory_equal_a_strided_pruned_store(tmp_path: Path) -> None:
+    """The API's graphs of a stride grid (GDyNet.fit) are the store `gdyn graphs
+    --frame-stride` writes: the same rows (receptive field over the grid frames only), ids
+    and decoded distances."""
+    rng = np.random.default_rng(4)
+    n_frames, n_atoms, offset, stride = 30, 60, 3, 4
+    lat = np.eye(3) * 10.0
+    coords = (rng.random((n_atoms, 3)) + rng.normal(0, 0.02, (n_frames, n_atoms, 3)).cumsum(0)) @ lat
+    piece = tmp_path / "piece.npz"
+    np.savez(piece, traj_coords=coords, lattices=np.repeat(lat[None], n_frames, axis=0),
+             atom_types=np.full(n_atoms, 8), target_index=np.array([5]),
+             frame_offset=np.int64(offset), frame_interval_ps=np.float64(0.1))
+    traj = load_trajectory(piece)
+    build_store(traj, tmp_path / "s", 6, n_conv=2, progress=False, frame_stride=stride)
+    store = open_graphs(tmp_path / "s")
+    grid = np.arange((-offset) % stride, n_frames, stride)
+    mem = gt.graphs_in_memory(traj, grid, 6, 2, offset, "piece")
+    np.testing.assert_array_equal(store.frames, grid)
+    np.testing.assert_array_equal(mem.rows, store.rows)
+    assert len(mem.rows) < n_atoms  # pruning drops rows here
+    for got, ref in zip(mem.take(grid), store.take(grid), strict=True):
+        np.testing.assert_array_equal(got, ref)

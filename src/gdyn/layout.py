@@ -186,6 +186,12 @@ def figure(name: str, ext: str = "pdf") -> str:
     return f"{RESULTS}/figures/{name}.{ext}"
 
 
+def figure_configuration(name: str, state: int | str) -> str:
+    """One learned state's representative configuration drawn in figure ``name`` (Fig. 4b),
+    as extended XYZ next to the figure."""
+    return f"{RESULTS}/figures/{name}_state{state}.extxyz"
+
+
 def table(name: str, ext: str = "csv") -> str:
     """A paper table (``csv`` or ``md``); ``paper_comparison`` included."""
     return f"{RESULTS}/tables/{name}.{ext}"

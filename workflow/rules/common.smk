@@ -1,5 +1,6 @@
 # Shared helpers: which files exist for which system, wildcard constraints, resources.
 import json
+import os
 import shlex
 
 from gdyn import analysis as gdyn_analysis
@@ -60,6 +61,38 @@ def graph_dirs(system, parts=PARTS):
         for part in parts
         for traj in gc.split_pieces(SYSTEMS[system], part)
     ]
+
+
+def traj_origin(system, traj):
+    """What a raw trajectory is made from: the user's file (local) or the simulate_toy job
+    file (simulated); nothing for a download (the raw file is the origin). A user's file
+    that no longer exists is left out (the raw copy then stands for it)."""
+    s = SYSTEMS[system]
+    if s["source"] == "local":
+        path = s["files"][traj]["path"]
+        return [path] if os.path.exists(path) else []
+    if s["source"] == "simulate":
+        return [L.simulated_job(system, toy_job_of(system, int(traj.removeprefix("li"))))]
+    return []
+
+
+def traj_sources(system, traj):
+    """The raw trajectory and its origin: the files everything derived from it depends on.
+
+    Every rule that reads a derived file (split piece, graph store, probabilities) also
+    lists these. Snakemake does not rerun a job whose output is missing when its consumers
+    look up to date, and a failed job's outputs are deleted: without this, a corrupt or
+    replaced trajectory would fail once and then pass as "Nothing to be done" with every
+    result still from the old data. With it, a changed source keeps every downstream result
+    out of date until a run on valid data replaces them.
+    """
+    return [L.raw(system, traj), *traj_origin(system, traj)]
+
+
+def sources(system, parts=PARTS):
+    """traj_sources of every trajectory in the given split parts of a system."""
+    trajs = sorted({t for part in parts for t in gc.split_pieces(SYSTEMS[system], part)})
+    return [f for t in trajs for f in traj_sources(system, t)]
 
 
 def lag_labels(system):
@@ -258,6 +291,7 @@ def analysis_inputs(spec, wildcards):
         out["test"] = split_files(system, ["test"])
         out["probs"] = candidate_probs(system, model, n, "test")
         out["summary"] = L.koopman_summary(system, model, n)
+        out["sources"] = sources(system, ["test"])  # see traj_sources
     for i, name in enumerate(spec.requires):
         out[f"requires{i}"] = L.structure_file(system, name)
     for opt in spec.options:

@@ -10,6 +10,7 @@ rule train_gdynet:
         splits=lambda wc: split_files(wc.system),
         graphs=lambda wc: graph_dirs(wc.system),
         reference=lambda wc: reference_probs(wc, "gdynet"),
+        sources=lambda wc: sources(wc.system),  # see traj_sources (common.smk)
     output:
         **model_outputs("gdynet"),
     params:
@@ -38,6 +39,7 @@ rule train_vampnet:
     input:
         splits=lambda wc: split_files(wc.system),
         reference=lambda wc: reference_probs(wc, "vampnet"),
+        sources=lambda wc: sources(wc.system),  # see traj_sources (common.smk)
     output:
         **model_outputs("vampnet"),
     params:

@@ -27,7 +27,14 @@ import numpy as np
 import torch
 
 from gdyn.errors import InputError
-from gdyn.graph import NeighbourSearch, open_store, receptive_field
+from gdyn.graph import (
+    NeighbourSearch,
+    decode_distance,
+    encode_distance,
+    frame_grid,
+    open_store,
+    receptive_field,
+)
 from gdyn.models.gdynet import GraphBatch
 from gdyn.trajectory import Trajectory, load_trajectory
 
@@ -37,6 +44,7 @@ __all__ = [
     "PairIndex",
     "Piece",
     "attach_graphs",
+    "check_grid",
     "data_summary",
     "epoch_batches",
     "epoch_permutation",
@@ -68,16 +76,18 @@ class Graphs:
     """Neighbour lists of one piece's frames (the graph store contract, docs/contracts.md).
 
     ``index``/``distance`` hold one entry per frame of ``frames`` (local frame indices,
-    ascending), or per frame of the piece when ``frames`` is None (a store).
+    ascending), or per frame of the piece when ``frames`` is None. A store's distances
+    may be uint16 codes with a per-frame ``distance_scale``; :meth:`take` decodes them.
     """
 
     index: np.ndarray  # (F', R, M) int neighbour atom ids (memmap for a store)
-    distance: np.ndarray  # (F', R, M) float32 Angstrom
+    distance: np.ndarray  # (F', R, M) float32 Angstrom, or uint16 codes (distance_scale)
     rows: np.ndarray  # (R,) int64 atom id of each row, ascending
     meta: dict[str, Any]  # the store's meta.json (or its in-memory equivalent)
     where: str  # names the source in messages (the store directory)
     files: tuple[Path, ...] = ()  # backing files (checkpoint fingerprint); () in memory
     frames: np.ndarray | None = None
+    distance_scale: np.ndarray | None = None  # (F',) float32 A per uint16 step, or None
 
     @property
     def n_neighbors(self) -> int:
@@ -85,13 +95,15 @@ class Graphs:
         return int(self.index.shape[2])
 
     def take(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(index, distance) of the given local frames, (B, R, M) each."""
+        """(index, distance float32 Angstrom) of the given local frames, (B, R, M) each."""
         if self.frames is None:
-            return self.index[frames], self.distance[frames]
-        pos = np.searchsorted(self.frames, frames)
-        if (pos >= len(self.frames)).any() or not np.array_equal(self.frames[pos], frames):
-            raise ValueError(f"{self.where}: graphs of some requested frames were not built")
-        return self.index[pos], self.distance[pos]
+            pos = np.asarray(frames)
+        else:
+            pos = np.searchsorted(self.frames, frames)
+            if (pos >= len(self.frames)).any() or not np.array_equal(self.frames[pos], frames):
+                raise ValueError(f"{self.where}: graphs of some requested frames were not built")
+        scale = None if self.distance_scale is None else self.distance_scale[pos]
+        return self.index[pos], decode_distance(self.distance[pos], scale)
 
 
 def open_graphs(graph_dir: Path) -> Graphs:
@@ -109,13 +121,17 @@ def open_graphs(graph_dir: Path) -> Graphs:
         raise InputError(f"{where}/meta.json: not valid JSON ({exc})") from None
     except ValueError as exc:
         raise InputError(f"{where}: unreadable .npy ({exc})") from None
+    names = ("index.npy", "distance.npy") + ("distance_scale.npy",) * (
+        store.distance_scale is not None)
     return Graphs(
         index=store.index,
         distance=store.distance,
         rows=np.asarray(store.rows, dtype=np.int64),
         meta=store.meta,
         where=where,
-        files=(graph_dir / "index.npy", graph_dir / "distance.npy"),
+        files=tuple(graph_dir / name for name in names),
+        frames=store.frames,
+        distance_scale=store.distance_scale,
     )
 
 
@@ -129,17 +145,23 @@ def graphs_in_memory(
 ) -> Graphs:
     """The graphs :func:`gdyn.graph.build_store` would store, for ``frames`` only.
 
-    Rows are :func:`gdyn.graph.receptive_field` with ``n_conv - 1`` hops over every frame
-    of ``traj`` (as a pruned store), or every atom when ``n_conv`` is None. Frame f is
-    searched with tie seed ``frame_offset + f`` (its raw frame index), so each entry
-    equals the store's. ``traj`` is expected valid (:func:`gdyn.trajectory.validate_trajectory`).
+    Rows are :func:`gdyn.graph.receptive_field` with ``n_conv - 1`` hops over the frames
+    a pruned store holds (the stride grid when ``frames`` is one, else every frame of
+    ``traj``), or every atom when ``n_conv`` is None. Frame f is
+    searched with tie seed ``frame_offset + f`` (its raw frame index) and its distances
+    rounded as the store's (:func:`gdyn.graph.encode_distance`), so each entry equals the
+    store's. ``traj`` is expected valid (:func:`gdyn.trajectory.validate_trajectory`).
     """
     frames = np.unique(np.asarray(frames, dtype=np.int64))
     n_atoms, m = traj.n_atoms, int(n_neighbors)
     if n_conv is None:
         rows = np.arange(n_atoms, dtype=np.int64)
     else:
-        rows = np.asarray(receptive_field(traj, m, int(n_conv) - 1), dtype=np.int64)
+        step = int(frames[1] - frames[0]) if len(frames) > 1 else 1
+        grid = frame_grid(traj.traj_coords.shape[0], frame_offset, step)
+        stride = step if np.array_equal(frames, grid) else 1
+        rows = np.asarray(receptive_field(traj, m, int(n_conv) - 1, frame_stride=stride),
+                          dtype=np.int64)
     row_arg = None if rows.size == n_atoms else rows
     search = NeighbourSearch(m)
     index = np.empty((len(frames), rows.size, m), dtype=np.int32)
@@ -148,9 +170,11 @@ def graphs_in_memory(
         fr = frames[lo : lo + SEARCH_BLOCK]
         coords = np.asarray(traj.traj_coords[fr], dtype=np.float64)
         lattices = np.asarray(traj.lattices[fr], dtype=np.float64)
-        index[lo : lo + len(fr)], distance[lo : lo + len(fr)] = search.frames(
+        index[lo : lo + len(fr)], exact = search.frames(
             coords, lattices, row_arg, frame_offset + fr
         )
+        # The store's uint16 distances, decoded, so a model sees the same inputs.
+        distance[lo : lo + len(fr)] = decode_distance(*encode_distance(exact))
     meta = {
         "n_frames": len(frames),
         "n_atoms": n_atoms,
@@ -292,6 +316,17 @@ def attach_graphs(piece: Piece, graphs: Graphs, n_conv: int) -> None:
             f"{where}/meta.json: key 'n_atoms': expected {n} (atoms of {piece.path}), got "
             f"{meta.get('n_atoms')}"
         )
+    if graphs.files and meta.get("n_piece_frames", piece.n_frames) != piece.n_frames:
+        raise InputError(
+            f"{where}/meta.json: key 'n_piece_frames': expected {piece.n_frames} (frames of "
+            f"{piece.path}), got {meta.get('n_piece_frames')}"
+        )
+    offset = meta.get("frame_offset")
+    if graphs.files and offset is not None and int(offset) != piece.frame_offset:
+        raise InputError(
+            f"{where}/meta.json: key 'frame_offset': expected {piece.frame_offset} (raw index "
+            f"of the first frame of {piece.path}), got {offset}"
+        )
     if len(rows) and (rows.min() < 0 or rows.max() >= n):
         raise InputError(
             f"{where}/rows.npy: expected atom ids in [0, {n}), got {rows.min()}..{rows.max()}"
@@ -347,11 +382,35 @@ def load_part(
 
 
 def set_grid(pieces: Sequence[Piece], stride: int) -> None:
-    """Use every ``stride``-th raw frame of each piece."""
+    """Use every ``stride``-th raw frame of each piece; its graphs must hold those frames."""
     # The grid is aligned to raw frame numbers, so lag pairs and probs rows of every part
     # fall on the same raw frames whatever the split boundaries.
     for p in pieces:
         p.grid = ((-p.frame_offset) % stride, stride)
+        if p.graphs is not None:
+            check_grid(p)
+
+
+def check_grid(piece: Piece) -> None:
+    """InputError unless ``piece``'s graphs hold every frame of its grid.
+
+    A store built with ``--frame-stride`` S holds the raw multiples of S, so it serves
+    training strides that are multiples of S.
+    """
+    g = piece.graphs
+    if g is None:
+        return
+    grid = piece.grid_frames()
+    missing = grid[~np.isin(grid, np.arange(g.index.shape[0]) if g.frames is None else g.frames)]
+    if missing.size:
+        stride = piece.grid[1]
+        built = g.meta.get("frame_stride", 1)
+        raise InputError(
+            f"{g.where}/meta.json: key 'frame_stride': expected a divisor of the training "
+            f"frame_stride {stride} (the store must hold every raw frame that is a multiple "
+            f"of {stride}), got {built}: local frame {int(missing[0])} of {piece.where} is not "
+            f"stored; rebuild the store with `gdyn graphs ... --frame-stride {stride}`"
+        )
 
 
 def max_distance(pieces: Sequence[Piece], chunk: int = 2**22) -> float:
@@ -363,9 +422,13 @@ def max_distance(pieces: Sequence[Piece], chunk: int = 2**22) -> float:
         if isinstance(recorded, int | float) and math.isfinite(recorded):
             best = max(best, float(recorded))
             continue
-        flat = p.graphs.distance.reshape(-1) if p.graphs is not None else np.empty(0)
-        for lo in range(0, flat.shape[0], chunk):
-            best = max(best, float(np.max(flat[lo : lo + chunk])))
+        if p.graphs is None:
+            continue
+        g = p.graphs
+        held = np.arange(g.index.shape[0]) if g.frames is None else g.frames
+        step = max(1, chunk // max(1, int(np.prod(g.index.shape[1:]))))
+        for lo in range(0, len(held), step):
+            best = max(best, float(np.max(g.take(held[lo : lo + step])[1], initial=0.0)))
     if not math.isfinite(best):
         raise InputError("graph stores: distance.npy contains NaN or inf")
     return best

@@ -8,7 +8,8 @@ epoch's weights are kept (the last epoch's without validation data).
 With a checkpoint directory, a checkpoint (``checkpoint.pt``) is written after every epoch
 and every ``checkpoint_every_s`` seconds; a killed run started again resumes from it and
 finishes with bit-identical weights on CPU (everything random is a pure function of seed,
-epoch and batch index). Process-wide torch settings (threads, deterministic kernels) are
+epoch and batch index). Ctrl-C (KeyboardInterrupt, which ``gdyn train`` also raises on
+SIGTERM and SIGHUP) first writes a checkpoint at the last consistent (epoch, batch). Process-wide torch settings (threads, deterministic kernels) are
 the caller's: ``gdyn train`` sets them (:mod:`gdyn.cli.train`).
 """
 
@@ -427,64 +428,81 @@ def fit(
     every = float(settings["checkpoint_every_s"])
     n_epochs = int(settings["epochs"])
     model.train()
-    for epoch in range(start_epoch, n_epochs):
-        perm = epoch_permutation(pairs.n_pairs, settings["seed"], epoch)
-        bounds = epoch_batches(pairs.n_pairs, settings)
-        t0 = time.perf_counter()
-        last_ckpt = t0
-        bar = tqdm(range(start_batch, len(bounds)), total=len(bounds), initial=start_batch,
-                   desc=f"epoch {epoch + 1}/{n_epochs}", file=sys.stderr, mininterval=2.0,
-                   disable=not progress, leave=False)
-        for b in bar:
-            lo, hi = bounds[b]
-            piece, t = pairs.lookup(perm[lo:hi])
-            batch = problem.batch(
-                "train", np.concatenate([piece, piece]), np.concatenate([t, t + problem.lag_frames])
-            ).to(device)
-            out = model(batch)
-            half = out.shape[0] // 2
-            loss = vamp2_loss(out[:half], out[half:], eps, mode)
-            opt.zero_grad(set_to_none=True)
-            ok = bool(torch.isfinite(loss))
-            if ok:
-                loss.backward()
-                # eigh's gradient is infinite for degenerate eigenvalues: never feed Adam NaN.
-                ok = bool(torch.isfinite(torch.stack(
-                    [g.abs().max() for g in (q.grad for q in model.parameters()) if g is not None]
-                )).all())
-            if ok:
-                opt.step()
-                run_sum += -loss.item()
-                run_n += 1
-            else:  # a degenerate batch (e.g. every pair in one state): skip the step
-                log.warning("epoch %d batch %d: non-finite VAMP-2 or gradient, step skipped",
-                            epoch + 1, b)
-            steps += 1
-            if run_n:
-                bar.set_postfix(vamp2=f"{run_sum / run_n:.4f}", refresh=False)
-            if stop_after_batches is not None and steps >= stop_after_batches:
-                raise Interrupted(f"stopped after {steps} batches (test hook)")
-            now = time.perf_counter()
-            if now - last_ckpt >= every and b + 1 < len(bounds):
-                epoch_secs += now - t0
-                t0 = last_ckpt = now
-                checkpoint(epoch, b + 1)
-        bar.close()
-        val = _validation_score(model, problem, settings, device)
-        train_score = run_sum / run_n if run_n else float("nan")
-        epoch_secs += time.perf_counter() - t0
-        metrics.append({"epoch": epoch + 1, "train_vamp2": train_score, "val_vamp2": val,
-                        "seconds": round(epoch_secs, 3)})
-        log.info("epoch %d/%d: train VAMP-2 %.4f, val VAMP-2 %.4f (%.1f s)",
-                 epoch + 1, n_epochs, train_score, val, epoch_secs)
-        if (math.isfinite(val) and val > best_score) or (
-            not math.isfinite(best_score) and not math.isfinite(val)
-        ):
-            best_score = val if math.isfinite(val) else -math.inf
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            best_epoch = epoch + 1
-        start_batch, run_sum, run_n, epoch_secs = 0, 0.0, 0, 0.0
-        checkpoint(epoch + 1, 0)
+    # Ctrl-C (KeyboardInterrupt) writes a checkpoint at the last safe point, the (epoch,
+    # batch) the saved state resumes at; None while a step or the end-of-epoch bookkeeping
+    # is half done (the previous checkpoint then stands). A resume stays bit-identical.
+    safe: tuple[int, int] | None = (start_epoch, start_batch)
+    t0 = time.perf_counter()
+    try:
+        for epoch in range(start_epoch, n_epochs):
+            perm = epoch_permutation(pairs.n_pairs, settings["seed"], epoch)
+            bounds = epoch_batches(pairs.n_pairs, settings)
+            t0 = time.perf_counter()
+            last_ckpt = t0
+            bar = tqdm(range(start_batch, len(bounds)), total=len(bounds), initial=start_batch,
+                       desc=f"epoch {epoch + 1}/{n_epochs}", file=sys.stderr, mininterval=2.0,
+                       disable=not progress, leave=False)
+            for b in bar:
+                lo, hi = bounds[b]
+                piece, t = pairs.lookup(perm[lo:hi])
+                batch = problem.batch(
+                    "train", np.concatenate([piece, piece]), np.concatenate([t, t + problem.lag_frames])
+                ).to(device)
+                out = model(batch)
+                half = out.shape[0] // 2
+                loss = vamp2_loss(out[:half], out[half:], eps, mode)
+                opt.zero_grad(set_to_none=True)
+                ok = bool(torch.isfinite(loss))
+                if ok:
+                    loss.backward()
+                    # eigh's gradient is infinite for degenerate eigenvalues: never feed Adam NaN.
+                    ok = bool(torch.isfinite(torch.stack(
+                        [g.abs().max() for g in (q.grad for q in model.parameters()) if g is not None]
+                    )).all())
+                if ok:
+                    safe = None  # the step and its counters change together
+                    opt.step()
+                    run_sum += -loss.item()
+                    run_n += 1
+                else:  # a degenerate batch (e.g. every pair in one state): skip the step
+                    log.warning("epoch %d batch %d: non-finite VAMP-2 or gradient, step skipped",
+                                epoch + 1, b)
+                safe = (epoch, b + 1)
+                steps += 1
+                if run_n:
+                    bar.set_postfix(vamp2=f"{run_sum / run_n:.4f}", refresh=False)
+                if stop_after_batches is not None and steps >= stop_after_batches:
+                    raise Interrupted(f"stopped after {steps} batches (test hook)")
+                now = time.perf_counter()
+                if now - last_ckpt >= every and b + 1 < len(bounds):
+                    epoch_secs += now - t0
+                    t0 = last_ckpt = now
+                    checkpoint(epoch, b + 1)
+            bar.close()
+            val = _validation_score(model, problem, settings, device)
+            train_score = run_sum / run_n if run_n else float("nan")
+            safe = None  # metrics, best state and counters change together
+            epoch_secs += time.perf_counter() - t0
+            metrics.append({"epoch": epoch + 1, "train_vamp2": train_score, "val_vamp2": val,
+                            "seconds": round(epoch_secs, 3)})
+            log.info("epoch %d/%d: train VAMP-2 %.4f, val VAMP-2 %.4f (%.1f s)",
+                     epoch + 1, n_epochs, train_score, val, epoch_secs)
+            if (math.isfinite(val) and val > best_score) or (
+                not math.isfinite(best_score) and not math.isfinite(val)
+            ):
+                best_score = val if math.isfinite(val) else -math.inf
+                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                best_epoch = epoch + 1
+            start_batch, run_sum, run_n, epoch_secs = 0, 0.0, 0, 0.0
+            safe, t0 = (epoch + 1, 0), time.perf_counter()  # consistent again
+            checkpoint(epoch + 1, 0)
+    except KeyboardInterrupt:
+        if safe is not None and ckpt_path is not None:
+            epoch_secs += time.perf_counter() - t0
+            checkpoint(*safe)
+            log.warning("interrupted: checkpoint %s written at epoch %d, batch %d; the same "
+                        "command resumes from it", ckpt_path, safe[0] + 1, safe[1])
+        raise
     model.load_state_dict(best_state)
     return {
         "model": model,
