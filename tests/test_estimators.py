@@ -242,6 +242,9 @@ def test_api_fit_equals_cli_train(cli_runs: dict, system: str) -> None:
             record.pop("test_vamp2")
         c["seed_spread"].pop("test_vamp2")
     assert cfg["seed_spread"] == mine["seed_spread"]
+    # Every seed dead: `gdyn train` fails, the API keeps the model with a warning.
+    assert cfg["settings"].pop("all_seeds_dead") == "fail"
+    assert mine["settings"].pop("all_seeds_dead") == "keep"
     assert {k: v for k, v in cfg.items() if k not in test_keys} == {
         k: v for k, v in mine.items() if k not in test_keys}
     assert mine["inputs"] == {p: [str(x) for x in parts[p]] for p in ("train", "val")}

@@ -124,6 +124,14 @@ def test_dead_seed_is_reported_and_never_kept(toy: dict, tmp_path: Path,
         assert z["probs"].std(axis=0).max() > 0.1
 
 
+def test_dead_means_collapsed() -> None:
+    """A dead seed is what the Koopman stage calls a collapsed model (same thresholds)."""
+    from gdyn.koopman import selection as states
+
+    assert seeds_mod.DEAD_SPREAD == states.CONSTANT_SD
+    assert seeds_mod.DEAD_VAMP2 == states.COLLAPSE_VAMP2
+
+
 def test_dead_reason_rules() -> None:
     rng = np.random.default_rng(0)
     live = rng.dirichlet([1, 1], size=(100, 1))
@@ -151,6 +159,10 @@ def test_all_seeds_dead_fail_the_job_in_one_line(toy: dict, tmp_path: Path,
     assert main(args) == 0
     cfg = json.loads((tmp_path / "k" / "config.json").read_text())
     assert cfg["kept_dead"] and cfg["dead_seeds"] == [4, 5] and cfg["seed"] == 4
+    # The estimator API keeps it by default, flagged, with a warning.
+    est = gt.GDyNet(2, "1ps", **settings)
+    model = est.fit_pieces(toy["parts"], toy["graphs"])
+    assert model.config["kept_dead"] and model.config["dead_seeds"] == [4, 5]
 
 
 def test_killed_multi_seed_job_resumes_bit_identically(toy: dict, tmp_path: Path) -> None:

@@ -450,7 +450,8 @@ def train(
 ) -> dict[str, Any]:
     """``gdyn train``: train one model on split pieces and write its model directory.
 
-    Trains every seed of ``settings`` and keeps the best (:mod:`gdyn.train.seeds`); its
+    Trains every seed of ``settings`` and keeps the best (:mod:`gdyn.train.seeds`; every
+    seed dead fails the job unless ``settings["all_seeds_dead"]`` is ``"keep"``); its
     states are ordered by population, or mapped onto ``reference`` (the reference lag's
     ``probs_val.npz``; :mod:`gdyn.train.align`). Resumes from ``outdir/checkpoint.pt`` and
     ``outdir/seed{n}.pt`` (removed on success). Writes ``model.pt``, ``config.json``,
@@ -466,6 +467,8 @@ def train(
         ``test_vamp2``, ``seed``, ``seeds`` (one record per seed), ``dead_seeds``,
         ``seed_spread``, ``alignment``, plus ``gdynet_model``, the :class:`GDyNetModel`.
     """
+    # The workflow fails on a model whose every seed is dead unless told to keep it.
+    settings = {"all_seeds_dead": "fail", **(settings or {})}
     est = Estimator(n_states, lag, kind=kind, device=device, progress=progress,
                     settings=settings)
     outdir = Path(outdir)

@@ -9,15 +9,21 @@ whether the model is **dead** (:func:`dead_reason`):
 
 * its validation VAMP-2 is not finite, or
 * its outputs are constant: no state probability has a standard deviation of at least
-  :data:`DEAD_SPREAD` (0.01) over the validation rows (the network ignores its input: a
+  :data:`DEAD_SPREAD` (1e-6) over the validation rows (the network ignores its input: a
   saturated softmax with zero gradient), or
 * its validation VAMP-2 is within :data:`DEAD_VAMP2` (1e-3) of 1, the value of constant
-  features: no process is resolved, singular values below ~0.03.
+  features: no singular value above ~0.03, no process resolved at this lag.
+
+The thresholds are those of a *collapsed* model in the Koopman stage
+(``gdyn.koopman.selection.CONSTANT_SD`` and ``COLLAPSE_VAMP2``; this layer may not import
+it, a test keeps them equal), so a dead seed and a collapsed model mean the same thing.
 
 The kept seed is the live one with the best validation VAMP-2 (ties: the first in the
-list). When every seed is dead the job fails (:class:`AllSeedsDead`, one line naming the
-model and seeds) unless ``all_seeds_dead: keep`` asks to keep the best one, flagged
-(smoke tests that train for seconds). The kept model's states are then aligned
+list). When every seed is dead, ``all_seeds_dead`` decides: ``"fail"`` raises
+:class:`AllSeedsDead` (one line naming the model and seeds; ``gdyn train``, i.e. the
+workflow, defaults to it), ``"keep"`` keeps the best one, flagged ``kept_dead``, with a
+warning (the estimator API's default, as deeptime's estimators return a poor fit rather
+than raise; and smoke tests that train for seconds). The kept model's states are then aligned
 (:mod:`gdyn.train.align`): ordered by population when it is the reference, else mapped
 onto the reference's states; every live seed's agreement with the same reference is
 recorded, so seeds that found other states show.
@@ -82,8 +88,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEAD_SPREAD = 0.01
-DEAD_VAMP2 = 1e-3
+DEAD_SPREAD = 1e-6  # = gdyn.koopman.selection.CONSTANT_SD
+DEAD_VAMP2 = 1e-3  # = gdyn.koopman.selection.COLLAPSE_VAMP2
 ALL_SEEDS_DEAD = ("fail", "keep")
 
 
@@ -325,7 +331,7 @@ def fit_seeds(
     kept_dead = not live
     if kept_dead:
         reasons = "; ".join(f"seed {r.seed}: {r.dead}" for r in runs)
-        if settings.get("all_seeds_dead", "fail") != "keep":
+        if settings.get("all_seeds_dead", "keep") != "keep":
             raise AllSeedsDead(
                 f"{label}: every seed is dead, no model to keep ({reasons}); try other "
                 "train.seeds, another learning_rate or more epochs (or all_seeds_dead: keep)"

@@ -30,7 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "max_pairs_per_epoch": None,
     "seed": 0,
     "seeds": None,  # a list trains every seed and keeps the best validation VAMP-2; None: [seed]
-    "all_seeds_dead": "fail",  # or "keep": keep the best dead model, flagged (smoke tests)
+    # Every seed dead: "keep" the best, flagged, with a warning (the API's default) or
+    # "fail" (the workflow's: gdyn.train.train, i.e. `gdyn train`, defaults to it).
+    "all_seeds_dead": "keep",
     "frame_stride": 1,
     "vamp_epsilon": 1.0e-3,
     "vamp_mode": "regularize",
