@@ -2,7 +2,11 @@
 # one `gdyn` subcommand; the science lives in src/gdyn. See README.md and DESIGN.md.
 import os
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
+
+from gdyn import config as gdyn_config
+from gdyn.errors import InputError
 
 min_version("9.0")
 
@@ -16,6 +20,13 @@ if not config:
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+
+# The config's meaning, before any job (`snakemake -n` shows it): lags on the frame grid and
+# inside the test windows, split windows, analysed elements and state counts (gdyn.config).
+try:
+    gdyn_config.check(config)
+except InputError as exc:
+    raise WorkflowError(f"config: {exc}") from None
 
 
 include: "workflow/rules/common.smk"

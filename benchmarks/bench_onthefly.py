@@ -98,7 +98,7 @@ def step(args: argparse.Namespace) -> None:
     from gdyn.models import build
     from gdyn.models.vamp import vamp2_loss
     from gdyn.train import loop as gl
-    from gdyn.train.data import PairIndex, PairPermutation
+    from gdyn.train.data import PairIndex, epoch_permutation
 
     torch.set_num_threads(1)
     tune_malloc()
@@ -118,11 +118,11 @@ def step(args: argparse.Namespace) -> None:
             }
             problem = variants["store"]
             pairs = PairIndex(problem.parts["train"], problem.lag_frames)
-            perm = PairPermutation(pairs.n_pairs, 1)
+            perm = epoch_permutation(pairs.n_pairs, 1, 0)
             b = data["batch"]
             specs = []
             for k in range(args.steps):
-                piece, t = pairs.lookup(perm(np.arange(k * b, (k + 1) * b) % pairs.n_pairs))
+                piece, t = pairs.lookup(perm[np.arange(k * b, (k + 1) * b) % pairs.n_pairs])
                 specs.append((np.concatenate([piece, piece]),
                               np.concatenate([t, t + problem.lag_frames])))
             torch.manual_seed(0)
@@ -187,8 +187,9 @@ def memory_child(args: argparse.Namespace) -> None:
     case = json.loads(args.case)
     root = Path(args.root)
     paths = {p: sorted((root / p).glob("*.npz")) for p in ("train", "val", "test")}
+    # A model this short may be dead: keep it (the job is measured, not the model).
     settings = {"batch_size": case["batch"], "epochs": 1,
-                "max_pairs_per_epoch": 8 * case["batch"]}
+                "max_pairs_per_epoch": 8 * case["batch"], "all_seeds_dead": "keep"}
     # Every atom a row (no pruning): the model's edges are exactly 2 x batch x N x M.
     graph = {"n_neighbors": case["m"], "store": False, "cache_mb": 0, "prune": False}
     peak = [0]

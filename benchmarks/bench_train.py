@@ -136,7 +136,7 @@ def _train_step(model, opt, problem, pairs, perm, batch_pairs: int, device, b: i
     from gdyn.models.vamp import vamp2_loss
 
     ids = (np.arange(batch_pairs) + b * batch_pairs) % pairs.n_pairs
-    piece, t = pairs.lookup(perm(ids))
+    piece, t = pairs.lookup(perm[ids])
     batch = problem.batch("train", np.concatenate([piece, piece]),
                           np.concatenate([t, t + 1])).to(device)
     out = model(batch)
@@ -178,7 +178,7 @@ def throughput(args: argparse.Namespace) -> None:
                     torch.manual_seed(0)
                     model = gt.build_model("gdynet", 2, settings, problem.dims).to(device)
                     opt = torch.optim.Adam(model.parameters(), lr=5e-4)
-                    perm = gt.PairPermutation(pairs.n_pairs, 0)
+                    perm = gt.epoch_permutation(pairs.n_pairs, 0, 0)
 
                     step = functools.partial(_train_step, model, opt, problem, pairs, perm,
                                              batch_pairs, device)

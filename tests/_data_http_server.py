@@ -22,6 +22,9 @@ class Site:
     drop_after: dict[str, int] = field(default_factory=dict)  # path -> bytes sent, then close
     drops_left: dict[str, int] = field(default_factory=dict)  # path -> how many drops
     hang: set[str] = field(default_factory=set)  # paths that never get an answer
+    # path -> bytes sent before closing, with no Content-Length (the client cannot tell)
+    close_early: dict[str, int] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)  # path -> Content-Type
     ignore_range: bool = False
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -50,6 +53,16 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 self._send(404, b"not found", {})
                 return
             data = site.files[path]
+            if path in site.close_early:
+                # HTTP/1.0-style body delimited by closing the connection, cut short
+                self.send_response(200)
+                self.send_header("Content-Type", site.types.get(path, "application/octet-stream"))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(data[: site.close_early[path]])
+                self.wfile.flush()
+                self.close_connection = True
+                return
             start = 0
             m = re.match(r"bytes=(\d+)-$", rng or "")
             if m and not site.ignore_range:
@@ -57,7 +70,8 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 if start >= len(data):
                     self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"})
                     return
-            headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
+            headers = {"Content-Type": site.types.get(path, "application/octet-stream"),
+                       "Accept-Ranges": "bytes"}
             status = 200
             if start:
                 status = 206

@@ -95,9 +95,10 @@ def test_rdf_and_charge_api_equal_cli_csv(tmp_path: Path) -> None:
 
     trajs, p = _api_inputs(args, [1, 0])
     rdf = an.state_weighted_rdf(trajs, p, ["S", "Li"], r_max_A=4.5, n_bins=90)
-    assert _csv_text(rdf) == rdf_csv.read_text()
+    # The CLI adds the Koopman state selection's flag column (issue 15; nothing excluded).
+    assert _csv_text(an.flag_states(rdf, [])) == rdf_csv.read_text()
     charge = an.charge_integral(pd.read_csv(rdf_csv), "S", {"Li": 1, "S": -0.5})
-    assert _csv_text(charge) == charge_csv.read_text()
+    assert _csv_text(an.flag_states(charge, [])) == charge_csv.read_text()
 
 
 def test_rdf_of_exact_interstitial_sites() -> None:
@@ -185,8 +186,9 @@ def test_conduction_api_equals_cli_csv(tmp_path: Path) -> None:
     trajs, p = _api_inputs(args, [0, 1])
     diffusion, cond = an.conduction(trajs, p, 4 * FI, 350.0, charge_frame=pd.read_csv(charge),
                                     msd_window=0.5, msd_points=5, ci=ci)
-    assert _csv_text(diffusion) == dif.read_text()
-    assert _csv_text(cond) == con.read_text()
+    pair = ("from_state", "to_state")  # the CLI adds the selection's flag (issue 15)
+    assert _csv_text(an.flag_states(diffusion, [], pair)) == dif.read_text()
+    assert _csv_text(an.flag_states(cond, [], pair)) == con.read_text()
 
 
 def test_api_rejects_misaligned_probs() -> None:
@@ -199,18 +201,23 @@ def test_api_rejects_misaligned_probs() -> None:
 
 
 def test_registry_lists_every_analysis_and_its_outputs() -> None:
-    assert list(an.REGISTRY) == ["rdf", "charge", "profile", "positions", "snapshot", "q3",
-                                 "conduction"]
+    # Pipeline order: charge after rdf (it reads rdf.csv), conduction and representative
+    # after charge (their options read charge.csv), otherwise by module name.
+    assert list(an.REGISTRY) == ["profile", "positions", "q3", "rdf", "charge",
+                                 "representative", "snapshot", "conduction"]
     config = {"structure": {"rdf": {"elements": ["S"]}, "snapshot_frame": 0, "q3": {}},
               "conduction": {"temperature_K": 300}}
+    # positions and representative are built only when a figure asks for them.
     assert an.enabled_outputs("toy", config) == [
+        "results/structure/toy/q3.csv",
         "results/structure/toy/rdf.csv",
         "results/structure/toy/snapshot.extxyz",
         "results/structure/toy/snapshot.png",
-        "results/structure/toy/q3.csv",
         "results/structure/toy/diffusion.csv",
         "results/structure/toy/conduction.csv",
     ]
+    assert an.output_paths(an.REGISTRY["representative"], "peo") == [
+        "results/structure/peo/representative.extxyz"]
     assert an.output_paths(an.REGISTRY["positions"], "toy", "gdynet", 2) == [
         "results/structure/toy/positions-gdynet-s2.csv"]
     # The Snakefile and `gdyn --help` import the package: it must stay light.

@@ -168,10 +168,12 @@ def test_conduction_cli_on_wrapped_brownian_system(tmp_path: Path, method: str) 
     d = pd.read_csv(dif)
     c = pd.read_csv(con)
     assert list(d.columns) == ["from_state", "to_state", "tau_ps", "D_cm2_per_s",
-                               "ci_low_cm2_per_s", "ci_high_cm2_per_s"]
+                               "ci_low_cm2_per_s", "ci_high_cm2_per_s",
+                               "near_empty"]  # issue 15: the Koopman state selection
     assert list(c.columns) == ["from_state", "to_state", "tau_ps", "population_from", "K", "z",
                                "D_cm2_per_s", "sigma_S_per_m", "percent", "ci_low_percent",
-                               "ci_high_percent"]
+                               "ci_high_percent", "near_empty"]
+    assert not d.near_empty.any() and not c.near_empty.any()
     got = d.pivot(index="from_state", columns="to_state", values="D_cm2_per_s").to_numpy()
     # The raw order was swapped; states come back most populated first (= chain state 0).
     np.testing.assert_allclose(got / 1e-4, exact_d(lags), rtol=0.10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import socket
 
 import numpy as np
@@ -12,8 +13,27 @@ from _data_http_server import Site, serve
 from gdyn.cli import main
 from gdyn.download import download, normalise_md5, parse_listing, part_path, record_listing
 from gdyn.errors import InputError
+from gdyn.trajectory import load_trajectory
 
-PAYLOAD = np.random.default_rng(7).bytes(3 * 2**20 + 12345)  # several 1 MiB chunks
+
+def trajectory_bytes(n_frames: int = 4000, n_atoms: int = 64, seed: int = 7, **over) -> bytes:
+    """An uncompressed PEO-like trajectory .npz (Li targets among O, C, H) as bytes."""
+    rng = np.random.default_rng(seed)
+    types = np.array([3] * 4 + [8] * 24 + [6] * 20 + [1] * (n_atoms - 48))
+    arrays = {
+        "traj_coords": (rng.random((n_frames, n_atoms, 3)) * 12.0).astype(np.float32),
+        "lattices": np.tile(np.eye(3, dtype=np.float32) * 12.0, (n_frames, 1, 1)),
+        "atom_types": types,
+        "target_index": np.arange(4),
+        "frame_interval_ps": np.float64(2.0),
+    }
+    arrays.update(over)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+PAYLOAD = trajectory_bytes()  # a valid trajectory of several 1 MiB chunks (~3.2 MB)
 MD5 = hashlib.md5(PAYLOAD).hexdigest()
 FAST = {"backoff": 0.01, "progress": False}
 
@@ -171,10 +191,11 @@ def test_listing_helpers():
 
 
 def test_compressed_npz_is_stored_uncompressed(tmp_path):
-    import io
     import zipfile
 
-    arrays = {"traj_coords": np.arange(60.0).reshape(2, 10, 3), "atom_types": np.arange(10)}
+    arrays = {"traj_coords": np.arange(60.0).reshape(2, 10, 3),
+              "lattices": np.tile(np.eye(3) * 30.0, (2, 1, 1)),
+              "atom_types": np.arange(1, 11), "target_index": np.array([0, 3])}
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     data = buf.getvalue()
@@ -204,3 +225,89 @@ def test_size_from_record_listing_is_checked(tmp_path):
             download(f"{base}/records/abc/files/f.npz?download=1", out, **FAST)
     assert not out.exists() and not part_path(out).exists()
     assert [p for p, _ in site.requests].count("/api/records/abc/files") == 1
+
+
+# ----------------------------------------------------------------------------- unverified
+# No md5 known (config/paper.yaml pins none, and the record's listing may be unreachable):
+# the trajectory validator is what stands between a wrong body and the final path.
+
+
+def test_html_error_page_with_status_200_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("gdyn.cli.STAGES", ("data",))
+    page = b"<html><body>Rate limited</body></html>\n"
+    assert len(page) == 39
+    site = Site(files={"/f.npz": page}, types={"/f.npz": "text/html"})
+    out = tmp_path / "raw" / "f.npz"
+    with serve(site) as base:
+        url = f"{base}/f.npz"
+        rc = main(["download", url, str(out), "--retries", "0", "--no-listing"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].startswith(f"gdyn download: error: could not download {url}: received an "
+                              "HTML page, 39 bytes, not a .npz trajectory")
+    assert f"put it at {out}" in err[-1]
+    assert not out.exists() and not part_path(out).exists()
+    assert list(out.parent.iterdir()) == []
+
+
+def test_body_cut_short_without_content_length_is_refused(tmp_path):
+    cut = 1_000_000
+    site = Site(files={"/f.npz": PAYLOAD}, close_early={"/f.npz": cut})
+    out = tmp_path / "f.npz"
+    with serve(site) as base:
+        url = f"{base}/f.npz"
+        with pytest.raises(InputError) as err:
+            download(url, out, retries=0, use_listing=False, **FAST)
+    msg = str(err.value)
+    assert msg.startswith(f"could not download {url}: received a truncated or corrupt zip "
+                          f"archive of {cut} bytes")
+    assert str(out) in msg
+    assert not out.exists() and not part_path(out).exists()
+    assert len(site.requests) == 1
+
+
+def test_zip_that_is_not_a_trajectory_is_refused(tmp_path):
+    bad = trajectory_bytes(n_frames=10, target_index=np.array([99]))  # no atom 99
+    site = Site(files={"/f.npz": bad})
+    out = tmp_path / "f.npz"
+    with serve(site) as base:
+        url = f"{base}/f.npz"
+        with pytest.raises(InputError, match=r"which is not a valid trajectory \(the file: key "
+                                             r"'target_index': expected atom indices in \[0, 64\)"):
+            download(url, out, retries=0, use_listing=False, **FAST)
+    assert not out.exists() and not part_path(out).exists()
+
+
+def test_unverified_valid_trajectory_is_kept(tmp_path):
+    site = Site(files={"/f.npz": PAYLOAD}, close_early={})
+    out = tmp_path / "f.npz"
+    with serve(site) as base:
+        download(f"{base}/f.npz", out, use_listing=False, **FAST)
+    traj = load_trajectory(out)
+    assert traj.n_frames == 4000 and traj.n_atoms == 64
+    assert out.read_bytes() == PAYLOAD
+
+
+def test_full_disk_is_one_line_naming_the_part_file(tmp_path, capsys, monkeypatch):
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    monkeypatch.setattr("gdyn.cli.STAGES", ("data",))
+    try:
+        site = Site(files={"/f.npz": PAYLOAD})
+        out = mnt / "f.npz"
+        with serve(site) as base:
+            rc = main(["download", f"{base}/f.npz", str(out), "--md5", MD5, "--retries", "3"])
+        # (the test server's own thread may log the connection the client dropped)
+        err = [line for line in capsys.readouterr().err.splitlines() if "gdyn" in line]
+        assert rc == 1 and len(err) == 1
+        assert err[0].startswith(f"gdyn download: error: {part_path(out)}: No space left on "
+                                 "device (0.0 MiB free on its file system")
+        assert len(site.requests) == 1  # a full disk is not retried
+        assert not out.exists()
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

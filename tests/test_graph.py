@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import gdyn.cli.graphs as cli_graphs
+import gdyn.graph.kernel as graph_kernel
 import gdyn.graph.search as graph_search
 import gdyn.graph.store as graph_store
 from gdyn.cli import main
@@ -96,29 +97,15 @@ def save_split(path, coords, lattices, targets, **extras):
     )
 
 
-class VesinWrapper:
-    """The half list of gdyn.graph._vesin through vesin's public Python API (the reference
-    the C-API shim must agree with; see that module's removal condition)."""
-
-    def __init__(self) -> None:
-        import vesin
-
-        self._calc = vesin.NeighborList(cutoff=1.0, full_list=False, n_threads=1)
-
-    def __call__(
-        self, coords: np.ndarray, lattice: np.ndarray, cutoff: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        self._calc.cutoff = float(cutoff)
-        return self._calc.compute(coords, lattice, True, "ijd", copy=False)
-
-
-@pytest.fixture(params=["cells", "images", "wrapper"])
+@pytest.fixture(params=["cells", "images", "tight"])
 def path(request, monkeypatch):
-    """Run a test through vesin cell lists (called directly through vesin's C API, or
-    through vesin's public Python wrapper) and through the batched image brute force."""
+    """Run a test through the compiled cell-list kernel (with its sorting network; or
+    "tight": tiny candidate lists and no network, so that the list regrowth and the
+    insertion sort run) and through the batched image brute force."""
     monkeypatch.setattr(graph_search, "SMALL_WORK", 10**12 if request.param == "images" else 0)
-    if request.param == "wrapper":
-        monkeypatch.setattr(graph_search, "VesinHalfList", VesinWrapper)
+    if request.param == "tight":
+        monkeypatch.setattr(graph_search, "CAPACITY_FACTOR", 0)
+        monkeypatch.setattr(graph_kernel, "network_size", lambda n_keep, width, typical=None: 1)
     return request.param
 
 
@@ -355,17 +342,19 @@ def test_toy_ties_at_the_cut_keep_a_subset_of_the_tied_candidates(path):
 
 
 def test_seeded_ties_agree_across_search_paths(monkeypatch):
-    """Cell lists (direct and wrapper), batched images and per-frame calls: same arrays."""
+    """Cell lists (with and without the sorting network), batched images and per-frame
+    calls: same arrays."""
     lat = np.eye(3) * TOY_A
     x = toy_coords(toy_li_positions())  # (F, 5, 3)
     lattices = np.repeat(lat[None], len(x), axis=0)
     seeds = np.arange(len(x)) * 31 + 4
     results = []
-    for param in ("cells", "images", "wrapper"):
+    for param in ("cells", "images", "tight"):
         with monkeypatch.context() as mp:
             mp.setattr(graph_search, "SMALL_WORK", 10**12 if param == "images" else 0)
-            if param == "wrapper":
-                mp.setattr(graph_search, "VesinHalfList", VesinWrapper)
+            if param == "tight":
+                mp.setattr(graph_search, "CAPACITY_FACTOR", 0)
+                mp.setattr(graph_kernel, "network_size", lambda n_keep, width, typical=None: 1)
             if param == "images":
                 mp.setattr(graph_search, "SMALL_BATCH_BYTES", 1)  # one frame per batch
             batch = NeighbourSearch(12).frames(x, lattices, tie_seeds=seeds)
@@ -521,8 +510,9 @@ def make_trajectory(rng, n_frames, n_atoms, kind, scale):
     return coords, lattices
 
 
+@pytest.mark.parametrize("distances", ["float32", "uint16"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_store_round_trip_in_chunks(tmp_path, monkeypatch, threads, path):
+def test_store_round_trip_in_chunks(tmp_path, monkeypatch, threads, path, distances):
     rng = np.random.default_rng(21)
     coords, lattices = make_trajectory(rng, 9, 24, "triclinic", 7.0)
     path = tmp_path / "piece.npz"
@@ -530,24 +520,41 @@ def test_store_round_trip_in_chunks(tmp_path, monkeypatch, threads, path):
     # Force several chunks so chunk boundaries and buffer reuse are exercised.
     monkeypatch.setattr(graph_store, "CHUNK_BYTES", 24 * 12 * 8 * 2)
     meta = build_store(
-        load_trajectory(path), tmp_path / "store", 12, threads=threads, progress=False
+        load_trajectory(path), tmp_path / "store", 12, threads=threads, progress=False,
+        distances=distances,
     )
     store = open_store(tmp_path / "store")
     assert isinstance(store.index, np.memmap) and store.index.shape == (9, 24, 12)
-    assert store.index.dtype == np.int32 and store.distance.dtype == np.float32
+    # Format 2: ids in the narrowest exact type (24 atoms: uint16).
+    assert store.index.dtype == np.uint16
+    assert store.distance.dtype == (np.float32 if distances == "float32" else np.uint16)
     np.testing.assert_array_equal(store.rows, np.arange(24))
+    np.testing.assert_array_equal(store.frames, np.arange(9))
+    half_step = 2.0**-13  # the uint16 encoding's bound (2^-12 A steps below 16 A)
     for f in range(9):
         ref_index, ref_dist = brute_force(coords[f], lattices[f], 12)
         np.testing.assert_array_equal(store.index[f], ref_index)
-        np.testing.assert_array_equal(store.distance[f], ref_dist)
+        index, dist = store.read([f])
+        np.testing.assert_array_equal(index[0], ref_index)
+        if distances == "float32":
+            np.testing.assert_array_equal(store.distance[f], ref_dist)
+            np.testing.assert_array_equal(dist[0], ref_dist)
+        else:
+            assert np.abs(dist[0] - ref_dist).max() <= half_step
+            np.testing.assert_array_equal(dist[0], np.float32(2.0**-12) * store.distance[f])
     on_disk = json.loads((tmp_path / "store" / "meta.json").read_text())
     assert on_disk == meta
     assert meta["n_frames"] == 9 and meta["n_atoms"] == 24 and meta["n_neighbors"] == 12
     assert meta["pruned"] is False and meta["n_conv"] is None
     assert meta["source"] == "traj7" and meta["frame_offset"] == 40
-    assert meta["max_neighbor_distance_A"] == pytest.approx(
-        float(np.asarray(store.distance[:, :, -1]).max())
-    )
+    assert meta["format_version"] == 2 and meta["distance_encoding"] == distances
+    assert meta["n_piece_frames"] == 9 and meta["frame_stride"] == 1
+    assert meta["frame_start"] == 0 and meta["index_dtype"] == "uint16"
+    exact = np.stack([brute_force(coords[f], lattices[f], 12)[1] for f in range(9)])
+    assert meta["max_neighbor_distance_A"] == pytest.approx(float(exact[:, :, -1].max()))
+    decoded = store.read(np.arange(9))[1]
+    assert meta["distance_max_error_A"] == float(np.abs(decoded - exact).max())
+    assert meta["distance_max_error_A"] <= (0.0 if distances == "float32" else half_step)
     assert not list(tmp_path.glob(".store.*"))  # no temporary directory left behind
 
 
@@ -559,7 +566,8 @@ def test_pruned_rows_hold_every_atom_within_k_minus_1_hops(tmp_path, n_conv, tar
     save_split(path, coords, lattices, targets)
     m = 6
     build_store(
-        load_trajectory(path), tmp_path / "store", m, n_conv=n_conv, threads=2, progress=False
+        load_trajectory(path), tmp_path / "store", m, n_conv=n_conv, threads=2, progress=False,
+        distances="float32",
     )
     store = open_store(tmp_path / "store")
     union: set[int] = set()
@@ -595,7 +603,8 @@ def test_store_seeds_ties_with_the_raw_frame_index(
     monkeypatch.setattr(graph_store, "PROGRESS_BLOCK", block)
     if block == 3:
         monkeypatch.setattr(graph_search, "SMALL_BATCH_BYTES", 1)  # image path: one frame per batch
-    meta = build_store(load_trajectory(piece), tmp_path / "s", 12, threads=threads, progress=False)
+    meta = build_store(load_trajectory(piece), tmp_path / "s", 12, threads=threads, progress=False,
+                       distances="float32")
     assert meta["tie_seed"] == "raw_frame_index"
     store = open_store(tmp_path / "s")
     lat = lattices[0]
@@ -651,7 +660,8 @@ def test_pruning_follows_the_seeded_tie_choice(tmp_path, path):
     lattices = np.repeat(np.eye(3)[None] * 8.0, n_frames, axis=0)
     piece = tmp_path / "piece.npz"
     save_split(piece, coords, lattices, [0], frame_offset=np.array(offset))
-    build_store(load_trajectory(piece), tmp_path / "s", m, n_conv=n_conv, threads=2, progress=False)
+    build_store(load_trajectory(piece), tmp_path / "s", m, n_conv=n_conv, threads=2, progress=False,
+                distances="float32")
     store = open_store(tmp_path / "s")
     union: set[int] = set()
     union_ids: set[int] = set()

@@ -384,6 +384,14 @@ CONTRACT = {
         "timescale_ps",
         "ci_low_ps",
         "ci_high_ps",
+        # issue 15: the flags of each (lag, process)
+        "eigenvalue_imag",
+        "n_surviving_states",
+        "faster_than_lag",
+        "complex",
+        "negative",
+        "resolved",
+        "converged",
     ],
     "ck.csv": [
         "model",
@@ -399,6 +407,8 @@ CONTRACT = {
         "estimated",
         "estimated_ci_low",
         "estimated_ci_high",
+        "near_empty",  # issue 15
+        "pass",
     ],
     "eigen.csv": [
         "model",
@@ -411,8 +421,20 @@ CONTRACT = {
         "component",
         "ci_low",
         "ci_high",
+        "near_empty",  # issue 15
     ],
-    "populations.csv": ["model", "n_states", "tau_ps", "state", "population", "ci_low", "ci_high"],
+    "populations.csv": [
+        "model",
+        "n_states",
+        "tau_ps",
+        "state",
+        "population",
+        "ci_low",
+        "ci_high",
+        "near_empty",  # issue 15
+        "mean_probability",
+        "effective_samples",
+    ],
 }
 
 

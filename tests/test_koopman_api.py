@@ -29,6 +29,14 @@ CONTRACT = {
         "timescale_ps",
         "ci_low_ps",
         "ci_high_ps",
+        # issue 15: the flags of each (lag, process)
+        "eigenvalue_imag",
+        "n_surviving_states",
+        "faster_than_lag",
+        "complex",
+        "negative",
+        "resolved",
+        "converged",
     ],
     "ck": [
         "model",
@@ -44,6 +52,8 @@ CONTRACT = {
         "estimated",
         "estimated_ci_low",
         "estimated_ci_high",
+        "near_empty",  # issue 15
+        "pass",
     ],
     "eigen": [
         "model",
@@ -56,8 +66,20 @@ CONTRACT = {
         "component",
         "ci_low",
         "ci_high",
+        "near_empty",  # issue 15
     ],
-    "populations": ["model", "n_states", "tau_ps", "state", "population", "ci_low", "ci_high"],
+    "populations": [
+        "model",
+        "n_states",
+        "tau_ps",
+        "state",
+        "population",
+        "ci_low",
+        "ci_high",
+        "near_empty",  # issue 15
+        "mean_probability",
+        "effective_samples",
+    ],
 }
 
 

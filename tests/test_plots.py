@@ -13,6 +13,7 @@ import re
 import zlib
 from pathlib import Path
 
+import _synthetic_systems as synth
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -21,7 +22,9 @@ from scipy.linalg import expm
 
 from gdyn import cli, compare, layout, plots
 from gdyn import config as gc
+from gdyn.analysis import representative_configurations
 from gdyn.cli import figures as figures_cli
+from gdyn.trajectory import Trajectory
 
 ROOT = Path(__file__).resolve().parents[1]
 # The library selects no backend (gdyn.cli.main sets MPLBACKEND); tests that draw do.
@@ -255,6 +258,31 @@ def write_structure(d: Path, n: int = 4, seed: int = 0) -> None:
     write(str(d / "snapshot.extxyz"), atoms, format="extxyz")
 
 
+def write_toy_snapshot(path: Path) -> None:
+    """The toy's 5-atom cell (Li + 4 S of the FCC lattice) with the Li's state probabilities."""
+    from ase import Atoms
+    from ase.io import write
+
+    a = 6.5
+    pos = np.array([[0.25, 0.25, 0.75], [0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+    atoms = Atoms(numbers=[3, 16, 16, 16, 16], positions=pos * a, cell=np.eye(3) * a, pbc=True)
+    atoms.new_array("state_prob_0", np.r_[0.1, np.full(4, np.nan)])
+    atoms.new_array("state_prob_1", np.r_[0.9, np.full(4, np.nan)])
+    atoms.new_array("state", np.r_[1, np.full(4, -1)])
+    write(str(path), atoms, format="extxyz")
+
+
+def write_representative(path: Path, n_states: int = 4) -> None:
+    """representative.extxyz of a PEO/LiTFSI-like trajectory (C/H/O/Li/N/S/F), one frame per
+    state, from the API (each Li in its own state in every frame)."""
+    from ase.io import write
+
+    raw = synth.peo_frames(n_frames=4)
+    traj = Trajectory(raw["traj_coords"], raw["lattices"], raw["atom_types"], raw["target_index"])
+    probs = synth.crisp_probs(np.tile(np.arange(n_states), (4, 1)), n_states)
+    write(str(path), representative_configurations(traj, probs, 4.0), format="extxyz")
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("results")
@@ -273,8 +301,10 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "structure/toy").mkdir(parents=True)
     write_positions(root / "structure/toy/positions-gdynet-s2.csv", seed=1)
     write_positions(root / "structure/toy/positions-vampnet-s2.csv", seed=2)
+    write_toy_snapshot(root / "structure/toy/snapshot.extxyz")
     write_structure(root / "structure/siau")
     write_structure(root / "structure/peo")
+    write_representative(root / "structure/peo/representative.extxyz")
     return root
 
 
@@ -464,6 +494,7 @@ def test_comparison_has_paper_numbers_and_run_values(data: Path, tmp_path: Path)
     table = pd.read_csv(csv)
     by_q = table.set_index("quantity")
     expected_paper = {
+        "tetrahedral population (2-state GDyNet)": 100 * 0.0997 / (0.995 + 0.0997),
         "GDyNet relaxation timescale (2 states)": 42.3,
         "global VAMPnet relaxation timescale (2 states)": 236.0,
         "slowest global timescale rebuilt from the local model": 531.0,
@@ -483,7 +514,7 @@ def test_comparison_has_paper_numbers_and_run_values(data: Path, tmp_path: Path)
         assert by_q.loc[q, "paper_value"] == pytest.approx(v), q
     assert by_q.loc["population of state 0", "paper_pm"] == pytest.approx(0.8)
     assert by_q.loc["D_23 (transition 2→3)", "paper_pm"] == pytest.approx(0.7)
-    assert len(table) == 4 + 3 + 4 + 1 + 4 + 16
+    assert len(table) == 5 + 3 + 4 + 1 + 4 + 16
 
     toy_sum = json.loads((data / "koopman/toy/gdynet-s2/summary.json").read_text())
     vamp_sum = json.loads((data / "koopman/toy/vampnet-s2/summary.json").read_text())
@@ -539,7 +570,11 @@ def test_comparison_says_which_models_are_missing(tmp_path: Path) -> None:
     systems["toy"]["train"]["models"] = {"gdynet": [2]}
     del systems["peo"]
     inputs = compare.comparison_inputs(systems, results=str(tmp_path))
-    assert set(inputs) == {"toy:gdynet-s2:summary.json", "toy:gdynet-s2:timescales.csv"}
+    assert set(inputs) == {
+        "toy:gdynet-s2:summary.json",
+        "toy:gdynet-s2:timescales.csv",
+        "toy:gdynet-s2:populations.csv",
+    }
     write_koopman(tmp_path / "koopman/toy/gdynet-s2", "gdynet", 2, [5.0, 10.0], 10.0, 3)
     table, text = compare.build_comparison(systems, inputs)
     status = table.set_index("quantity")["status"]

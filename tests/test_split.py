@@ -110,7 +110,9 @@ def test_only_the_window_is_read(tmp_path):
         tracemalloc.stop()
     assert peak < raw_bytes / 4, (peak, raw_bytes)
     assert load_trajectory(tmp_path / "p.npz").n_frames == 20
-    with pytest.raises(InputError, match=r"frames \[100, 200\).*frame 50 has NaN"):
+    # named by its raw index (issue 14), not only its place in the piece
+    with pytest.raises(InputError, match=r"frames \[100, 200\).*frame 150 \(raw frame index; "
+                                         r"frame 50 of this piece\) has NaN"):
         split(raw, tmp_path / "t.npz", 0.5, 1.0, frame_interval_ps=1.0)
 
 
@@ -127,3 +129,21 @@ def test_cli(tmp_path, capsys, monkeypatch):
     assert main(["split", str(raw), str(tmp_path / "x.npz"), "--start", "0.9", "--stop",
                  "0.8", "--frame-interval-ps", "1"]) == 2
     assert "start < stop" in capsys.readouterr().err
+
+
+def test_nan_names_the_raw_frame_not_the_pieces(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("gdyn.cli.STAGES", ("data",))
+    raw = tmp_path / "run1.npz"
+    coords = np.random.default_rng(3).random((10, 6, 3)) * 4.0
+    coords[8, 4, 2] = np.nan  # raw frame 8 = frame 1 of the [0.7, 1.0) piece
+    write_raw(raw, F=10, traj_coords=coords)
+    out = tmp_path / "test" / "run1.npz"
+    rc = main(["split", str(raw), str(out), "--start", "0.7", "--stop", "1.0",
+               "--frame-interval-ps", "0.1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert err[0] == (
+        f"gdyn split: error: {raw} frames [7, 10): key 'traj_coords': expected finite "
+        "coordinates, frame 8 (raw frame index; frame 1 of this piece) has NaN or inf"
+    )
+    assert not out.exists()

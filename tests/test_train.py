@@ -15,6 +15,9 @@ import torch
 
 from gdyn import train as gt
 from gdyn.errors import InputError
+from gdyn.graph import build_store, nearest_neighbours
+from gdyn.train.data import open_graphs
+from gdyn.trajectory import load_trajectory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_model import periodic_neighbours
@@ -118,16 +121,19 @@ def _agreement(probs: np.ndarray, truth: np.ndarray) -> float:
     return max(np.mean(state == truth), np.mean(state != truth))
 
 
-def test_pair_permutation_is_a_seeded_bijection() -> None:
+def test_epoch_permutation_is_a_seeded_bijection() -> None:
     for n in (1, 2, 3, 7, 100, 1000, 4097, 65537):
-        perm = gt.PairPermutation(n, seed=5)
-        img = perm(np.arange(n))
-        assert np.array_equal(np.sort(img), np.arange(n))
-        assert np.array_equal(img, gt.PairPermutation(n, seed=5)(np.arange(n)))
-    img = gt.PairPermutation(10000, seed=1)(np.arange(10000))
-    assert not np.array_equal(img, gt.PairPermutation(10000, seed=2)(np.arange(10000)))
+        img = gt.epoch_permutation(n, 5, 0)
+        assert img.dtype == np.int64 and np.array_equal(np.sort(img), np.arange(n))
+        assert np.array_equal(img, gt.epoch_permutation(n, 5, 0))  # pure function
+    img = gt.epoch_permutation(10000, 1, 0)
+    assert not np.array_equal(img, gt.epoch_permutation(10000, 2, 0))  # seed matters
+    assert not np.array_equal(img, gt.epoch_permutation(10000, 1, 1))  # so does the epoch
     # Shuffled: far from the identity and from any short-range order.
     assert abs(np.corrcoef(np.arange(10000), img)[0, 1]) < 0.05
+    # It is numpy's permutation of the epoch's seed.
+    expected = np.random.default_rng(gt.epoch_seed(1, 0)).permutation(10000)
+    assert np.array_equal(img, expected)
 
 
 def test_settings_are_checked() -> None:
@@ -178,7 +184,7 @@ def test_outputs_follow_the_contract(toy: dict, tmp_path: Path) -> None:
     assert cfg["lag_frames"] == 20 and cfg["frame_interval_ps"] == 0.1 and cfg["seed"] == 3
     assert 1 <= cfg["best_epoch"] <= 2
     metrics = (tmp_path / "metrics.csv").read_text().splitlines()
-    assert metrics[0] == "epoch,train_vamp2,val_vamp2,seconds" and len(metrics) == 3
+    assert metrics[0] == "seed,epoch,train_vamp2,val_vamp2,seconds" and len(metrics) == 3
     assert not (tmp_path / "checkpoint.pt").exists()
     # model.pt is a plain state_dict and rebuilds the model that wrote probs_test.
     state = torch.load(tmp_path / "model.pt", weights_only=True)
@@ -289,3 +295,60 @@ def test_graph_store_must_match_its_piece(toy: dict, tmp_path: Path) -> None:
     graphs = dict(toy["graphs"], val=toy["graphs"]["train"])
     with pytest.raises(InputError, match="--val-graphs: expected a graph store named 'li001'"):
         gt.prepare("gdynet", 2, "1ps", toy["parts"], graphs, gt.resolve_settings({}))
+
+
+def test_training_reads_strided_compact_stores_and_refuses_other_grids(
+    toy: dict, tmp_path: Path
+) -> None:
+    """Stores built by `gdyn graphs --frame-stride 5` (uint16 distances) serve training
+    strides that are multiples of 5, decode to the seeded search within half a step, and
+    any other grid, or another piece's store, is refused naming the store."""
+    graphs: dict[str, list[Path]] = {part: [] for part in toy["parts"]}
+    for part, paths in toy["parts"].items():
+        for p in paths:
+            out = tmp_path / part / p.stem
+            build_store(load_trajectory(p), out, 12, n_conv=3, progress=False, frame_stride=5)
+            graphs[part].append(out)
+    problem = gt.prepare("gdynet", 2, "1ps", toy["parts"], graphs,
+                         gt.resolve_settings({"frame_stride": 10}))
+    piece = problem.parts["test"][0]
+    assert piece.frame_offset == 1500 and piece.graphs.meta["frame_stride"] == 5
+    frames = piece.grid_frames()[:6]
+    index, dist = piece.graphs.take(frames)
+    for k, f in enumerate(frames):
+        ref_i, ref_d = nearest_neighbours(piece.coords[f], piece.lattices[f], 12,
+                                          tie_seed=1500 + int(f))
+        np.testing.assert_array_equal(index[k], ref_i)
+        assert np.abs(dist[k] - ref_d).max() <= 2.0**-13
+    with pytest.raises(InputError, match=r"li000/meta.json: key 'frame_stride': expected a divisor of "
+                       r"the training frame_stride 2 .* got 5"):
+        gt.prepare("gdynet", 2, "1ps", toy["parts"], graphs,
+                   gt.resolve_settings({"frame_stride": 2}))
+    swapped = dict(graphs, test=[graphs["train"][0], graphs["test"][1]])
+    with pytest.raises(InputError, match=r"meta.json: key 'frame_offset': expected 1500"):
+        gt.prepare("gdynet", 2, "1ps", toy["parts"], swapped,
+                   gt.resolve_settings({"frame_stride": 10}))
+
+
+def test_graphs_in_memory_equal_a_strided_pruned_store(tmp_path: Path) -> None:
+    """The API's graphs of a stride grid (GDyNet.fit) are the store `gdyn graphs
+    --frame-stride` writes: the same rows (receptive field over the grid frames only), ids
+    and decoded distances."""
+    rng = np.random.default_rng(4)
+    n_frames, n_atoms, offset, stride = 30, 60, 3, 4
+    lat = np.eye(3) * 10.0
+    coords = (rng.random((n_atoms, 3)) + rng.normal(0, 0.02, (n_frames, n_atoms, 3)).cumsum(0)) @ lat
+    piece = tmp_path / "piece.npz"
+    np.savez(piece, traj_coords=coords, lattices=np.repeat(lat[None], n_frames, axis=0),
+             atom_types=np.full(n_atoms, 8), target_index=np.array([5]),
+             frame_offset=np.int64(offset), frame_interval_ps=np.float64(0.1))
+    traj = load_trajectory(piece)
+    build_store(traj, tmp_path / "s", 6, n_conv=2, progress=False, frame_stride=stride)
+    store = open_graphs(tmp_path / "s")
+    grid = np.arange((-offset) % stride, n_frames, stride)
+    mem = gt.graphs_in_memory(traj, grid, 6, 2, offset, "piece")
+    np.testing.assert_array_equal(store.frames, grid)
+    np.testing.assert_array_equal(mem.rows, store.rows)
+    assert len(mem.rows) < n_atoms  # pruning drops rows here
+    for got, ref in zip(mem.take(grid), store.take(grid), strict=True):
+        np.testing.assert_array_equal(got, ref)

@@ -302,3 +302,116 @@ def test_data_modules_import_no_heavy_libraries():
         "'requests'} & set(sys.modules); assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# --------------------------------------------------------------------------------------
+# Issue 14: precision, raw frame numbers, header, who is blamed
+
+
+@pytest.mark.parametrize("key", ["traj_coords", "lattices"])
+def test_floats_below_float32_are_refused(key, tmp_path):
+    a = make(F=3)
+    a[key] = a[key].astype(np.float16)
+    path = tmp_path / "half.npz"
+    np.savez(path, **a)
+    with pytest.raises(InputError, match=rf"{path}: key '{key}': expected float32 or float64, "
+                                         r"got float16 \(relative precision 9\.8e-04"):
+        load_trajectory(path)
+    a[key] = a[key].astype(np.float32)  # float32 is enough
+    validate_trajectory(traj_of(a), "x")
+
+
+def test_nan_in_a_window_names_the_raw_frame(tmp_path):
+    a = make(F=10)
+    a["traj_coords"][7, 2, 1] = np.nan
+    a["lattices"][8] = a["lattices"][8][[2, 1, 0]]  # a left-handed cell later on
+    path = tmp_path / "raw.npz"
+    np.savez(path, **a)
+    window = load_trajectory(path, validate=False)[5:10]
+    with pytest.raises(InputError, match=r"frame 7 \(raw frame index; frame 2 of this piece\) "
+                                         "has NaN or inf"):
+        validate_trajectory(window, "w")
+    a["traj_coords"][7, 2, 1] = 0.5
+    np.savez(path, **a)
+    with pytest.raises(InputError, match=r"right-handed.*frame 8 \(raw frame index; frame 1 "):
+        validate_trajectory(load_trajectory(path, validate=False)[7:10], "w")
+
+
+def test_read_header_reads_no_coordinates(tmp_path):
+    a = make(F=6, N=7)
+    plain, packed = tmp_path / "plain.npz", tmp_path / "packed.npz"
+    np.savez(plain, **a, frame_interval_ps=np.array(0.25))
+    np.savez_compressed(packed, **a)
+    for path, fi in ((plain, 0.25), (packed, None)):
+        h = T.read_header(path)
+        assert (h.n_frames, h.n_atoms, h.frame_interval_ps) == (6, 7, fi)
+        np.testing.assert_array_equal(h.atom_types, np.load(path)["atom_types"])
+    # coordinates cut short after their header: the header still reads, the file does not
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.zeros((4000, 5, 3)))
+    short = tmp_path / "short.npz"
+    with zipfile.ZipFile(short, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("traj_coords.npy", buf.getvalue()[:200])
+        for key in ("lattices", "atom_types", "target_index"):
+            b = io.BytesIO()
+            np.lib.format.write_array(b, a[key])
+            zf.writestr(f"{key}.npy", b.getvalue())
+    h = T.read_header(short)
+    assert (h.n_frames, h.n_atoms) == (4000, 5)
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        load_trajectory(short)
+    with pytest.raises(InputError, match=f"{tmp_path / 'nope.npz'}: file not found"):
+        T.read_header(tmp_path / "nope.npz")
+    (tmp_path / "junk.npz").write_bytes(b"<html></html>")
+    with pytest.raises(InputError, match=r"not a readable \.npz"):
+        T.read_header(tmp_path / "junk.npz")
+
+
+def test_check_copy_to_blames_the_destination(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("gdyn.cli.STAGES", ("data",))
+    src = tmp_path / "in.npz"
+    np.savez_compressed(src, **make())
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where a folder should be")
+    out = blocker / "raw" / "copy.npz"
+    assert main(["check", str(src), "--copy-to", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"gdyn check: error: {blocker}")
+    assert str(src) not in err[0]
+
+
+def _mount_tmpfs(path, *options: str) -> bool:
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    opts = ",".join(options)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs (a full disk for anything bigger); skipped where mount is not allowed."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    if not _mount_tmpfs(mnt, "size=64k"):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_check_copy_to_full_disk_names_destination_and_free_space(tmp_path, small_disk, capsys,
+                                                                  monkeypatch):
+    monkeypatch.setattr("gdyn.cli.STAGES", ("data",))
+    src = tmp_path / "in.npz"
+    np.savez_compressed(src, **make(F=2000, N=5))  # ~360 kB uncompressed: does not fit
+    out = small_disk / "raw" / "copy.npz"
+    assert main(["check", str(src), "--copy-to", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"gdyn check: error: {out}: No space left on device (")
+    assert "MiB free on its file system" in err[0] and str(src) not in err[0]
+    assert list((small_disk / "raw").iterdir()) == []  # nothing half-written left

@@ -33,9 +33,12 @@ _API: dict[str, str] = {
     "CKTest": "gdyn.koopman",
     "ImpliedTimescales": "gdyn.koopman",
     "implied_timescales": "gdyn.koopman",
+    "select_states": "gdyn.koopman",
+    "ck_verdict": "gdyn.koopman",
     "state_weighted_rdf": "gdyn.analysis",
     "charge_integral": "gdyn.analysis",
     "conduction": "gdyn.analysis",
+    "representative_configurations": "gdyn.analysis",
 }
 
 __all__ = ["InputError", "__version__", *sorted(_API)]

@@ -2,10 +2,16 @@
 
 Lag times live in config in physical time (ps). They become path wildcards as ``{value}ps``
 (``lag_label``) and frame counts in exactly one place (``lag_to_frames``).
+
+:func:`validate` checks the schema and :func:`check` the meaning (lags on the frame grid,
+lags and CK horizons inside the test windows, split windows, analysed elements and state
+counts); the Snakefile calls both before the DAG is built, so ``snakemake -n`` already
+rejects a bad config, naming the key path (``systems/<name>/<section>/<key>[i]``).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,13 +20,16 @@ from typing import Any
 import yaml
 
 from gdyn.errors import InputError
-from gdyn.layout import PARTS, lag_label, parse_lag, toy_trajectory_name
+from gdyn.layout import AUTO, PARTS, lag_label, parse_lag, raw, toy_trajectory_name
+from gdyn.split import frame_window
+from gdyn.trajectory import TrajectoryHeader, read_header
 
 __all__ = [
     "PARTS",
     "SCHEMA_PATH",
     "analysed",
     "as_sequence",
+    "check",
     "frame_interval_ps",
     "lag_label",
     "lag_to_frames",
@@ -28,6 +37,7 @@ __all__ = [
     "load_yaml",
     "model_state_counts",
     "parse_lag",
+    "selection_candidates",
     "split_pieces",
     "trajectory_names",
     "validate",
@@ -125,15 +135,39 @@ def model_state_counts(system: Mapping[str, Any]) -> dict[str, list[int]]:
     return {m: [int(s) for s in counts] for m, counts in system["train"]["models"].items()}
 
 
-def analysed(system: Mapping[str, Any]) -> tuple[str, int]:
+def analysed(system: Mapping[str, Any]) -> tuple[str, int | str]:
     """``(model, n_states)`` whose Koopman model feeds the structure and transport analyses.
 
-    The system's ``koopman`` block: ``model`` (default ``gdynet``) and ``n_states``.
+    The system's ``koopman`` block: ``model`` (default ``gdynet``) and ``n_states``, an
+    integer or ``"auto"`` (:data:`gdyn.layout.AUTO`: the state count chosen by
+    ``gdyn select`` among ``train.models[model]``, whose Koopman outputs are in
+    ``gdyn.layout.koopman_dir(system, model, "auto")``).
     """
     k = system.get("koopman") or {}
     if "n_states" not in k:
         raise InputError("config key 'koopman/n_states': missing (the analysed state count)")
-    return str(k.get("model", "gdynet")), int(k["n_states"])
+    model = str(k.get("model", "gdynet"))
+    if k["n_states"] == AUTO:
+        if not model_state_counts(system).get(model):
+            raise InputError(
+                f"config key 'train/models/{model}': expected the candidate state counts of "
+                f"koopman/n_states: auto, got none"
+            )
+        return model, AUTO
+    return model, int(k["n_states"])
+
+
+def selection_candidates(system: Mapping[str, Any]) -> tuple[str, list[int]] | None:
+    """``(model, state counts)`` among which ``gdyn select`` chooses, or None when the
+    system needs no selection: ``koopman.n_states: auto``, or more than one state count
+    of the analysed model kind under ``train.models`` (the selection is then reported,
+    the configured count is still analysed)."""
+    k = system.get("koopman") or {}
+    model = str(k.get("model", "gdynet"))
+    counts = sorted(model_state_counts(system).get(model, []))
+    if k.get("n_states") == AUTO or len(counts) > 1:
+        return (model, counts) if counts else None
+    return None
 
 
 def frame_interval_ps(system: Mapping[str, Any]) -> float:
@@ -146,3 +180,315 @@ def as_sequence(value: Any) -> Sequence[Any]:
     if isinstance(value, list | tuple):
         return value
     return [value]
+
+
+# --------------------------------------------------------------------------------------
+# The config's meaning (after the schema): `check`
+
+# ck_steps when the koopman block sets none (gdyn.koopman.analysis uses the same default)
+DEFAULT_CK_STEPS = 5
+_RTOL = 1e-6
+
+
+def check(config: Mapping[str, Any], root: str | Path = ".") -> None:
+    """Check what a schema-valid config means, before any job runs.
+
+    Per system: split windows (``0 <= start < stop <= 1``, known trajectories, train /
+    val / test windows of one trajectory disjoint); every lag a whole number of frames and
+    of ``frame_stride`` frames; every lag, and the CK horizon ``tau_star_ps x ck_steps``,
+    shorter than each test window (from the ``simulate`` block, or the trajectory file's
+    header when the file exists: local files at their ``path``, others in
+    ``results/raw``); the frame interval agreeing with the one a file stores; the
+    elements of ``structure`` (rdf, charge, q3) present in the trajectories (when a file
+    exists) and the charge integral's elements among the RDF's; ``tau_star_ps`` on the lag
+    grid; ``koopman`` ``model`` and ``n_states`` among the trained models (``auto`` is
+    valid when that model lists state counts). Files are read only as far as their headers;
+    an unreadable one is left to the job that reads it.
+
+    Parameters
+    ----------
+    config : mapping
+        The whole workflow config (already schema-valid, :func:`validate`).
+    root : path
+        The working directory the ``results/`` and relative ``path`` entries are under.
+
+    Raises
+    ------
+    InputError
+        Every problem found, one per line, each starting with its key path, e.g.
+        ``systems/toy/train/lags_ps[1] = 0.15: not a multiple of frame_interval_ps 0.1``.
+    """
+    problems: list[str] = []
+    for name, system in (config.get("systems") or {}).items():
+        problems += _SystemCheck(name, system, Path(root)).run()
+    if len(problems) == 1:
+        raise InputError(problems[0])
+    if problems:
+        raise InputError(f"{len(problems)} problems in the config:\n  " + "\n  ".join(problems))
+
+
+def _g(x: float) -> str:
+    return f"{x:.6g}"
+
+
+class _SystemCheck:
+    """The semantic checks of one system (a class only to share the resolved facts)."""
+
+    def __init__(self, name: str, system: Mapping[str, Any], root: Path) -> None:
+        self.name, self.s, self.root = name, system, root
+        self.key = f"systems/{name}"
+        self.names = trajectory_names(system)
+        self.problems: list[str] = []
+        self.headers = self._headers()
+
+    def fail(self, where: str, text: str) -> None:
+        self.problems.append(f"{self.key}/{where}{text}")
+
+    def run(self) -> list[str]:
+        windows = self._split_windows()
+        self._frame_interval_agrees()
+        self._lags(windows)
+        self._tau_star(windows)
+        self._elements()
+        self._koopman()
+        return self.problems
+
+    # ------------------------------------------------------------------ facts
+
+    def _source(self, traj: str) -> Path:
+        entry = (self.s.get("files") or {}).get(traj) or {}
+        if self.s["source"] == "local" and "path" in entry:
+            return self.root / str(entry["path"])
+        return self.root / raw(self.name, traj)
+
+    def _headers(self) -> dict[str, TrajectoryHeader]:
+        out = {}
+        for traj in self.names:
+            path = self._source(traj)
+            if path.is_file():
+                try:
+                    out[traj] = read_header(path)
+                except InputError:
+                    pass  # unreadable: the job that reads it fails with the reason
+        return out
+
+    def n_frames(self, traj: str) -> int | None:
+        """Frames of one trajectory: from the simulate block (as gdyn.toy.md), else a file."""
+        if self.s["source"] == "simulate" and "frame_interval_ps" in self.s:
+            return round(float(self.s["simulate"]["duration_ps"]) / float(self.s["frame_interval_ps"]))
+        h = self.headers.get(traj)
+        return None if h is None else h.n_frames
+
+    def interval(self, traj: str) -> tuple[float, str] | None:
+        """(frame interval in ps, how it is known) of one trajectory, None if unknown."""
+        if "frame_interval_ps" in self.s:
+            fi = float(self.s["frame_interval_ps"])
+            return fi, f"frame_interval_ps {_g(fi)}"
+        n = self.n_frames(traj)
+        if n is None or n < 2:
+            return None
+        fi = float(self.s["duration_ps"]) / (n - 1)
+        return fi, (f"the frame interval {_g(fi)} ps of {traj} (duration_ps "
+                    f"{_g(float(self.s['duration_ps']))} over {n} frames)")
+
+    # ------------------------------------------------------------------ checks
+
+    def _selection(self, sel: Any, where: str) -> list[str]:
+        names = self.names
+        if sel == "all":
+            return list(names)
+        if isinstance(sel, Mapping):
+            lo, hi = int(sel.get("from", 0)), int(sel.get("to", len(names)))
+            if hi > len(names):
+                self.fail(f"{where}/trajectories/to", f" = {hi}: the system has only "
+                          f"{len(names)} trajectories")
+            if lo >= min(hi, len(names)):
+                self.fail(f"{where}/trajectories", f" = {{from: {lo}, to: {hi}}}: selects no "
+                          f"trajectory of {len(names)}")
+            return names[lo:hi]
+        unknown = [t for t in sel if t not in names]
+        for t in unknown:
+            i = list(sel).index(t)
+            self.fail(f"{where}/trajectories[{i}]", f" = {t}: unknown trajectory; known: "
+                      f"{', '.join(names)}")
+        return [t for t in sel if t in names]
+
+    def _split_windows(self) -> dict[str, list[tuple[str, str, float, float]]]:
+        """{trajectory: [(label, part, start, stop)]} of the well-formed windows."""
+        windows: dict[str, list[tuple[str, str, float, float]]] = {}
+        for part in PARTS:
+            for i, piece in enumerate(self.s["split"][part]):
+                label = f"split/{part}[{i}]"
+                start, stop = float(piece.get("start", 0.0)), float(piece.get("stop", 1.0))
+                ok = True
+                for k, v in (("start", start), ("stop", stop)):
+                    if not 0.0 <= v <= 1.0:
+                        self.fail(f"{label}/{k}", f" = {_g(v)}: outside [0, 1] (a fraction of "
+                                  "each trajectory's length)")
+                        ok = False
+                if start >= stop:
+                    self.fail(label, f": start {_g(start)} >= stop {_g(stop)} (an empty window)")
+                    ok = False
+                chosen = self._selection(piece.get("trajectories", "all"), label)
+                if ok:
+                    for t in chosen:
+                        windows.setdefault(t, []).append((label, part, start, stop))
+        clashes: dict[tuple[str, str], list[str]] = {}
+        for t, ws in windows.items():
+            for a, b in itertools.combinations(ws, 2):
+                if a[1] == b[1] or (a[2] < b[3] and b[2] < a[3]):
+                    clashes.setdefault((a[0], b[0]), []).append(t)
+        for (la, lb), trajs in clashes.items():
+            wa = next(w for w in windows[trajs[0]] if w[0] == la)
+            wb = next(w for w in windows[trajs[0]] if w[0] == lb)
+            shown = ", ".join(trajs[:3]) + (f" and {len(trajs) - 3} more" if len(trajs) > 3 else "")
+            if wa[1] == wb[1]:
+                self.fail(lb, f": trajectory {shown} also in {la} (one window per trajectory "
+                          f"and part)")
+            else:
+                self.fail(lb, f" = [{_g(wb[2])}, {_g(wb[3])}) overlaps {la} = "
+                          f"[{_g(wa[2])}, {_g(wa[3])}) on trajectory {shown} (train, val and "
+                          "test must not share frames)")
+        return windows
+
+    def _frame_interval_agrees(self) -> None:
+        if "frame_interval_ps" not in self.s:
+            return
+        fi = float(self.s["frame_interval_ps"])
+        for h in self.headers.values():
+            if h.frame_interval_ps is not None and not math.isclose(h.frame_interval_ps, fi,
+                                                                    rel_tol=_RTOL):
+                self.fail("frame_interval_ps", f" = {_g(fi)}: {h.path} stores "
+                          f"frame_interval_ps = {_g(h.frame_interval_ps)}")
+                return
+
+    def _windows(self, windows: Mapping[str, Any], part: str = "test"):
+        """(trajectory, label, frames, frame interval) of the known windows of ``part``."""
+        for traj, ws in windows.items():
+            n = self.n_frames(traj)
+            fi = self.interval(traj)
+            if n is None or fi is None:
+                continue
+            for label, p, start, stop in ws:
+                if p == part:
+                    lo, hi = frame_window(n, start, stop)
+                    yield traj, label, hi - lo, fi[0]
+
+    def _lags(self, windows: Mapping[str, Any]) -> None:
+        train = self.s["train"]
+        stride = int(train.get("frame_stride", 1))
+        for i, lag in enumerate(float(x) for x in train["lags_ps"]):
+            where = f"train/lags_ps[{i}]"
+            bad = False
+            for traj in self.names:
+                known = self.interval(traj)
+                if known is None:
+                    continue
+                fi, what = known
+                ratio = lag / fi
+                frames = round(ratio)
+                if frames < 1 or abs(ratio - frames) > _RTOL * max(1.0, ratio):
+                    self.fail(where, f" = {_g(lag)}: not a multiple of {what}")
+                    bad = True
+                elif frames % stride:
+                    self.fail(where, f" = {_g(lag)}: not a multiple of train/frame_stride = "
+                              f"{stride} frames ({_g(stride * fi)} ps)")
+                    bad = True
+                if bad or "frame_interval_ps" in self.s:
+                    break  # one interval for every trajectory: one message per lag
+            if bad:
+                continue
+            short = self._shortest(windows, "test", lag)
+            if short is not None:
+                traj, label, n, fi = short
+                self.fail(where, f" = {_g(lag)}: longer than the test window of {traj} "
+                          f"({label}: {n} frames, {_g((n - 1) * fi)} ps); no (t, t + lag) pair "
+                          "fits in it")
+            longest = [(n, fi) for _, _, n, fi in self._windows(windows, "train")]
+            if longest and all(round(lag / fi) >= n for n, fi in longest):
+                n, fi = max(longest)
+                self.fail(where, f" = {_g(lag)}: longer than every train window (longest "
+                          f"{n} frames, {_g((n - 1) * fi)} ps); nothing to train on")
+
+    def _shortest(self, windows: Mapping[str, Any], part: str, span_ps: float):
+        """The shortest known ``part`` window that ``span_ps`` does not fit in, else None."""
+        worst = None
+        for traj, label, n, fi in self._windows(windows, part):
+            if round(span_ps / fi) >= n and (worst is None or n < worst[2]):
+                worst = (traj, label, n, fi)
+        return worst
+
+    def _tau_star(self, windows: Mapping[str, Any]) -> None:
+        k = self.s.get("koopman") or {}
+        lags = [float(x) for x in self.s["train"]["lags_ps"]]
+        tau = k.get("tau_star_ps")
+        steps = int(k.get("ck_steps", DEFAULT_CK_STEPS))
+        if tau is None:
+            tau, known = min(lags), False  # the automatic tau* is at least the smallest lag
+        else:
+            tau, known = float(tau), True
+            if not any(math.isclose(tau, x, rel_tol=_RTOL) for x in lags):
+                self.fail("koopman/tau_star_ps", f" = {_g(tau)}: not one of train/lags_ps "
+                          f"({', '.join(_g(x) for x in lags)})")
+                return
+        short = self._shortest(windows, "test", tau * steps)
+        if short is not None:
+            traj, label, n, fi = short
+            what = "tau_star_ps" if known else "the smallest lag (tau_star_ps is automatic)"
+            self.fail("koopman/ck_steps", f" = {steps}: the CK horizon {what} x ck_steps = "
+                      f"{_g(tau * steps)} ps is longer than the test window of {traj} "
+                      f"({label}: {n} frames, {_g((n - 1) * fi)} ps)")
+
+    def _elements(self) -> None:
+        st = self.s.get("structure") or {}
+        wanted: list[tuple[str, str]] = []  # (key path, symbol)
+        rdf = st.get("rdf") or {}
+        wanted += [(f"structure/rdf/elements[{i}]", e) for i, e in enumerate(rdf.get("elements", []))]
+        charge = st.get("charge")
+        if charge:
+            wanted.append(("structure/charge/center", charge["center"]))
+            wanted.append(("structure/charge/reference", charge.get("reference", "Li")))
+            wanted += [(f"structure/charge/charges/{e}", e) for e in charge.get("charges", {})]
+            in_rdf = set(rdf.get("elements", []))
+            ref = charge.get("reference", "Li")
+            for where, e in [("structure/charge/center", charge["center"])] + [
+                (f"structure/charge/charges/{x}", x) for x in charge.get("charges", {}) if x != ref
+            ]:
+                if e not in in_rdf:
+                    self.fail(where, f" = {e}: not in structure/rdf/elements "
+                              f"({', '.join(rdf.get('elements', [])) or 'no rdf block'}); the "
+                              "charge integral reads its RDF")
+        if st.get("q3") is not None:
+            wanted.append(("structure/q3/element", st["q3"].get("element", "Si")))
+        if not wanted or not self.headers:
+            return
+        from ase.data import atomic_numbers, chemical_symbols
+
+        present: set[int] = set()
+        for h in self.headers.values():
+            present.update(int(z) for z in set(h.atom_types.tolist()))
+        have = ", ".join(chemical_symbols[z] if 0 <= z < len(chemical_symbols) else str(z)
+                         for z in sorted(present))
+        paths = [str(h.path) for h in self.headers.values()]
+        shown = paths[0] + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
+        for where, sym in wanted:
+            z = atomic_numbers.get(sym)
+            if z is None or z not in present:
+                self.fail(where, f" = {sym}: the system has no {sym} atoms (it has {have}; "
+                          f"read from {shown})")
+
+    def _koopman(self) -> None:
+        k = self.s.get("koopman") or {}
+        models = self.s["train"]["models"]
+        model = str(k.get("model", "gdynet"))
+        if model not in models:
+            self.fail("koopman/model", f" = {model}: not trained (train/models lists "
+                      f"{', '.join(models)})")
+            return
+        n = k.get("n_states")
+        counts = [int(c) for c in models[model]]
+        if n == "auto" or n is None:
+            return  # `auto` picks among the trained counts (the model lists some)
+        if int(n) not in counts:
+            self.fail("koopman/n_states", f" = {n}: no trained model provides it "
+                      f"(train/models/{model} = {counts})")

@@ -3,10 +3,12 @@
 The body is streamed to ``OUT.part``; after a dropped connection the next attempt asks for
 the rest with an HTTP ``Range`` request. Attempts are retried with exponential backoff.
 The finished ``.part`` is md5-verified (against ``--md5``, or the md5 listed by the
-Materials Cloud / InvenioRDM record the URL points into) and only then renamed to ``OUT``,
-so ``OUT`` exists only when complete and verified. A ``.part`` left by a dropped
-connection is kept so that a rerun resumes instead of starting over; one that fails the
-checksum is deleted.
+Materials Cloud / InvenioRDM record the URL points into); a ``.npz`` must also load and
+pass the trajectory validator (an HTML error page served with status 200, or a body cut
+short by a server that sent no Content-Length, is caught even when no md5 is known). Only
+then is it renamed to ``OUT``, so ``OUT`` exists only when complete and verified. A
+``.part`` left by a dropped connection is kept so that a rerun resumes instead of starting
+over; one that fails a check is deleted.
 """
 
 from __future__ import annotations
@@ -24,10 +26,16 @@ from urllib.parse import unquote
 
 from gdyn.errors import InputError
 from gdyn.files import atomic_path
-from gdyn.trajectory import copy_npz_uncompressed, is_compressed_npz
+from gdyn.trajectory import (
+    copy_npz_uncompressed,
+    is_compressed_npz,
+    load_trajectory,
+    validate_trajectory,
+)
 
 __all__ = [
     "CHUNK_BYTES",
+    "describe_received",
     "download",
     "listed_md5",
     "md5_file",
@@ -206,7 +214,9 @@ def download(url: str, out: str | os.PathLike[str], md5: str | None = None, *,
     """Download ``url`` to ``out`` atomically; return the md5 of the downloaded file.
 
     A compressed ``.npz`` is verified as downloaded, then stored uncompressed at ``out``
-    (memory-mappable), so ``out``'s own md5 then differs from the returned one.
+    (memory-mappable), so ``out``'s own md5 then differs from the returned one. An ``out``
+    ending in ``.npz`` must hold a valid trajectory (:func:`gdyn.trajectory
+    .validate_trajectory`); otherwise nothing is left and the error says what arrived.
 
     ``timeout`` is the connect and the read timeout (s); ``retries`` the number of extra
     attempts after a transient failure, waiting ``backoff * 2**i`` s before attempt i+1.
@@ -242,6 +252,10 @@ def download(url: str, out: str | os.PathLike[str], md5: str | None = None, *,
                 raise InputError(f"could not download {url}: {exc}; {by_hand}") from None
             except _Retryable as exc:
                 reason = str(exc)
+            except OSError as exc:  # writing the .part (disk full, ...): not retried; the
+                # bytes kept there are resumed by the rerun once there is room
+                raise OSError(exc.errno, exc.strerror or str(exc),
+                              exc.filename or str(part)) from None
         else:
             _drop_empty(part)
             kept = f" ({part.stat().st_size} bytes kept in {part} for resuming)" if part.exists() else ""
@@ -270,16 +284,68 @@ def download(url: str, out: str | os.PathLike[str], md5: str | None = None, *,
     if expected is None:
         log.warning("no md5 known for %s: not verified (its md5 is %s; pin it in the config)",
                     url, got)
-    if out.suffix == ".npz" and zipfile.is_zipfile(part) and is_compressed_npz(part):
-        # compressed members cannot be memory-mapped: store them once, uncompressed, so that
-        # every later stage reads only the frames it needs
-        log.info("%s is a compressed .npz: storing it uncompressed", out)
-        with atomic_path(out, suffix=".npz") as tmp:
-            copy_npz_uncompressed(part, tmp)
-        part.unlink()
-    else:
+    if out.suffix != ".npz":
         os.replace(part, out)
+        return got
+    # A trajectory must load and validate before it takes the final path: without a known
+    # md5 nothing else catches an error page served with status 200, or a body cut short
+    # by a server that sent no Content-Length.
+    what = describe_received(part)
+    if not zipfile.is_zipfile(part):
+        part.unlink()
+        raise InputError(
+            f"could not download {url}: received {what}, not a .npz trajectory; the download "
+            f"was discarded; {by_hand}"
+        )
+    try:
+        if is_compressed_npz(part):
+            # compressed members cannot be memory-mapped: store them once, uncompressed, so
+            # that every later stage reads only the frames it needs (and validate that copy)
+            log.info("%s is a compressed .npz: storing it uncompressed", out)
+            with atomic_path(out, suffix=".npz") as tmp:
+                copy_npz_uncompressed(part, tmp)
+                _validate(tmp, url)
+            part.unlink()
+        else:
+            _validate(part, url)
+            os.replace(part, out)
+    except InputError as exc:
+        part.unlink(missing_ok=True)
+        raise InputError(
+            f"could not download {url}: received {what}, which is not a valid trajectory "
+            f"({exc}); the download was discarded; {by_hand}"
+        ) from None
     return got
+
+
+def _validate(path: Path, url: str) -> None:
+    """Load ``path`` memory-mapped and run the trajectory validator (InputError if bad)."""
+    traj = load_trajectory(path, mmap=True, validate=False)
+    validate_trajectory(traj, "the file")
+    del traj  # release the memory maps before the file is renamed or removed
+
+
+def describe_received(path: str | os.PathLike[str]) -> str:
+    """What a downloaded file is, in a few words: "an HTML page, 39 bytes", "a zip archive
+    of 1234 bytes", ... (for messages about a download that is not what was asked for)."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    text = head.lstrip().lower()
+    if size == 0:
+        return "an empty file (0 bytes)"
+    if text.startswith((b"<!doctype html", b"<html")) or b"<html" in text or b"<body" in text:
+        return f"an HTML page, {size} bytes"
+    if text.startswith(b"<?xml") or text.startswith(b"<"):
+        return f"an XML/markup document, {size} bytes"
+    if text.startswith((b"{", b"[")):
+        return f"a JSON/text document, {size} bytes"
+    if head.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            return f"a truncated or corrupt zip archive of {size} bytes (no zip directory)"
+        return f"a .npz (zip) archive of {size} bytes"
+    return f"{size} bytes starting with {head[:16]!r}"
 
 
 def _drop_empty(part: Path) -> None:

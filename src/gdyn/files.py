@@ -7,6 +7,7 @@ place only when complete (``os.replace`` is atomic on POSIX within one file syst
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -17,6 +18,61 @@ from typing import Any
 
 import numpy as np
 
+# errno values that mean "the file system is full" (disk or quota)
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux /proc)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)  # elsewhere: the only portable way is to set it and restore it
+    os.umask(umask)
+    return umask
+
+
+def free_bytes(path: str | os.PathLike[str]) -> int | None:
+    """Free bytes on the file system holding ``path`` (its nearest existing parent)."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an ``OSError``: the path, the reason, and the free space when full."""
+    where = exc.filename if exc.filename is not None else "<unknown path>"
+    reason = exc.strerror or str(exc)
+    text = f"{where}: {reason}"
+    if exc.errno in _FULL:
+        free = free_bytes(where) if exc.filename is not None else None
+        if free is not None:
+            text += f" ({free / 2**20:.1f} MiB free on its file system; free space and rerun)"
+    return text
+
+
+def _blame(exc: BaseException, dest: Path, tmp: Path) -> BaseException:
+    """An OSError about the temporary file, renamed to the destination the user knows."""
+    if not isinstance(exc, OSError):
+        return exc
+    if exc.filename in (str(tmp), tmp) or (exc.filename is None and exc.errno in _FULL):
+        return OSError(exc.errno, exc.strerror or str(exc), str(dest))
+    return exc
+
+
+def _mode(tmp: Path) -> None:
+    # mkstemp / mkdtemp create 0600 / 0700; results are shared (clusters): honour the umask
+    base = 0o777 if tmp.is_dir() else 0o666
+    os.chmod(tmp, base & ~current_umask())
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
@@ -24,44 +80,77 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
 
     On any exception the temporary file (or directory) is removed and ``path`` is left
     untouched. ``suffix`` defaults to the destination's suffix so that libraries that
-    dispatch on the extension (numpy, matplotlib) behave.
+    dispatch on the extension (numpy, matplotlib) behave. The result gets the permissions
+    the umask gives a new file. An ``OSError`` while writing (disk full, no permission)
+    names ``path``, not the temporary file.
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     sfx = dest.suffix if suffix is None else suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{sfx}", dir=dest.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{sfx}",
+                                        dir=dest.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
-        if tmp.is_file():
-            # mkstemp creates 0600; results are shared (clusters), so honour the umask.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+        if tmp.exists():
+            _mode(tmp)
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
-        raise
+        blamed = _blame(exc, dest, tmp)
+        if blamed is exc:
+            raise
+        raise blamed from exc
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary directory next to ``path``; it replaces ``path`` on success."""
+    """Yield a temporary directory next to ``path``; it replaces ``path`` on success.
+
+    The directory gets the permissions the umask gives a new directory (0755 under umask
+    022), like a file written with :func:`atomic_path`; an ``OSError`` names ``path``.
+    """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from None
     try:
         yield tmp
+        _mode(tmp)
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        blamed = _blame_dir(exc, dest, tmp)
+        if blamed is exc:
+            raise
+        raise blamed from exc
+
+
+def _blame_dir(exc: BaseException, dest: Path, tmp: Path) -> BaseException:
+    """An OSError about a file inside the temporary directory, named inside ``dest``."""
+    if not isinstance(exc, OSError):
+        return exc
+    name = exc.filename
+    if name is None:
+        if exc.errno in _FULL:
+            return OSError(exc.errno, exc.strerror or str(exc), str(dest))
+        return exc
+    try:
+        rel = Path(name).relative_to(tmp)
+    except ValueError:
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), str(dest / rel))
 
 
 def save_npz(path: str | os.PathLike[str], compressed: bool = False, **arrays: Any) -> None:

@@ -21,6 +21,7 @@ MODEL_FILES: tuple[str, ...] = (
     "model.pt",
     "config.json",
     "metrics.csv",
+    "alignment.json",
     *(f"probs_{part}.npz" for part in PARTS),
 )
 FIGURES: tuple[str, ...] = (
@@ -33,6 +34,9 @@ FIGURES: tuple[str, ...] = (
     "supp_fig3",
 )
 TABLES: tuple[str, ...] = ("supp_table1", "supp_table2")
+# The state count of ``koopman.n_states: auto``: ``koopman_dir(system, model, AUTO)``
+# (``{model}-sauto``) holds the selected candidate's Koopman outputs at the selected tau*.
+AUTO = "auto"
 
 
 # --------------------------------------------------------------------------------------
@@ -124,7 +128,8 @@ def probs(system: str, model: str, n_states: int | str, lag: float | str, part: 
 
 
 def koopman_dir(system: str, model: str, n_states: int | str) -> str:
-    """Koopman analysis of one (model, n_states) over its lag grid."""
+    """Koopman analysis of one (model, n_states) over its lag grid (``n_states`` =
+    :data:`AUTO`: the selected state count's, at the selected tau*)."""
     return f"{RESULTS}/koopman/{system}/{model_name(model, n_states)}"
 
 
@@ -146,6 +151,11 @@ def koopman_summary(system: str, model: str, n_states: int | str) -> str:
 def selection(system: str, ext: str = "json") -> str:
     """The selected n_states and tau* of a system and the candidates' table."""
     return f"{RESULTS}/koopman/{system}/selection.{ext}"
+
+
+def selection_figure(system: str, ext: str = "pdf") -> str:
+    """The model-selection figure of a system (VAMP-2 vs n_states and lag, CK verdicts)."""
+    return figure(f"{system}_selection", ext)
 
 
 # --------------------------------------------------------------------------------------
@@ -174,6 +184,12 @@ def positions(system: str, model: str, n_states: int | str) -> str:
 def figure(name: str, ext: str = "pdf") -> str:
     """A paper figure (``pdf`` or ``png``)."""
     return f"{RESULTS}/figures/{name}.{ext}"
+
+
+def figure_configuration(name: str, state: int | str) -> str:
+    """One learned state's representative configuration drawn in figure ``name`` (Fig. 4b),
+    as extended XYZ next to the figure."""
+    return f"{RESULTS}/figures/{name}_state{state}.extxyz"
 
 
 def table(name: str, ext: str = "csv") -> str:

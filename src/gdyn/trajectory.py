@@ -17,7 +17,6 @@ slice is still frame ``frame_offset + f`` of the raw trajectory (docs/contracts.
 from __future__ import annotations
 
 import math
-import shutil
 import struct
 import zipfile
 import zlib
@@ -33,12 +32,14 @@ from gdyn.files import atomic_path, save_npz
 __all__ = [
     "REQUIRED_KEYS",
     "Trajectory",
+    "TrajectoryHeader",
     "check_trajectory",
     "copy_npz_uncompressed",
     "from_arrays",
     "is_compressed_npz",
     "load_trajectory",
     "min_atoms_for_neighbors",
+    "read_header",
     "read_npz",
     "save_trajectory",
     "validate_trajectory",
@@ -53,6 +54,8 @@ _SCAN_BYTES = 64 * 2**20
 _SINGULAR_RTOL = 1e-8
 _ZIP_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _ZIP_LOCAL_MAGIC = b"PK\x03\x04"
+# Coordinates and lattices narrower than this (float16: ~3 significant digits) are refused.
+_MIN_FLOAT_BYTES = 4
 
 
 @dataclass
@@ -226,6 +229,63 @@ def read_npz(path: str | Path, mmap: bool = True) -> dict[str, np.ndarray]:
     return out
 
 
+@dataclass(frozen=True)
+class TrajectoryHeader:
+    """What a trajectory file says about itself without reading its coordinates."""
+
+    path: Path
+    n_frames: int
+    n_atoms: int
+    atom_types: np.ndarray
+    frame_interval_ps: float | None
+
+
+def read_header(path: str | Path) -> TrajectoryHeader:
+    """Frame and atom counts, atom types and frame interval of a trajectory ``.npz``.
+
+    Reads only the ``.npy`` header of ``traj_coords`` (not its data, compressed or not) and
+    the small ``atom_types`` and ``frame_interval_ps`` members, so it is cheap for a
+    trajectory of any length (the config checks call it at DAG-build time).
+
+    Raises
+    ------
+    InputError
+        Naming ``path`` when the file is missing, not a readable ``.npz`` or lacks
+        ``traj_coords`` / ``atom_types``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            for key in ("traj_coords", "atom_types"):
+                if f"{key}.npy" not in names:
+                    raise InputError(f"{path}: key {key!r}: missing")
+            with zf.open("traj_coords.npy") as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, _ = np.lib.format.read_array_header_1_0(fh)
+                else:  # 2.0 and 3.0 share the header layout
+                    shape, _, _ = np.lib.format.read_array_header_2_0(fh)
+            with zf.open("atom_types.npy") as fh:
+                types = np.lib.format.read_array(fh, allow_pickle=False)
+            fi = None
+            if "frame_interval_ps.npy" in names:
+                with zf.open("frame_interval_ps.npy") as fh:
+                    fi = float(np.asarray(np.lib.format.read_array(fh)).reshape(()))
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        raise InputError(
+            f"{path}: not a readable .npz trajectory (truncated or corrupt file? {exc})"
+        ) from None
+    if len(shape) != 3:
+        raise InputError(f"{path}: key 'traj_coords': expected shape (F, N, 3), got {shape}")
+    return TrajectoryHeader(path=path, n_frames=int(shape[0]), n_atoms=int(shape[1]),
+                            atom_types=np.asarray(types).reshape(-1), frame_interval_ps=fi)
+
+
 def _as_int(arr: np.ndarray, where: str, key: str) -> np.ndarray:
     """Integer view of a small index/type array; integral floats are accepted and cast."""
     a = np.asarray(arr)
@@ -297,9 +357,11 @@ def min_atoms_for_neighbors(n_neighbors: int) -> int:
 def validate_trajectory(traj: Trajectory, name: str, n_neighbors: int | None = None) -> None:
     """Raise :class:`InputError` naming ``name``, the key and the offending value if invalid.
 
-    Checks ranks and shapes, F/N consistency, finite coordinates and lattices (scanned in
-    chunks so memmaps stay cheap), right-handed non-singular cells, integer atom types,
-    target indices in range and unique, and that M = ``n_neighbors`` neighbours exist.
+    Checks ranks and shapes, F/N consistency, at least float32 precision, finite
+    coordinates and lattices (scanned in chunks so memmaps stay cheap), right-handed
+    non-singular cells, integer atom types, target indices in range and unique, and that
+    M = ``n_neighbors`` neighbours exist. Frames are named by their raw index
+    (``frame_offset + f`` for a split piece).
     """
     coords, lat = traj.traj_coords, traj.lattices
     types, targets = np.asarray(traj.atom_types), np.asarray(traj.target_index)
@@ -309,12 +371,14 @@ def validate_trajectory(traj: Trajectory, name: str, n_neighbors: int | None = N
             f"{name}: key 'traj_coords': expected shape (F, N, 3), got {tuple(coords.shape)}"
         )
     _check_real(coords, name, "traj_coords")
+    _check_precision(coords, name, "traj_coords")
     n_frames, n_atoms = int(coords.shape[0]), int(coords.shape[1])
     if n_frames < 1:
         raise InputError(f"{name}: key 'traj_coords': expected at least 1 frame, got 0")
     if lat.ndim != 3 or lat.shape[1:] != (3, 3):
         raise InputError(f"{name}: key 'lattices': expected shape (F, 3, 3), got {tuple(lat.shape)}")
     _check_real(lat, name, "lattices")
+    _check_precision(lat, name, "lattices")
     if lat.shape[0] != n_frames:
         raise InputError(
             f"{name}: key 'lattices': expected {n_frames} frames (as traj_coords), "
@@ -382,6 +446,9 @@ def validate_trajectory(traj: Trajectory, name: str, n_neighbors: int | None = N
                 f"{name}: key 'frame_interval_ps': expected one positive number, got {fa!r}"
             )
 
+    # Frames are reported by their index in the raw trajectory (a split piece starts at
+    # frame_offset), so that the message points at the frame in the user's own file.
+    offset = traj.frame_offset
     frame_bytes = n_atoms * 3 * coords.dtype.itemsize
     for lo in _frame_chunks(n_frames, frame_bytes):
         hi = min(n_frames, lo + max(1, _SCAN_BYTES // max(frame_bytes, 1)))
@@ -390,17 +457,37 @@ def validate_trajectory(traj: Trajectory, name: str, n_neighbors: int | None = N
         if not finite.all():
             f = lo + int(np.argmin(finite))
             raise InputError(
-                f"{name}: key 'traj_coords': expected finite coordinates, frame {f} has NaN or inf"
+                f"{name}: key 'traj_coords': expected finite coordinates, "
+                f"{_frame_name(f, offset)} has NaN or inf"
             )
-        _check_lattices(np.asarray(lat[lo:hi], dtype=np.float64), lo, name)
+        _check_lattices(np.asarray(lat[lo:hi], dtype=np.float64), lo, name, offset)
 
 
-def _check_lattices(lat: np.ndarray, first_frame: int, name: str) -> None:
+def _frame_name(f: int, offset: int) -> str:
+    """``frame <raw index>``, plus the local index when the arrays start at a later frame."""
+    if not offset:
+        return f"frame {f}"
+    return f"frame {offset + f} (raw frame index; frame {f} of this piece)"
+
+
+def _check_precision(arr: np.ndarray, name: str, key: str) -> None:
+    """Refuse floats narrower than float32: their rounding would move graph distances."""
+    if np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize < _MIN_FLOAT_BYTES:
+        eps = float(np.finfo(arr.dtype).eps)
+        raise InputError(
+            f"{name}: key {key!r}: expected float32 or float64, got {arr.dtype} (relative "
+            f"precision {eps:.1e}, e.g. {eps * 16:.3f} A steps at 20 A: too coarse for the "
+            "neighbour distances of the graphs); store the file in float32 or float64"
+        )
+
+
+def _check_lattices(lat: np.ndarray, first_frame: int, name: str, offset: int = 0) -> None:
     finite = np.isfinite(lat).all(axis=(1, 2))
     if not finite.all():
         f = first_frame + int(np.argmin(finite))
         raise InputError(
-            f"{name}: key 'lattices': expected finite lattice vectors, frame {f} has NaN or inf"
+            f"{name}: key 'lattices': expected finite lattice vectors, "
+            f"{_frame_name(f, offset)} has NaN or inf"
         )
     det = np.linalg.det(lat)
     scale = np.prod(np.linalg.norm(lat, axis=2), axis=1)
@@ -408,15 +495,16 @@ def _check_lattices(lat: np.ndarray, first_frame: int, name: str) -> None:
     if singular.any():
         i = int(np.argmax(singular))
         raise InputError(
-            f"{name}: key 'lattices': expected a non-singular cell, frame {first_frame + i} "
-            f"has det = {det[i]:.3g} (lattice vectors coplanar or zero)"
+            f"{name}: key 'lattices': expected a non-singular cell, "
+            f"{_frame_name(first_frame + i, offset)} has det = {det[i]:.3g} "
+            "(lattice vectors coplanar or zero)"
         )
     left = det < 0
     if left.any():
         i = int(np.argmax(left))
         raise InputError(
-            f"{name}: key 'lattices': expected a right-handed cell (det > 0), frame "
-            f"{first_frame + i} has det = {det[i]:.6g}"
+            f"{name}: key 'lattices': expected a right-handed cell (det > 0), "
+            f"{_frame_name(first_frame + i, offset)} has det = {det[i]:.6g}"
         )
 
 
@@ -433,23 +521,41 @@ def is_compressed_npz(path: str | Path) -> bool:
         raise InputError(f"{path}: not a readable .npz (truncated or corrupt file? {exc})") from None
 
 
+class _ReadError(Exception):
+    """A failure while reading the source archive (its fault, not the destination's)."""
+
+
+def _read(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise _ReadError(exc) from exc
+
+
 def copy_npz_uncompressed(src: str | Path, dest: str | Path) -> None:
     """Copy every member of ``src`` into ``dest`` uncompressed, streaming (bounded memory).
 
     ``dest`` is written in place (wrap it in :func:`gdyn.files.atomic_path`). The zip CRC of
-    each member is checked while reading, so a corrupt ``src`` raises :class:`InputError`.
+    each member is checked while reading, so a corrupt ``src`` raises :class:`InputError`
+    naming ``src``; a failure to write (no permission, disk full) raises the ``OSError``
+    with ``dest`` as its file name, so the destination, not the source, is blamed.
     """
+    chunk = 1 << 22
     try:
-        with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED,
-                                                          allowZip64=True) as zout:
+        zin = _read(zipfile.ZipFile, src)
+        with zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED, allowZip64=True) as zout:
             for info in zin.infolist():
-                with zin.open(info) as fin, zout.open(info.filename, "w",
-                                                      force_zip64=True) as fout:
-                    shutil.copyfileobj(fin, fout, 1 << 22)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                with _read(zin.open, info) as fin, zout.open(info.filename, "w",
+                                                             force_zip64=True) as fout:
+                    while block := _read(fin.read, chunk):
+                        fout.write(block)
+    except _ReadError as wrapped:
         raise InputError(
-            f"{src}: not a readable .npz trajectory (truncated or corrupt file? {exc})"
+            f"{src}: not a readable .npz trajectory (truncated or corrupt file? "
+            f"{wrapped.args[0]})"
         ) from None
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from None
 
 
 def save_trajectory(path: str | Path, traj: Trajectory) -> None:

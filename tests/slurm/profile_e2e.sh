@@ -55,7 +55,8 @@ cd "$repo" # a bare `--profile slurm` is looked up in the current directory
 log "1/4 dry run: snakemake --profile slurm -n all (from $repo)"
 snakemake --profile slurm -n all >"$work/dryrun.log" 2>&1 \
     || { tail -30 "$work/dryrun.log"; exit 1; }
-grep -q "^Using profile slurm for setting default command line arguments" "$work/dryrun.log" \
+# (with the workflow profile profiles/default layered on top of it)
+grep -Eq "^Using profiles? slurm( and workflow specific profile [^ ]+)? for setting default command line arguments" "$work/dryrun.log" \
     || { echo "profile 'slurm' was not used:" >&2; head -5 "$work/dryrun.log" >&2; exit 1; }
 log "    profile resolved: $(grep -c '^rule ' "$work/dryrun.log") jobs planned"
 

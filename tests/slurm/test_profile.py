@@ -62,7 +62,9 @@ def dry_run(tmp_path: Path, **env_vars: str) -> tuple[str, dict[str, list[dict[s
 
 def test_bare_profile_name_resolves_from_repository_root(tmp_path):
     out, jobs = dry_run(tmp_path)
-    assert "Using profile slurm for setting default command line arguments" in out
+    # with the workflow profile (profiles/default: show-failed-logs, ...) layered on top
+    assert ("Using profiles slurm and workflow specific profile profiles/default for setting "
+            "default command line arguments") in out
     assert TRAIN_RULES <= set(jobs)
     for rule, resources in jobs.items():
         for res in resources:

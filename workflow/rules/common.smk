@@ -1,6 +1,7 @@
 # Shared helpers: which files exist for which system, wildcard constraints, resources.
 import json
 import math
+import os
 import shlex
 
 import numpy as np
@@ -35,7 +36,7 @@ wildcard_constraints:
     system=_alternatives(list(SYSTEMS)),
     part=_alternatives(PARTS),
     model=_alternatives(gdyn_models.MODEL_KINDS),
-    n_states=r"\d+",
+    n_states=r"\d+|auto",
     lag=r"[0-9]+(\.[0-9]+)?ps",
     traj=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
@@ -65,6 +66,38 @@ def graph_dirs(system, parts=PARTS):
     ]
 
 
+def traj_origin(system, traj):
+    """What a raw trajectory is made from: the user's file (local) or the simulate_toy job
+    file (simulated); nothing for a download (the raw file is the origin). A user's file
+    that no longer exists is left out (the raw copy then stands for it)."""
+    s = SYSTEMS[system]
+    if s["source"] == "local":
+        path = s["files"][traj]["path"]
+        return [path] if os.path.exists(path) else []
+    if s["source"] == "simulate":
+        return [L.simulated_job(system, toy_job_of(system, int(traj.removeprefix("li"))))]
+    return []
+
+
+def traj_sources(system, traj):
+    """The raw trajectory and its origin: the files everything derived from it depends on.
+
+    Every rule that reads a derived file (split piece, graph store, probabilities) also
+    lists these. Snakemake does not rerun a job whose output is missing when its consumers
+    look up to date, and a failed job's outputs are deleted: without this, a corrupt or
+    replaced trajectory would fail once and then pass as "Nothing to be done" with every
+    result still from the old data. With it, a changed source keeps every downstream result
+    out of date until a run on valid data replaces them.
+    """
+    return [L.raw(system, traj), *traj_origin(system, traj)]
+
+
+def sources(system, parts=PARTS):
+    """traj_sources of every trajectory in the given split parts of a system."""
+    trajs = sorted({t for part in parts for t in gc.split_pieces(SYSTEMS[system], part)})
+    return [f for t in trajs for f in traj_sources(system, t)]
+
+
 def lag_labels(system):
     return [L.lag_label(x) for x in gc.lags_ps(SYSTEMS[system])]
 
@@ -72,6 +105,48 @@ def lag_labels(system):
 def model_probs(system, model, n_states, part="test"):
     """probs_{part}.npz of every lag of one (model, n_states): the input of the Koopman stage."""
     return [L.probs(system, model, n_states, lag, part) for lag in lag_labels(system)]
+
+
+def candidate_probs(system, model, n_states, part="test"):
+    """model_probs of (model, n_states); for n_states "auto" (koopman.n_states: auto) those
+    of every candidate state count, the selected one among them."""
+    if n_states == L.AUTO:
+        _, counts = gc.selection_candidates(SYSTEMS[system])
+        return [p for n in counts for p in model_probs(system, model, n, part)]
+    return model_probs(system, model, n_states, part)
+
+
+def candidate_lags(system):
+    """The lag label of each candidate_probs(..., "auto") file, in the same order."""
+    _, counts = gc.selection_candidates(SYSTEMS[system])
+    return [lag for _ in counts for lag in lag_labels(system)]
+
+
+def selection_summaries(system):
+    """Koopman summary.json of every candidate state count (gdyn select's input)."""
+    model, counts = gc.selection_candidates(SYSTEMS[system])
+    return [L.koopman_summary(system, model, n) for n in counts]
+
+
+def selection_configs(system):
+    """config.json of every candidate model, state count x lag (gdyn select's input)."""
+    model, counts = gc.selection_candidates(SYSTEMS[system])
+    return [L.model_file(system, model, n, lag, "config.json")
+            for n in counts for lag in lag_labels(system)]
+
+
+def selection_outputs(system):
+    """The selection table, choice and figure when the system has candidates; with
+    koopman.n_states: auto also the selected candidate's Koopman outputs."""
+    if gc.selection_candidates(SYSTEMS[system]) is None:
+        return []
+    out = [L.selection(system, "json"), L.selection(system, "csv"),
+           L.selection_figure(system, "pdf"), L.selection_figure(system, "png")]
+    model, n = analysed(system)
+    if n == L.AUTO:
+        out += [L.koopman_table(system, model, L.AUTO, t) for t in L.KOOPMAN_TABLES]
+        out.append(L.koopman_summary(system, model, L.AUTO))
+    return out
 
 
 def koopman_outputs(system):
@@ -112,6 +187,7 @@ def all_targets():
     out = []
     for system in SYSTEMS:
         out += koopman_outputs(system)
+        out += selection_outputs(system)
         out += structure_outputs(system)
     out += figure_outputs()
     out.append(L.table("paper_comparison", "md"))
@@ -216,8 +292,9 @@ def analysis_inputs(spec, wildcards):
         else:
             model, n = analysed(system)
         out["test"] = split_files(system, ["test"])
-        out["probs"] = model_probs(system, model, n, "test")
+        out["probs"] = candidate_probs(system, model, n, "test")
         out["summary"] = L.koopman_summary(system, model, n)
+        out["sources"] = sources(system, ["test"])  # see traj_sources
     for i, name in enumerate(spec.requires):
         out[f"requires{i}"] = L.structure_file(system, name)
     for opt in spec.options:
@@ -276,6 +353,24 @@ def train_graph_inputs(wildcards):
     return graph_dirs(wildcards.system) if graph_store(wildcards.system) else []
 
 
+def reference_lag(system):
+    """The lag whose model fixes the state numbering of its (model, n_states): the first."""
+    return lag_labels(system)[0]
+
+
+def reference_probs(wildcards, model):
+    """probs_val.npz of the reference lag's model ([] for the reference itself)."""
+    if wildcards.lag == reference_lag(wildcards.system):
+        return []
+    return [L.probs(wildcards.system, model, wildcards.n_states,
+                    reference_lag(wildcards.system), "val")]
+
+
+def reference_arg(wildcards, model):
+    """`--reference NPZ` of the training command ("" for the reference lag)."""
+    return " ".join(f"--reference {p}" for p in reference_probs(wildcards, model))
+
+
 def graph_args(wildcards):
     if not graph_store(wildcards.system):
         return "--graph " + settings("graph", wildcards.system)
@@ -299,8 +394,6 @@ MEM_SAFETY = 1.25
 def npz_shape(path, key="traj_coords"):
     """Shape of one array of an uncompressed .npz, from its header (no data is read)."""
     import zipfile
-
-    import numpy as np
 
     with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as f:
         major, _ = np.lib.format.read_magic(f)

@@ -2,10 +2,13 @@
 
 
 rule download:
-    """Fetch one Materials Cloud trajectory (resumable, checksummed, atomic).
+    """Fetch one Materials Cloud trajectory (resumable, checksummed, validated, atomic).
 
-    md5: pinned in the config, else read from the record's file listing. A compressed .npz
-    is stored uncompressed so that later stages can memory-map it.
+    md5: pinned in the config, else read from the record's file listing; the file must also
+    load and pass the trajectory validator. A compressed .npz is stored uncompressed so that
+    later stages can memory-map it. `gdyn download` retries dropped connections itself
+    (with Range resumes and backoff), so the rule is not retried: a wrong checksum or an
+    error page is reported once, not downloaded three times.
     """
     output:
         L.raw("{system}", "{traj}"),
@@ -22,7 +25,7 @@ rule download:
     resources:
         mem_mb=1000,
         runtime=120,
-    retries: 2
+    retries: 0  # overrides a profile's retries (slurm): gdyn download retries itself
     conda:
         GDYN_ENV
     shell:
@@ -58,7 +61,8 @@ rule split:
     only within one piece, so no pair straddles a split boundary.
     """
     input:
-        L.raw("{system}", "{traj}"),
+        raw=L.raw("{system}", "{traj}"),
+        origin=lambda wc: traj_origin(wc.system, wc.traj),  # see traj_sources (common.smk)
     output:
         L.split_piece("{system}", "{part}", "{traj}"),
     params:
@@ -76,5 +80,5 @@ rule split:
     conda:
         GDYN_ENV
     shell:
-        "gdyn split {input} {output} --start {params.start} --stop {params.stop} "
+        "gdyn split {input.raw} {output} --start {params.start} --stop {params.stop} "
         "{params.time} > {log} 2>&1"

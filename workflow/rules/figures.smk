@@ -29,11 +29,18 @@ for _name in L.FIGURES:
                     "system": figure_system(_name) or "not in this config",
                 },
             ),
+            # Fig. 4b: each state's representative configuration, next to the figure.
+            configurations=gdyn_plots.figure_configuration_paths(_name, SYSTEMS),
         params:
             name=_name,
             inputs=lambda wc, input: shlex.quote(json.dumps(dict(input.items()), sort_keys=True)),
             data_label=lambda wc, _n=_name: gdyn_plots.system_data_label(_n, SYSTEMS),
             label=lambda wc, _n=_name: shlex.quote(gdyn_plots.system_data_label(_n, SYSTEMS)),
+            configurations=lambda wc, output: (
+                "--configurations " + " ".join(output.configurations)
+                if output.configurations
+                else ""
+            ),
         log:
             log_path("figure", _name),
         benchmark:
@@ -46,7 +53,7 @@ for _name in L.FIGURES:
             GDYN_ENV
         shell:
             "gdyn figure {params.name} {output.pdf} --png {output.png} --inputs {params.inputs} "
-            "--data-label {params.label} > {log} 2>&1"
+            "--data-label {params.label} {params.configurations} > {log} 2>&1"
 
 
 for _name in L.TABLES:

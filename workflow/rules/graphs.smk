@@ -1,11 +1,15 @@
-# Periodic M-nearest-neighbour graph of every frame of one split piece (gdyn.graph).
-# Memory is bounded by 32 MiB chunks of frames, not by the trajectory length.
+# Periodic M-nearest-neighbour graphs of the frames training reads (every
+# train.frame_stride-th raw frame) of one split piece (gdyn.graph). Memory is bounded by
+# 32 MiB chunks of frames, not by the trajectory length. The store format version is a
+# param, so stores of an older format are rebuilt.
+from gdyn.graph.store import FORMAT_VERSION as GRAPH_STORE_FORMAT
 
 
 rule graphs:
-    """Neighbour index (int32) and distance (float32) arrays (F, N', M), memory-mapped."""
+    """Neighbour index (uint16) and distance (uint16, 2^-12 A steps) arrays (F', N', M)."""
     input:
-        L.split_piece("{system}", "{part}", "{traj}"),
+        piece=L.split_piece("{system}", "{part}", "{traj}"),
+        sources=lambda wc: traj_sources(wc.system, wc.traj),  # see common.smk
     output:
         directory(L.graph_store("{system}", "{part}", "{traj}")),
     params:
@@ -15,6 +19,8 @@ rule graphs:
             if SYSTEMS[wc.system]["graph"].get("prune", True)
             else "--all-rows"
         ),
+        frame_stride=lambda wc: SYSTEMS[wc.system]["train"].get("frame_stride", 1),
+        store_format=GRAPH_STORE_FORMAT,
     log:
         log_path("graphs", "{system}/{part}/{traj}"),
     benchmark:
@@ -26,5 +32,5 @@ rule graphs:
     conda:
         GDYN_ENV
     shell:
-        "gdyn graphs {input} {output} --n-neighbors {params.n_neighbors} {params.prune} "
-        "--threads {threads} > {log} 2>&1"
+        "gdyn graphs {input.piece} {output} --n-neighbors {params.n_neighbors} {params.prune} "
+        "--frame-stride {params.frame_stride} --threads {threads} > {log} 2>&1"

@@ -30,3 +30,74 @@ rule koopman:
         "gdyn koopman {params.outdir} --probs {input.probs} --lags {params.lags} "
         "--model {wildcards.model} --n-states {wildcards.n_states} "
         "--settings {params.settings} > {log} 2>&1"
+
+
+# Model selection (issue 16): n_states and tau* by the CK criterion, whenever a system
+# trains several state counts of its analysed model kind or sets koopman.n_states: auto.
+# The selected candidate's Koopman outputs go to results/koopman/{system}/{model}-sauto/
+# (select_koopman), which the analyses and figures of n_states: auto read.
+ruleorder: select_koopman > koopman
+
+
+rule select:
+    """Choose n_states and tau*: the smallest state count and lag whose CK test passes."""
+    input:
+        summaries=lambda wc: selection_summaries(wc.system),
+        configs=lambda wc: selection_configs(wc.system),
+    output:
+        json=L.selection("{system}", "json"),
+        csv=L.selection("{system}", "csv"),
+        pdf=L.selection_figure("{system}", "pdf"),
+        png=report(
+            L.selection_figure("{system}", "png"),
+            caption="../report/selection.rst",
+            category="Model selection",
+            labels={"item": "model selection", "system": "{system}"},
+        ),
+    params:
+        settings=lambda wc: settings("koopman", wc.system),
+        label=lambda wc: shlex.quote(str(SYSTEMS[wc.system].get("data_label", ""))),
+    log:
+        log_path("select", "{system}"),
+    benchmark:
+        bench_path("select", "{system}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        GDYN_ENV
+    shell:
+        "gdyn select {output.json} --csv {output.csv} --summaries {input.summaries} "
+        "--configs {input.configs} --settings {params.settings} --figure {output.pdf} "
+        "--png {output.png} --data-label {params.label} > {log} 2>&1"
+
+
+rule select_koopman:
+    """The selected candidate's Koopman outputs at the selected tau* (n_states: auto)."""
+    input:
+        selection=L.selection("{system}", "json"),
+        probs=lambda wc: candidate_probs(wc.system, wc.model, L.AUTO, "test"),
+    output:
+        **{
+            t: L.koopman_table("{system}", "{model}", L.AUTO, t)
+            for t in L.KOOPMAN_TABLES
+        },
+        summary=L.koopman_summary("{system}", "{model}", L.AUTO),
+    params:
+        settings=lambda wc: settings("koopman", wc.system),
+        lags=lambda wc: " ".join(candidate_lags(wc.system)),
+        outdir=lambda wc: L.koopman_dir(wc.system, wc.model, L.AUTO),
+    log:
+        log_path("select_koopman", "{system}/{model}"),
+    benchmark:
+        bench_path("select_koopman", "{system}/{model}")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        GDYN_ENV
+    shell:
+        "gdyn select-koopman {params.outdir} --selection {input.selection} "
+        "--probs {input.probs} --lags {params.lags} --settings {params.settings} > {log} 2>&1"

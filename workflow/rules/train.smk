@@ -1,4 +1,7 @@
-# One model per (system, n_states, lag): GDyNet and the global VAMPnet baseline.
+# One model per (system, n_states, lag): GDyNet and the global VAMPnet baseline. Each job
+# trains every seed of train.seeds and keeps the best; its states are ordered by population
+# at the first lag of the grid (the reference) and mapped onto the reference's states at
+# every other lag (--reference: the reference model's probs_val.npz; gdyn.train.align).
 
 
 rule train_gdynet:
@@ -6,11 +9,14 @@ rule train_gdynet:
     input:
         splits=lambda wc: split_files(wc.system),
         graphs=train_graph_inputs,
+        reference=lambda wc: reference_probs(wc, "gdynet"),
+        sources=lambda wc: sources(wc.system),  # see traj_sources (common.smk)
     output:
         **model_outputs("gdynet"),
     params:
         splits=split_args,
         graphs=graph_args,
+        reference=lambda wc: reference_arg(wc, "gdynet"),
         settings=lambda wc: settings("train", wc.system),
         outdir=lambda wc: L.model_dir(wc.system, "gdynet", wc.n_states, wc.lag),
     log:
@@ -25,7 +31,7 @@ rule train_gdynet:
         GDYN_ENV
     shell:
         "gdyn train gdynet {params.outdir} --n-states {wildcards.n_states} "
-        "--lag {wildcards.lag} {params.splits} {params.graphs} "
+        "--lag {wildcards.lag} {params.splits} {params.graphs} {params.reference} "
         "--settings {params.settings} --threads {threads} > {log} 2>&1"
 
 
@@ -33,10 +39,13 @@ rule train_vampnet:
     """Train the global VAMPnet baseline (fully connected, target positions in the cell)."""
     input:
         splits=lambda wc: split_files(wc.system),
+        reference=lambda wc: reference_probs(wc, "vampnet"),
+        sources=lambda wc: sources(wc.system),  # see traj_sources (common.smk)
     output:
         **model_outputs("vampnet"),
     params:
         splits=split_args,
+        reference=lambda wc: reference_arg(wc, "vampnet"),
         settings=lambda wc: settings("train", wc.system),
         outdir=lambda wc: L.model_dir(wc.system, "vampnet", wc.n_states, wc.lag),
     log:
@@ -51,5 +60,5 @@ rule train_vampnet:
         GDYN_ENV
     shell:
         "gdyn train vampnet {params.outdir} --n-states {wildcards.n_states} "
-        "--lag {wildcards.lag} {params.splits} "
+        "--lag {wildcards.lag} {params.splits} {params.reference} "
         "--settings {params.settings} --threads {threads} > {log} 2>&1"

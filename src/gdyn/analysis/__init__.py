@@ -15,14 +15,16 @@ Koopman order), gives :class:`Piece` objects that these functions take with ``pr
 
 Modules: :mod:`~gdyn.analysis.inputs` (standard inputs), :mod:`~gdyn.analysis.geometry`,
 :mod:`~gdyn.analysis.rdf`, :mod:`~gdyn.analysis.charge`, :mod:`~gdyn.analysis.profile`
-(profile and positions), :mod:`~gdyn.analysis.snapshot`, :mod:`~gdyn.analysis.q3`,
+(profile and positions), :mod:`~gdyn.analysis.snapshot`, :mod:`~gdyn.analysis.representative` (Fig. 4b),
+:mod:`~gdyn.analysis.q3`,
 :mod:`~gdyn.analysis.transport` (conduction), :mod:`~gdyn.analysis.spec` (the entry type).
 
 Registry contract
 -----------------
 Each analysis module declares ``ANALYSES``, a tuple of :class:`AnalysisSpec` (normally one);
 every module of the package that does is found by name (``_MODULES``), and
-:data:`REGISTRY` maps each entry's name to it (modules in name order). An entry says
+:data:`REGISTRY` maps each entry's name to it, in pipeline order (an entry after those whose
+outputs it reads, otherwise by module name). An entry says
 
 * ``name``: the subcommand ``gdyn <name>`` (and the rule's name);
 * ``section``: the system's config section the rule passes as ``--settings``;
@@ -68,7 +70,9 @@ from gdyn.analysis.geometry import fold_fractional, minimum_image, set_centres
 from gdyn.analysis.inputs import (
     Analysis,
     Piece,
+    apply_selection,
     as_pieces,
+    flag_states,
     load_analysis,
     load_summary,
     match_probs,
@@ -91,6 +95,13 @@ from gdyn.analysis.rdf import (
     rdf_from_counts,
     state_weighted_rdf,
 )
+from gdyn.analysis.representative import (
+    Representative,
+    configuration_atoms,
+    representative_configurations,
+    representative_frames,
+    shell_members,
+)
 from gdyn.analysis.snapshot import plot_snapshot, snapshot_atoms
 from gdyn.analysis.spec import AnalysisSpec, Option
 from gdyn.analysis.transport import conduction, conduction_tables, unwrap
@@ -104,7 +115,31 @@ _MODULES = tuple(
 )
 _MODULES = tuple(m for m in _MODULES if hasattr(m, "ANALYSES"))
 
-REGISTRY: dict[str, AnalysisSpec] = {spec.name: spec for mod in _MODULES for spec in mod.ANALYSES}
+
+def _pipeline_order(specs: list[AnalysisSpec]) -> list[AnalysisSpec]:
+    """Entries in the order they can run: an entry after every entry whose outputs it
+    reads (``requires``, options ``from_output``), otherwise in module-name order."""
+    made_by = {out: spec.name for spec in specs for out in spec.outputs}
+    needs = {
+        spec.name: {made_by[f] for f in (*spec.requires, *(o.from_output for o in spec.options))
+                    if f in made_by}
+        for spec in specs
+    }
+    ordered: list[AnalysisSpec] = []
+    done: set[str] = set()
+    while len(ordered) < len(specs):
+        ready = [s for s in specs if s.name not in done and needs[s.name] <= done]
+        if not ready:
+            raise RuntimeError(f"analysis registry: circular inputs among {sorted(needs)}")
+        ordered.append(ready[0])
+        done.add(ready[0].name)
+    return ordered
+
+
+REGISTRY: dict[str, AnalysisSpec] = {
+    spec.name: spec
+    for spec in _pipeline_order([spec for mod in _MODULES for spec in mod.ANALYSES])
+}
 
 
 def output_paths(
@@ -140,16 +175,20 @@ __all__ = [
     "Option",
     "Piece",
     "RdfCounts",
+    "Representative",
+    "apply_selection",
     "as_pieces",
     "charge_curve",
     "charge_integral",
     "charge_table",
     "conduction",
     "conduction_tables",
+    "configuration_atoms",
     "enabled_outputs",
     "first_peak_index",
     "first_shell",
     "fit_first_peak",
+    "flag_states",
     "fold_fractional",
     "gaussian",
     "load_analysis",
@@ -166,7 +205,10 @@ __all__ = [
     "rdf_counts",
     "rdf_from_counts",
     "read_probs",
+    "representative_configurations",
+    "representative_frames",
     "set_centres",
+    "shell_members",
     "snapshot_atoms",
     "state_profile",
     "state_weighted_rdf",

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from gdyn.analysis.inputs import flag_states
 from gdyn.analysis.rdf import first_peak_index, running_mean
 from gdyn.analysis.spec import AnalysisSpec, settings_block
 from gdyn.errors import InputError
@@ -184,7 +185,11 @@ def run_charge(analysis: None, settings: dict[str, Any], outputs: list[Path],
     """``gdyn charge``: charge.csv from rdf.csv and the ``structure/charge`` settings."""
     block = settings_block(settings, "charge")
     path = extra_inputs["rdf.csv"]
-    write_csv(outputs[0], charge_table(read_rdf_csv(path), block, str(path)))
+    rdf = read_rdf_csv(path)
+    table = charge_table(rdf, block, str(path))
+    if "near_empty" in rdf.columns:  # the Koopman state selection, as rdf.csv carries it
+        table = flag_states(table, sorted(set(rdf.loc[rdf["near_empty"].astype(bool), "state"])))
+    write_csv(outputs[0], table)
 
 
 ANALYSES = (

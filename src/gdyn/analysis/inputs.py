@@ -5,6 +5,13 @@ every lag (the one at tau* is picked from the Koopman ``summary.json``) and reor
 states like the Koopman outputs (decreasing stationary population), so state ``i`` here is
 state ``i`` in every Koopman table and figure (:func:`load_analysis`). The API takes
 trajectories and probabilities directly (:func:`as_pieces`); both end as :class:`Piece`.
+
+The Koopman stage's state selection (``summary.json``: ``near_empty_states``,
+``selection_thresholds``; :mod:`gdyn.koopman.selection`) is applied here, once, for every
+analysis: the near-empty states get zero weight, the surviving states' probabilities are
+renormalised over them, and rows whose surviving mass is below ``min_surviving_mass`` are
+unscored (NaN), exactly as the Koopman stage estimated K. The tables keep a row for every
+state and say which are near-empty (:func:`flag_states`).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +30,12 @@ import numpy as np
 from gdyn.config import lag_to_frames
 from gdyn.errors import InputError
 from gdyn.koopman import (
+    MIN_SURVIVING_MASS,
     covariance_sums,
     koopman_matrix,
     lag_pairs,
     load_probs,
+    renormalise,
     spectrum,
     state_order,
 )
@@ -80,6 +89,8 @@ class Analysis:
     probs_path: Path
     summary: dict[str, Any]
     summary_path: Path | None = None
+    near_empty_states: list[int] = field(default_factory=list)
+    state_selection: str = ""
 
 
 def _scalar(value: Any) -> Any:
@@ -349,9 +360,70 @@ def load_analysis(
         order_arr = population_order(
             pieces, lag_to_frames(tau, pieces[0].frame_interval_ps))
         how = "stationary population of K(tau*) recomputed from the test probabilities"
+    near, min_mass = summary_selection(summary, n_states, summary_path)
     for pc in pieces:
-        pc.probs = pc.probs[..., order_arr]
+        pc.probs = apply_selection(pc.probs[..., order_arr], near, min_mass)
     log.info("tau* = %g ps from %s; states reordered %s (%s)", tau, ppath,
              order_arr.tolist(), how)
+    sentence = str(summary.get("state_selection", ""))
+    if near:
+        log.info("near-empty states %s excluded (zero weight, surviving states renormalised, "
+                 "rows with surviving mass < %g unscored): %s", near, min_mass, sentence)
     return Analysis(pieces, tau, n_states, order_arr.tolist(), how, ppath, summary,
-                    Path(summary_path))
+                    Path(summary_path), near, sentence)
+
+
+# --------------------------------------------------------------------------------------
+# The Koopman stage's state selection, applied to every analysis
+
+
+def summary_selection(
+    summary: dict[str, Any], n_states: int, where: Any
+) -> tuple[list[int], float]:
+    """(near-empty states, minimum surviving mass) from a Koopman ``summary.json``; a
+    summary without them (written before the selection existed) excludes nothing."""
+    near = summary.get("near_empty_states") or []
+    if not isinstance(near, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n_states for i in near
+    ) or len(set(near)) != len(near):
+        raise InputError(
+            f"{where}: key 'near_empty_states': expected distinct state indices in "
+            f"0..{n_states - 1}, got {near!r}"
+        )
+    thresholds = summary.get("selection_thresholds") or {}
+    min_mass = thresholds.get("min_surviving_mass", MIN_SURVIVING_MASS)
+    if not isinstance(min_mass, int | float) or not 0.0 <= float(min_mass) <= 1.0:
+        raise InputError(
+            f"{where}: key 'selection_thresholds/min_surviving_mass': expected a number in "
+            f"[0, 1], got {min_mass!r}"
+        )
+    return sorted(int(i) for i in near), float(min_mass)
+
+
+def apply_selection(probs: np.ndarray, near_empty: Sequence[int],
+                    min_mass: float = MIN_SURVIVING_MASS) -> np.ndarray:
+    """(F, n, S) probabilities in Koopman order with the near-empty states excluded: their
+    columns zero, the others renormalised over the surviving states, rows with less
+    surviving mass than ``min_mass`` NaN (unscored). Unchanged when nothing is excluded."""
+    if not len(near_empty):
+        return probs
+    n_states = probs.shape[-1]
+    surviving = [i for i in range(n_states) if i not in set(near_empty)]
+    q = renormalise(probs, surviving, min_mass)
+    out = np.zeros(probs.shape, dtype=np.float64)
+    out[..., surviving] = q
+    out[~np.isfinite(q).all(axis=-1)] = np.nan
+    return out
+
+
+def flag_states(table: Any, near_empty: Sequence[int],
+                columns: Sequence[str] = ("state",)) -> Any:
+    """``table`` with a ``near_empty`` column: True on rows where any of ``columns`` is a
+    near-empty state (their values rest on zero weight and are NaN or zero)."""
+    near = {int(i) for i in near_empty}
+    flag = np.zeros(len(table), dtype=bool)
+    for c in columns:
+        flag |= table[c].astype(int).isin(near).to_numpy()
+    out = table.copy()
+    out["near_empty"] = flag
+    return out

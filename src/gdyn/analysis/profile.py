@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from gdyn.analysis.geometry import fold_fractional, set_centres
-from gdyn.analysis.inputs import Analysis, Piece
+from gdyn.analysis.inputs import Analysis, Piece, flag_states
 from gdyn.analysis.spec import AnalysisSpec, Option, settings_block
 from gdyn.files import write_csv
 
@@ -91,8 +91,8 @@ def run_profile(analysis: Analysis, settings: dict[str, Any], outputs: list[Path
                 extra_inputs: dict[str, Any]) -> None:
     """``gdyn profile``: profile.csv from the ``structure/profile`` settings."""
     block = settings_block(settings, "profile")
-    write_csv(outputs[0], profile_table(analysis.pieces, block.get("axis", "z"),
-                                        int(block.get("n_bins", 60))))
+    table = profile_table(analysis.pieces, block.get("axis", "z"), int(block.get("n_bins", 60)))
+    write_csv(outputs[0], flag_states(table, analysis.near_empty_states))
 
 
 def run_positions(analysis: Analysis, settings: dict[str, Any], outputs: list[Path],

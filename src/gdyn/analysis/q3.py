@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gdyn.analysis.inputs import Analysis, Piece, element_number
+from gdyn.analysis.inputs import Analysis, Piece, element_number, flag_states
 from gdyn.analysis.spec import AnalysisSpec, settings_block
 from gdyn.errors import InputError
 from gdyn.files import write_csv
@@ -83,9 +83,10 @@ def run_q3(analysis: Analysis, settings: dict[str, Any], outputs: list[Path],
            extra_inputs: dict[str, Any]) -> None:
     """``gdyn q3``: q3.csv from the ``structure/q3`` settings."""
     block = settings_block(settings, "q3")
-    write_csv(outputs[0], q3_table(analysis.pieces, block.get("element", "Si"),
-                                   int(block.get("n_neighbors", 4)), int(block.get("n_bins", 50)),
-                                   int(block.get("stride", 1))))
+    table = q3_table(analysis.pieces, block.get("element", "Si"),
+                     int(block.get("n_neighbors", 4)), int(block.get("n_bins", 50)),
+                     int(block.get("stride", 1)))
+    write_csv(outputs[0], flag_states(table, analysis.near_empty_states))
 
 
 ANALYSES = (

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from gdyn.analysis.geometry import set_centres
-from gdyn.analysis.inputs import Analysis, Piece, as_pieces, element_number
+from gdyn.analysis.inputs import Analysis, Piece, as_pieces, element_number, flag_states
 from gdyn.analysis.spec import AnalysisSpec, settings_block
+from gdyn.errors import InputError
 from gdyn.files import write_csv
 from gdyn.graph import image_shifts, pairs_within
 from gdyn.trajectory import Trajectory
@@ -197,6 +198,13 @@ def state_weighted_rdf(
     rows = []
     for sym in elements:
         z = element_number(sym, "structure/rdf/elements")
+        if not any((np.asarray(pc.atom_types) == z).any() for pc in pieces):
+            # a NaN curve with exit 0 would pass as a result: name the element instead
+            have = sorted({int(t) for pc in pieces for t in np.unique(pc.atom_types)})
+            raise InputError(
+                f"{pieces[0].path}: key 'atom_types': expected {sym} atoms "
+                f"(structure/rdf/elements), got atomic numbers {have} only"
+            )
         total: RdfCounts | None = None
         for pc in tqdm(pieces, desc=f"rdf {sym}", leave=False):
             c = rdf_counts(pc.coords, pc.lattices, pc.target_sets, pc.atom_types, pc.probs,
@@ -207,7 +215,7 @@ def state_weighted_rdf(
                 total += c
         assert total is not None
         if total.weight_rho.sum() == 0:
-            log.warning("no %s atoms in any test piece: g is NaN", sym)
+            log.warning("no %s atoms but the targets' own: g is NaN", sym)
         r, g, n = rdf_from_counts(total, r_max)
         for i in range(g.shape[0]):
             r_min, n_min = first_shell(r, g[i], n[i])
@@ -227,7 +235,7 @@ def run_rdf(analysis: Analysis, settings: dict[str, Any], outputs: list[Path],
                                r_max_A=float(block.get("r_max_A", 8.0)),
                                n_bins=int(block.get("n_bins", 160)),
                                stride=int(block.get("stride", 1)))
-    write_csv(outputs[0], table)
+    write_csv(outputs[0], flag_states(table, analysis.near_empty_states))
 
 
 ANALYSES = (

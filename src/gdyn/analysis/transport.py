@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from gdyn.analysis.geometry import minimum_image, set_centres
-from gdyn.analysis.inputs import Analysis, Piece, as_pieces
+from gdyn.analysis.inputs import Analysis, Piece, as_pieces, flag_states
 from gdyn.analysis.spec import AnalysisSpec, Option
 from gdyn.config import lag_to_frames
 from gdyn.errors import InputError
@@ -421,8 +421,9 @@ def run_conduction(analysis: Analysis, settings: dict[str, Any], outputs: list[P
     if not math.isfinite(float(np.nansum(cond["sigma_S_per_m"]))):
         raise InputError(f"{analysis.summary_path}: conductivity is not finite "
                          f"(no valid pairs at tau*?)")
-    write_csv(outputs[0], diffusion)
-    write_csv(outputs[1], cond)
+    pair = ("from_state", "to_state")
+    write_csv(outputs[0], flag_states(diffusion, analysis.near_empty_states, pair))
+    write_csv(outputs[1], flag_states(cond, analysis.near_empty_states, pair))
 
 
 ANALYSES = (

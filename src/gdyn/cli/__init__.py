@@ -5,7 +5,9 @@ subcommands and sets ``func`` on each parser: ``func(args) -> int | None``. Comm
 functions import their stage (and torch, OpenMM, ...) lazily so that ``gdyn --help`` stays
 fast, set any process-wide state the stage needs, and call the public API.
 
-Exit status: 0 on success, 2 with a one-line reason on bad input (:class:`InputError`).
+Exit status: 0 on success, 2 with a one-line reason on bad input (:class:`InputError`), 1
+with a one-line reason (path, cause, free space) when the machine fails (``OSError``: disk
+full, no permission), 130 after Ctrl-C (SIGINT), without a traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 from gdyn import __version__
 from gdyn.cli._args import json_arg
 from gdyn.errors import InputError
+from gdyn.files import describe_os_error
 
 __all__ = ["STAGES", "build_parser", "json_arg", "main"]
 
@@ -30,7 +33,8 @@ STAGES: tuple[str, ...] = (
     "graphs",  # graphs
     "train",  # train
     "koopman",  # koopman
-    "analysis",  # rdf, charge, profile, snapshot, positions, q3, conduction
+    "select",  # select, select-koopman
+    "analysis",  # rdf, charge, profile, snapshot, positions, q3, representative, conduction
     "figures",  # figure, table, compare
 )
 
@@ -66,6 +70,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"gdyn {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # the machine, not the input: disk full, no permission, read-only file system
+        if args.verbose:
+            raise
+        print(f"gdyn {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        # Ctrl-C / SIGINT (or a signal a command maps to it): no traceback; outputs are
+        # atomic, so nothing half-written remains
+        why = f" ({exc.args[0]})" if exc.args else ""
+        print(f"gdyn {args.command}: interrupted{why}", file=sys.stderr)
+        return 130
     return int(status or 0)
 
 

@@ -1,5 +1,5 @@
-"""``gdyn rdf | charge | profile | snapshot | positions | q3 | conduction``: one subcommand
-per entry of the analysis registry (:data:`gdyn.analysis.REGISTRY`).
+"""``gdyn rdf | charge | profile | snapshot | positions | q3 | representative | conduction``:
+one subcommand per entry of the analysis registry (:data:`gdyn.analysis.REGISTRY`).
 
 Each is ``gdyn <name> [REQUIRED INPUTS...] OUTPUTS... --test PIECE.npz... --probs
 PROBS.npz... --summary SUMMARY.json --settings JSON [options]`` (``charge`` takes no

@@ -2,7 +2,9 @@
 
 ``gdyn figure NAME OUT.pdf --png OUT.png --inputs JSON`` draws one of the paper's figures
 (Fig. 2-5, Supp. Figs. 1-3) from the files named in ``--inputs`` (a JSON object: input
-name -> path, see :data:`gdyn.plots.FIGURE_INPUTS`); ``gdyn table NAME OUT.csv --md
+name -> path, see :data:`gdyn.plots.FIGURE_INPUTS`), pictures of atoms with ``--renderer``
+(OVITO or the matplotlib fallback) and, for Fig. 4, each state's representative
+configuration written to ``--configurations``; ``gdyn table NAME OUT.csv --md
 OUT.md`` writes Supp. Table 1 or 2; ``gdyn compare OUT.md --csv OUT.csv --systems JSON``
 writes the paper comparison (:mod:`gdyn.compare`). Stages are imported by the command
 functions, so that ``gdyn --help`` stays fast.
@@ -29,9 +31,15 @@ def _inputs_arg(text: str) -> dict[str, str]:
 
 
 def _cmd_figure(args: argparse.Namespace) -> int:
+    from gdyn.errors import InputError
     from gdyn.plots import render_figure
+    from gdyn.plots.render import RendererUnavailable
 
-    render_figure(args.name, args.inputs, args.pdf, args.png, args.data_label, args.dpi)
+    try:
+        render_figure(args.name, args.inputs, args.pdf, args.png, args.data_label, args.dpi,
+                      renderer=args.renderer, configurations=args.configurations)
+    except RendererUnavailable as exc:
+        raise InputError(f"--renderer: {exc} (use --renderer auto or matplotlib)") from None
     return 0
 
 
@@ -59,6 +67,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--inputs", type=_inputs_arg, required=True, help="JSON: input name -> path")
     p.add_argument("--data-label", default="", help="where the data came from (figure footer)")
     p.add_argument("--dpi", type=int, default=PNG_DPI, help="PNG resolution")
+    p.add_argument(
+        "--renderer",
+        choices=("auto", "ovito", "matplotlib"),
+        default="auto",
+        help="pictures of atoms (Figs. 2-4): OVITO if it starts (auto), or the matplotlib fallback",
+    )
+    p.add_argument(
+        "--configurations",
+        nargs="+",
+        metavar="STATE.extxyz",
+        help="fig4: write each state's representative configuration here (one per state)",
+    )
     p.set_defaults(func=_cmd_figure)
 
     t = subparsers.add_parser("table", help="write one supplementary table (CSV + Markdown)")

@@ -1,8 +1,7 @@
 """``gdyn graphs``: the periodic M-nearest-neighbour graph store of one split piece.
 
 The science is in :mod:`gdyn.graph`; this module parses arguments and owns the process-wide
-settings of the ``gdyn graphs`` process: vesin is imported with torch blocked
-(:func:`_import_vesin_without_torch`) and glibc's heap is trimmed after every block of
+settings of the ``gdyn graphs`` process: glibc's heap is trimmed after every block of
 frames (:func:`_trim_heap`, passed to :func:`gdyn.graph.build_store` as ``after_block``).
 """
 
@@ -40,33 +39,11 @@ def _trim_heap() -> None:
         trim(0)
 
 
-def _import_vesin_without_torch() -> None:
-    """Import vesin with its optional torch/cupy array support switched off.
-
-    vesin tries ``import torch`` at import time only to recognise torch tensors; in the
-    ``gdyn graphs`` process (numpy only) that costs ~1 s and ~200 MiB of resident memory
-    per job. Blocking the two imports while vesin loads, then unblocking them, leaves
-    later ``import torch`` working normally.
-    """
-    if "vesin" in sys.modules or "torch" in sys.modules:
-        return
-    blocked = [name for name in ("torch", "cupy") if name not in sys.modules]
-    for name in blocked:
-        sys.modules[name] = None  # type: ignore[assignment]
-    try:
-        import vesin  # noqa: F401
-    finally:
-        for name in blocked:
-            del sys.modules[name]
-
-
 def _cmd_graphs(args: argparse.Namespace) -> int:
     import dataclasses
 
     from gdyn.graph import build_store
     from gdyn.trajectory import load_trajectory, validate_trajectory
-
-    _import_vesin_without_torch()
 
     where = str(args.split)
     # Validate structure on one frame only: the full scan happens chunk by chunk while
@@ -93,11 +70,15 @@ def _cmd_graphs(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         where=where,
         after_block=_trim_heap,
+        frame_stride=args.frame_stride,
+        distances=args.distances,
     )
     print(
-        f"{args.outdir}: {meta['n_frames']} frames, {meta['n_rows']}/{meta['n_atoms']} rows, "
+        f"{args.outdir}: {meta['n_frames']} of {meta['n_piece_frames']} frames (every "
+        f"{meta['frame_stride']}-th raw frame), {meta['n_rows']}/{meta['n_atoms']} rows, "
         f"M = {meta['n_neighbors']}, largest M-th distance "
-        f"{meta['max_neighbor_distance_A']:.3f} A",
+        f"{meta['max_neighbor_distance_A']:.3f} A, distances {meta['distance_encoding']} "
+        f"(largest rounding error {meta['distance_max_error_A']:.2g} A)",
         file=sys.stderr,
     )
     return 0
@@ -107,10 +88,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``gdyn graphs`` to the CLI."""
     p = subparsers.add_parser(
         "graphs",
-        help="periodic M-nearest-neighbour graph of every frame of a split piece",
-        description="Build the graph store (index.npy, distance.npy (F, N', M), rows.npy, "
-        "meta.json) of one split piece: the M nearest neighbours of each atom under "
-        "periodic boundaries, images included, for every frame.",
+        help="periodic M-nearest-neighbour graphs of the frames of a split piece",
+        description="Build the graph store (index.npy, distance.npy (F', N', M), "
+        "distance_scale.npy, rows.npy, meta.json) of one split piece: the M nearest "
+        "neighbours of each atom under periodic boundaries, images included, for every "
+        "frame whose raw index is a multiple of --frame-stride.",
     )
     p.add_argument("split", type=Path, help="split piece .npz (results/split/...)")
     p.add_argument("outdir", type=Path, help="output store directory (written atomically)")
@@ -127,6 +109,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rows.add_argument("--all-rows", action="store_true", help="keep every atom's row")
     p.add_argument(
         "--threads", type=int, default=1, metavar="T", help="worker threads over frames (default 1)"
+    )
+    p.add_argument(
+        "--frame-stride",
+        type=int,
+        default=1,
+        metavar="S",
+        help="only frames whose raw index is a multiple of S (training's frame_stride; "
+        "default 1: every frame)",
+    )
+    p.add_argument(
+        "--distances",
+        choices=("uint16", "float32"),
+        default="uint16",
+        help="distance encoding: uint16 fixed point in 2^-12 A steps (default; error <= "
+        "1.2e-4 A) or exact float32",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_graphs)

@@ -25,11 +25,15 @@ def _cmd_koopman(args: argparse.Namespace) -> int:
         args.n_states,
         progress=functools.partial(tqdm, desc="koopman lags", unit="lag"),
     )
+    pops = [None if x is None else round(x, 4) for x in summary["populations"]]
+    excluded = summary["near_empty_states"]
     print(
         f"koopman: {summary['model']} {summary['n_states']} states: tau* = "
         f"{summary['tau_star_ps']:g} ps ({summary['tau_star_source']}), timescales "
-        f"{summary['timescales_ps']} ps, populations "
-        f"{[round(x, 4) for x in summary['populations']]}"
+        f"{summary['timescales_ps']} ps, populations {pops}; CK "
+        f"{'PASS' if summary['ck_pass'] else 'FAIL'}"
+        + (f"; near-empty states {excluded} excluded" if excluded else "")
+        + ("; model collapsed" if summary["collapsed"] else "")
     )
     return 0
 

@@ -72,10 +72,13 @@ def _cmd_cell(args: argparse.Namespace) -> int:
 
 
 def _cmd_sites(args: argparse.Namespace) -> int:
-    from gdyn.toy import read_site_labels, site_statistics
+    from gdyn.toy import bootstrap_site_statistics, read_site_labels, site_statistics
 
     labels, frame_interval_ps = read_site_labels(args.files, args.start, args.stop)
     stats = site_statistics(labels, frame_interval_ps, args.lag_ps)
+    boot = bootstrap_site_statistics(labels, frame_interval_ps, args.lag_ps, blocks=args.blocks)
+    if boot["n_units"] >= 2:  # standard errors over Li (or blocks of time)
+        stats |= {k: boot[k] for k in ("tet_fraction_se", "relaxation_se_ps", "n_units")}
     print(json.dumps(stats, indent=2))
     return 0
 
@@ -140,6 +143,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--lag-ps", type=float, default=10.0, help="MSM lag time (ps)")
     m.add_argument("--start", type=float, default=0.0, help="first fraction of each file used")
     m.add_argument("--stop", type=float, default=1.0, help="last fraction of each file used")
+    m.add_argument(
+        "--blocks",
+        type=int,
+        default=1,
+        help="bootstrap units per trajectory for the standard errors (>1 for one long Li)",
+    )
     m.set_defaults(func=_cmd_sites)
 
     e = subparsers.add_parser(

@@ -9,8 +9,10 @@ at the top, so that ``gdyn --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from gdyn.errors import InputError
 from gdyn.layout import PARTS
 from gdyn.models import MODEL_KINDS, spec
 
-__all__ = ["register", "set_process_state", "tune_malloc"]
+__all__ = ["register", "set_process_state", "stop_like_ctrl_c", "tune_malloc"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,23 @@ def set_process_state(threads: int | None) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def stop_like_ctrl_c() -> None:
+    """Make SIGTERM and SIGHUP end training as Ctrl-C (SIGINT) does.
+
+    Slurm's ``scancel`` and time limit send SIGTERM (then SIGKILL after its KillWait), as
+    does ``kill``; a closed terminal sends SIGHUP. Raised as :class:`KeyboardInterrupt`,
+    they make :func:`gdyn.train.loop.fit` write a checkpoint at the last safe point before
+    the process exits (130, one line), so the rerun resumes instead of starting over.
+    Process-wide, so only the ``gdyn train`` entry point calls it.
+    """
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError):  # not the main thread / no such signal
+            signal.signal(sig, interrupt)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from gdyn.train import train
 
@@ -74,8 +93,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.graph is not None and not isinstance(args.graph, dict):
         raise InputError(f"--graph: expected a JSON object, got {type(args.graph).__name__}")
     set_process_state(args.threads)
-    train(args.model, args.outdir, args.n_states, args.lag, parts, graphs, settings,
-          graph=args.graph)
+    stop_like_ctrl_c()
+    try:
+        res = train(args.model, args.outdir, args.n_states, args.lag, parts, graphs, settings,
+                    reference=args.reference, graph=args.graph)
+    except KeyboardInterrupt:
+        ckpt = args.outdir / "checkpoint.pt"
+        if ckpt.exists() or any(args.outdir.glob("seed*.pt")):
+            log.warning("stopped; %s (and any finished seed*.pt) is kept: the same command "
+                        "resumes from it", ckpt)
+        raise
+    dead = res["dead_seeds"]
+    print(f"train: {args.model} s{args.n_states} lag {args.lag}: kept seed {res['seed']} "
+          f"(validation VAMP-2 {res['best_val_vamp2']:.4f}, test {res['test_vamp2']:.4f}) of "
+          f"{len(res['seeds'])}; dead seeds: {dead or 'none'}; states: "
+          f"{res['alignment']['rule']}")
     return 0
 
 
@@ -84,9 +116,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="train one GDyNet / VAMPnet at one lag time and write state probabilities",
-        description="Maximise VAMP-2 over (t, t+lag) pairs of the training pieces; keep the "
-        "epoch with the best validation VAMP-2; write model.pt, config.json, metrics.csv and "
-        "probs_{train,val,test}.npz into OUTDIR. Resumes from OUTDIR/checkpoint.pt.",
+        description="Maximise VAMP-2 over (t, t+lag) pairs of the training pieces for every "
+        "seed of the settings' `seeds` (else `seed`); keep the epoch with the best validation "
+        "VAMP-2, and the live seed with the best one; order or align its states; write "
+        "model.pt, config.json, metrics.csv, alignment.json and probs_{train,val,test}.npz "
+        "into OUTDIR. Resumes from OUTDIR/checkpoint.pt (which Ctrl-C, SIGTERM (scancel) and "
+        "SIGHUP write before the process exits) and the finished seeds' OUTDIR/seed*.pt.",
     )
     p.add_argument("model", choices=MODEL_KINDS)
     p.add_argument("outdir", type=Path)
@@ -102,5 +137,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--graph", type=json_arg, default=None, metavar="JSON",
                    help="the system's `graph` config section as JSON; with \"store\": false "
                    "(gdynet) the graphs are built on the fly and no --*-graphs are given")
+    p.add_argument("--reference", type=Path, default=None, metavar="NPZ",
+                   help="probs_val.npz of the reference model (same model kind and state "
+                   "count, first lag of the grid): states are mapped onto its states by "
+                   "maximum overlap; without it, states are ordered by population")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.set_defaults(func=_cmd_train)

@@ -20,8 +20,8 @@ yet uniform over frames.
 Modules: :mod:`~gdyn.graph.cell` (lattice checks and geometry, image brute force,
 :func:`pairs_within`), :mod:`~gdyn.graph.select` (M best per row, seeded ties),
 :mod:`~gdyn.graph.search` (:class:`NeighbourSearch`, :func:`nearest_neighbours`),
-:mod:`~gdyn.graph._vesin` (the vesin C-API shim), :mod:`~gdyn.graph.store` (the graph
-store: build, prune, open). Tuning constants (``SMALL_WORK``, ``CHUNK_BYTES``, ...) are
+:mod:`~gdyn.graph.kernel` (the compiled cell-list search), :mod:`~gdyn.graph.store` (the
+graph store: build only the frames that are read, prune, encode compactly, open). Tuning constants (``SMALL_WORK``, ``CHUNK_BYTES``, ...) are
 read from the submodule that defines them; change them there, not here.
 """
 
@@ -32,8 +32,12 @@ from gdyn.graph.search import NeighbourSearch, initial_cutoff, nearest_neighbour
 from gdyn.graph.select import tie_salts
 from gdyn.graph.store import (
     CHUNK_BYTES,
+    FORMAT_VERSION,
     GraphStore,
     build_store,
+    decode_distance,
+    encode_distance,
+    frame_grid,
     frame_offset,
     open_store,
     receptive_field,
@@ -41,11 +45,15 @@ from gdyn.graph.store import (
 
 __all__ = [
     "CHUNK_BYTES",
+    "FORMAT_VERSION",
     "GraphStore",
     "NeighbourSearch",
     "build_store",
     "check_lattice",
+    "decode_distance",
+    "encode_distance",
     "face_widths",
+    "frame_grid",
     "frame_offset",
     "image_shifts",
     "initial_cutoff",

@@ -37,11 +37,14 @@ def check_lattice(lattice: np.ndarray, where: str = "lattice") -> None:
         )
 
 
-def _check_frames(coords: np.ndarray, lattices: np.ndarray, first: int, where: str) -> None:
-    """Finite coordinates and usable cells for a chunk of frames starting at ``first``."""
+def _check_frames(
+    coords: np.ndarray, lattices: np.ndarray, first: int, where: str, step: int = 1
+) -> None:
+    """Finite coordinates and usable cells for a chunk of frames ``first``, ``first +
+    step``, ... (frame numbers in messages)."""
     finite = np.isfinite(coords).all(axis=(1, 2))
     if not finite.all():
-        f = first + int(np.argmin(finite))
+        f = first + step * int(np.argmin(finite))
         raise InputError(
             f"{where}: key 'traj_coords': expected finite coordinates, frame {f} has NaN or inf"
         )
@@ -52,7 +55,7 @@ def _check_frames(coords: np.ndarray, lattices: np.ndarray, first: int, where: s
     bad = ~(np.isfinite(lattices).all(axis=(1, 2)) & (det > SINGULAR_RTOL * scale))
     if bad.any():
         k = int(np.argmax(bad))
-        check_lattice(lattices[k], f"{where}: key 'lattices': frame {first + k}")
+        check_lattice(lattices[k], f"{where}: key 'lattices': frame {first + step * k}")
 
 
 def face_widths(lattices: np.ndarray) -> np.ndarray:

@@ -1,28 +1,28 @@
 """Exact periodic M-nearest-neighbour search: one frame, a block of frames, BFS reach.
 
-Candidate pairs within a cutoff come from vesin's cell list (its C API, see
-:mod:`gdyn.graph._vesin`; one thread per searcher, GIL released), or, for tiny cells where
-images dominate (the toy: 5 atoms), from a brute force over an explicit box of images
-vectorised over a block of frames (:func:`gdyn.graph.cell._image_pairs`). The cutoff
-adapts: a frame starts from the previous frame's largest M-th distance times a margin and
-grows until every needed row has M neighbours strictly inside it. The M best of each row
-are picked by :func:`gdyn.graph.select._select` (seeded ties at the cut).
+Two paths give the same arrays. Frames with many atoms go through the compiled cell-list
+kernel (:func:`gdyn.graph.kernel.cell_lists`: every row's candidates within a cutoff,
+sorted, one frame per call, GIL released); tiny cells where images dominate (the toy: 5
+atoms) go through a brute force over an explicit box of images vectorised over a block
+of frames (:func:`gdyn.graph.cell._image_pairs`), whose M best per row are picked by
+:func:`gdyn.graph.select._select`. The cutoff adapts: a frame starts from the previous
+frame's largest M-th distance times a margin and grows until every needed row has M
+neighbours strictly inside it. Ties at the cut are seeded the same way on both paths
+(:func:`gdyn.graph.select._break_ties`).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import operator
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
 from gdyn.errors import InputError
-from gdyn.graph._vesin import VesinHalfList
 from gdyn.graph.cell import _image_pairs, _image_range, check_lattice, face_widths
-from gdyn.graph.select import _Salts, _select
+from gdyn.graph.kernel import cell_lists
+from gdyn.graph.select import _LOW32, _SHIFT32, _break_ties, _Salts, _select
 from gdyn.trajectory import min_atoms_for_neighbors
 
 # Next frame's cutoff = this frame's largest M-th distance times an adaptive margin that
@@ -41,6 +41,9 @@ INITIAL_FACTOR = 1.3
 SMALL_WORK = 30_000
 # Temporary memory of one brute-force batch.
 SMALL_BATCH_BYTES = 16 * 2**20
+# Candidates held per atom by the cell-list kernel, as a multiple of the keys kept (it
+# grows by itself when a frame needs more).
+CAPACITY_FACTOR = 2
 
 
 def _check_counts(n_atoms: int, n_neighbors: int, where: str) -> None:
@@ -62,12 +65,12 @@ def initial_cutoff(n_atoms: int, lattice: np.ndarray, n_neighbors: int) -> float
 
 
 class NeighbourSearch:
-    """Reusable per-thread searcher: one vesin calculator plus the adapted cutoff.
+    """Reusable per-thread searcher: the adapted cutoff and the kernel's list capacity.
 
     Not thread-safe; give each worker thread its own instance. Consecutive frames of a
     trajectory start from the previous frame's largest M-th distance times a margin; the
     margin widens after a frame that needed a retry and slowly narrows otherwise, so
-    retries stay rare without inflating the pair search.
+    retries stay rare without inflating the candidate search.
     """
 
     def __init__(self, n_neighbors: int) -> None:
@@ -76,7 +79,10 @@ class NeighbourSearch:
         self.margin = CUTOFF_MARGIN
         self.max_distance = 0.0  # largest M-th neighbour distance seen (Angstrom)
         self.n_retries = 0  # searches repeated with a larger cutoff or image box
-        self._calc: Any = None
+        self._base_capacity = CAPACITY_FACTOR * (self.n_neighbors + 1) + 8
+        self.capacity = self._base_capacity  # candidates held per atom by the kernel
+        self._lists: np.ndarray | None = None  # the kernel's list buffer, reused
+        self.typical: int | None = None  # candidates per row of the last frame (90th pct)
 
     # -- cutoff bookkeeping ------------------------------------------------------------
 
@@ -114,21 +120,7 @@ class NeighbourSearch:
         """Whether the batched image brute force is cheaper than per-frame cell lists."""
         return self._image_work(n_atoms, n_rows, lattices) <= SMALL_WORK
 
-    # -- cell lists (vesin) ------------------------------------------------------------
-
-    def _pairs(
-        self, coords: np.ndarray, lattice: np.ndarray, cutoff: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Directed pairs (i, j, d) with d < cutoff over all images, i == j only if shifted."""
-        if self._calc is None:
-            self._calc = VesinHalfList()
-        # vesin filters a full cell-pair loop either way; the half list writes half as
-        # many pairs and mirroring it is a cheap copy.
-        hi, hj, hd = self._calc(coords, lattice, cutoff)
-        i = np.concatenate((hi, hj), dtype=np.int64, casting="unsafe")
-        j = np.concatenate((hj, hi), dtype=np.int64, casting="unsafe")
-        d = np.concatenate((hd, hd))
-        return i, j, d
+    # -- cell lists (compiled kernel) -------------------------------------------------
 
     @staticmethod
     def _inside(distance: np.ndarray, cutoff: float) -> bool:
@@ -143,20 +135,50 @@ class NeighbourSearch:
         self,
         coords: np.ndarray,
         lattice: np.ndarray,
-        row_of: np.ndarray | None,
-        n_rows: int,
+        rows: np.ndarray,
         salts: _Salts | None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """(index, distance) (R, M) of the atoms ``rows`` of one frame, from the kernel."""
+        m = self.n_neighbors
+        n_keep = m + 1 if salts is not None else m  # one more shows a tie at the cut
         cutoff = start = self._start_cutoff(coords.shape[0], lattice)
         retried = False
         while True:
-            i, j, d = self._pairs(coords, lattice, cutoff)
-            picked = _select(i, j, d, self.n_neighbors, row_of, n_rows, salts)
-            if picked is not None and self._inside(picked[1], cutoff):
-                self._learn(float(picked[1][:, -1].max()) if n_rows else 0.0, retried)
-                return picked
+            keys, counts, lists, column = cell_lists(
+                coords, lattice, rows, cutoff, n_keep, self.capacity, self.typical, self._lists
+            )
+            self._lists = lists
+            if counts.size and int(counts.max()) > lists.shape[0]:
+                self.capacity = int(counts.max()) + self.capacity  # same cutoff, more room
+                continue
+            worst = np.uint64(keys[:, m - 1].max() if counts.size else 0)
+            worst_distance = np.array([worst >> _SHIFT32], np.uint32).view(np.float32)[0]
+            if counts.size:
+                # The next frame's sorting network fits 90 % of the rows; its lists hold
+                # this frame's longest with 25 % to spare (never below the default).
+                k = (9 * counts.size) // 10
+                self.typical = int(np.partition(counts, k)[k])
+                longest = int(counts.max())
+                self.capacity = max(self._base_capacity, longest + max(8, longest // 4))
+            # Every kept distance must be safely inside the cutoff: a candidate beyond it
+            # has float32 distance >= float32(cutoff), so nothing missing could tie or beat.
+            if counts.size == 0 or (
+                int(counts.min()) >= m and float(worst_distance) < float(np.float32(cutoff))
+            ):
+                break
             retried = True
             cutoff = self._grow(cutoff, start)
+        if salts is not None and counts.size:
+            # Rows whose (M+1)-th candidate has the M-th's float32 distance: the kept ones
+            # of that tied group are drawn from all of the row's candidates.
+            tied = np.flatnonzero((keys[:, m - 1] >> _SHIFT32) == (keys[:, m] >> _SHIFT32))
+            if tied.size:
+                keys[tied, :m] = _break_ties(lists[:, column[tied]].T, salts(tied), m)
+        best = keys[:, :m]
+        index = (best & _LOW32).astype(np.int32)
+        distance = (best >> _SHIFT32).astype(np.uint32).view(np.float32)
+        self._learn(float(distance[:, -1].max()) if distance.size else 0.0, retried)
+        return index, distance
 
     def _images(
         self,
@@ -214,10 +236,6 @@ class NeighbourSearch:
                 salts = None if seeds is None else _Salts(seeds[sl], atoms)
                 index[sl], dist[sl] = self._images(coords[sl], lattices[sl], rows, n_rows, salts)
             return index, dist
-        row_of = None
-        if rows is not None:
-            row_of = np.full(n_atoms, -1, dtype=np.int64)
-            row_of[rows] = np.arange(n_rows)
         index = np.empty((b, n_rows, m), np.int32)
         dist = np.empty((b, n_rows, m), np.float32)
         for f in range(b):
@@ -225,8 +243,7 @@ class NeighbourSearch:
             index[f], dist[f] = self._one(
                 np.ascontiguousarray(coords[f]),
                 np.ascontiguousarray(lattices[f]),
-                row_of,
-                n_rows,
+                atoms,
                 salts,
             )
         return index, dist
@@ -255,73 +272,18 @@ class NeighbourSearch:
 
         ``coords`` (B, N, 3), ``lattices`` (B, 3, 3), ``tie_seeds`` as in :meth:`frames`
         (the graph whose hops are counted is the one :meth:`frames` gives). Hop h + 1
-        atoms are the neighbours of hop h atoms (edges i -> its M nearest). With cell
-        lists only the frontier's neighbour lists are selected, so a frame costs about
-        one pair search.
+        atoms are the neighbours of hop h atoms (edges i -> its M nearest). A frame costs
+        one search of all rows, then a breadth-first search over its table.
         """
         b, n_atoms = coords.shape[:2]
         union = np.zeros(n_atoms, dtype=bool)
         union[targets] = True
         if hops <= 0 or b == 0:
             return union
-        if self._use_images(n_atoms, n_atoms, lattices):
-            tables, _ = self.frames(coords, lattices, None, tie_seeds)
-            for table in tables:
-                union |= _bfs(lambda front, t=table: t[front], n_atoms, targets, hops)
-            return union
-        seeds = None if tie_seeds is None else np.asarray(tie_seeds, dtype=np.int64).reshape(-1)
-        if seeds is not None and seeds.size != b:
-            raise ValueError(f"tie_seeds: expected {b} seeds (one per frame), got {seeds.size}")
-        for f in range(b):
-            union |= self._reach_one(
-                np.ascontiguousarray(coords[f]),
-                np.ascontiguousarray(lattices[f]),
-                targets,
-                hops,
-                None if seeds is None else int(seeds[f]),
-            )
+        tables, _ = self.frames(coords, lattices, None, tie_seeds)
+        for table in tables:
+            union |= _bfs(lambda front, t=table: t[front], n_atoms, targets, hops)
         return union
-
-    def _reach_one(
-        self,
-        coords: np.ndarray,
-        lattice: np.ndarray,
-        targets: np.ndarray,
-        hops: int,
-        seed: int | None,
-    ) -> np.ndarray:
-        n_atoms = coords.shape[0]
-        cutoff = start = self._start_cutoff(n_atoms, lattice)
-        retried = False
-        while True:
-            pairs = self._pairs(coords, lattice, cutoff)
-            worst = [0.0]
-            step = functools.partial(self._frontier, pairs, n_atoms, cutoff, worst, seed)
-            reached = _bfs(step, n_atoms, targets, hops)
-            if reached is not None:
-                self._learn(worst[0], retried)
-                return reached
-            retried = True
-            cutoff = self._grow(cutoff, start)
-
-    def _frontier(
-        self,
-        pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
-        n_atoms: int,
-        cutoff: float,
-        worst: list[float],
-        seed: int | None,
-        front: np.ndarray,
-    ) -> np.ndarray | None:
-        """Neighbour ids of the ``front`` atoms, or None if the cutoff is too small."""
-        row_of = np.full(n_atoms, -1, dtype=np.int64)
-        row_of[front] = np.arange(front.size)
-        salts = None if seed is None else _Salts(np.array([seed]), front)
-        picked = _select(*pairs, self.n_neighbors, row_of, front.size, salts)
-        if picked is None or not self._inside(picked[1], cutoff):
-            return None
-        worst[0] = max(worst[0], float(picked[1][:, -1].max()))
-        return picked[0]
 
 
 def _bfs(

@@ -7,16 +7,22 @@ Koopman model (Methods, "Determination of the relaxation timescales"):
   (non-mean-free) probabilities, pooled over all target sets and trajectories; lag pairs are
   rows of one trajectory whose frames differ by exactly the lag (:mod:`.estimate`).
 * ``t_i(tau) = -tau / ln|lambda_i(tau)|`` for every model of the lag grid (:mod:`.spectrum`).
-* tau*: the smallest lag from which every resolved timescale stays constant within its 95 %
-  confidence interval (:mod:`.tau_star`; a config value overrides it).
-* CK test at tau*: ``K(tau*)^n`` against ``K(n tau*)`` re-estimated from the same
-  probabilities at the longer lag.
+* Near-empty states (too little population or too few effective samples to estimate their
+  row of K) are excluded and K is estimated on the surviving states; collapsed models are
+  detected (:mod:`.selection`). Optional reversible estimator (:mod:`.estimate`).
+* Flags per process: faster than the lag, complex / negative eigenvalue, converged
+  (:mod:`.tau_star`). tau*: the smallest lag from which every resolved timescale stays
+  constant within its 95 % confidence interval, never one with a flagged process (a config
+  value overrides it).
+* CK test: ``K(tau)^n`` against ``K(n tau)`` re-estimated from the same probabilities at
+  the longer lag, with a pass/fail verdict (:mod:`.verdict`), at tau* and at every lag.
 * Eigen-decomposition of ``K(tau*)``: right eigenvectors in the state basis (Figs. 3e, 4e)
   and the stationary distribution (state populations).
 
 Confidence intervals (:mod:`.ci`) are Student-t intervals over disjoint groups of the test
-data. The API for notebooks is :mod:`.model` (:class:`KoopmanModel`, :class:`CKTest`,
-:class:`ImpliedTimescales`, :func:`implied_timescales`); the workflow stage
+data. The API for notebooks is :mod:`.model` (:class:`KoopmanModel`), :mod:`.ck`
+(:class:`CKTest`) and :mod:`.timescales` (:class:`ImpliedTimescales`,
+:func:`implied_timescales`); the workflow stage
 (:func:`run_koopman`, :mod:`.analysis`) is built on it. Probs files: :mod:`.probs`.
 
 Note: the submodule ``gdyn.koopman.spectrum`` shares its name with the function
@@ -47,23 +53,30 @@ from gdyn.koopman.ci import (
     resolve_groups,
     t_interval,
 )
+from gdyn.koopman.ck import CKTest
 from gdyn.koopman.estimate import (
     C00_EPSILON,
+    ESTIMATORS,
     PAIR_BLOCK,
     covariance_sums,
     estimate_koopman,
     koopman_matrix,
     lag_pairs,
+    lagged_covariances,
 )
-from gdyn.koopman.model import (
-    CKTest,
-    ImpliedTimescales,
-    KoopmanModel,
-    LagResult,
-    analyse_lag,
-    implied_timescales,
-)
+from gdyn.koopman.model import KoopmanModel
 from gdyn.koopman.probs import Probs, as_probs, load_probs
+from gdyn.koopman.selection import (
+    DEFAULT_MIN_POPULATION,
+    DEFAULT_MIN_SAMPLES,
+    MIN_SURVIVING_MASS,
+    StateSelection,
+    effective_samples,
+    renormalise,
+    select_states,
+    state_populations,
+    vamp2_score,
+)
 from gdyn.koopman.spectrum import (
     Spectrum,
     align_spectrum,
@@ -74,7 +87,9 @@ from gdyn.koopman.spectrum import (
     state_order,
     timescales_from_eigenvalues,
 )
-from gdyn.koopman.tau_star import TauStar, select_tau_star
+from gdyn.koopman.tau_star import TauStar, TimescaleFlags, select_tau_star, timescale_flags
+from gdyn.koopman.timescales import ImpliedTimescales, LagResult, analyse_lag, implied_timescales
+from gdyn.koopman.verdict import DEFAULT_CK_TOLERANCE, CKVerdict, ck_verdict
 
 __all__ = [
     "C00_EPSILON",
@@ -82,17 +97,25 @@ __all__ = [
     "CI_LEVEL",
     "CI_METHODS",
     "DEFAULT_CI_N",
+    "DEFAULT_CK_TOLERANCE",
+    "DEFAULT_MIN_POPULATION",
+    "DEFAULT_MIN_SAMPLES",
+    "ESTIMATORS",
+    "MIN_SURVIVING_MASS",
     "PAIR_BLOCK",
     "CISettings",
     "CKTest",
+    "CKVerdict",
     "Group",
     "ImpliedTimescales",
     "KoopmanModel",
     "LagResult",
     "Probs",
     "Spectrum",
+    "StateSelection",
     "TauStar",
     "TauStarResult",
+    "TimescaleFlags",
     "align_spectrum",
     "analyse_lag",
     "analyse_tau_star",
@@ -102,23 +125,31 @@ __all__ = [
     "ck_deviation",
     "ck_predictions",
     "ck_table",
+    "ck_verdict",
     "covariance_sums",
+    "effective_samples",
     "eigen_table",
     "estimate_koopman",
     "implied_timescales",
     "koopman_matrix",
     "lag_pairs",
+    "lagged_covariances",
     "load_probs",
     "parse_ci",
     "parse_settings",
     "permute_states",
     "populations_table",
+    "renormalise",
     "resolve_groups",
     "run_koopman",
+    "select_states",
     "select_tau_star",
     "spectrum",
     "state_order",
+    "state_populations",
     "t_interval",
+    "timescale_flags",
     "timescales_from_eigenvalues",
     "timescales_table",
+    "vamp2_score",
 ]

@@ -1,11 +1,13 @@
 """One (model, n_states) of the workflow: its lag grid -> timescales, tau*, CK test, tables.
 
-The stage reads the test-set probabilities of the model trained at each lag, estimates the
-implied timescales with CIs at every lag (:class:`~gdyn.koopman.model.ImpliedTimescales`),
-picks tau* (config value, else :func:`~gdyn.koopman.tau_star.select_tau_star`), and at tau*
-estimates the :class:`~gdyn.koopman.model.KoopmanModel` and its
-:class:`~gdyn.koopman.model.CKTest`. The tables are the objects' ``to_frame`` results, so
-the CSVs and a notebook's frames come from the same code.
+The stage reads the test-set probabilities of the model trained at each lag and, for every
+lag, estimates that lag's :class:`~gdyn.koopman.model.KoopmanModel` on its surviving states
+(the near-empty rule, :mod:`~gdyn.koopman.selection`), its implied timescales with CIs and
+its own CK test with the verdict (``ck_by_lag``: "the smallest lag whose CK passes" for
+model selection). It picks tau* (config value, else
+:func:`~gdyn.koopman.tau_star.select_tau_star`, which never picks a lag with a flagged
+process) and writes the tau* model's tables (each object's ``to_frame``, so the CSVs and a
+notebook's frames come from the same code) and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -23,15 +25,18 @@ import numpy as np
 from gdyn.errors import InputError
 from gdyn.files import write_csv, write_json
 from gdyn.koopman.ci import CI_FORMULA, CISettings, Group, parse_ci
-from gdyn.koopman.model import (
-    CKTest,
-    ImpliedTimescales,
-    KoopmanModel,
-    LagResult,
-    analyse_lag,
-)
+from gdyn.koopman.ck import CKTest
+from gdyn.koopman.estimate import ESTIMATORS, check_estimator
+from gdyn.koopman.model import KoopmanModel
 from gdyn.koopman.probs import Probs, load_probs
+from gdyn.koopman.selection import (
+    DEFAULT_MIN_POPULATION,
+    DEFAULT_MIN_SAMPLES,
+    MIN_SURVIVING_MASS,
+)
 from gdyn.koopman.spectrum import Spectrum, timescales_from_eigenvalues
+from gdyn.koopman.timescales import ImpliedTimescales, LagResult, analyse_lag
+from gdyn.koopman.verdict import DEFAULT_CK_TOLERANCE
 from gdyn.layout import KOOPMAN_TABLES, lag_label, parse_lag
 
 __all__ = [
@@ -48,6 +53,17 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def _number(settings: Mapping[str, Any], key: str, default: float, low: float,
+            high: float | None = None) -> float:
+    value = settings.get(key, default)
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and value >= low and (high is None or value <= high)
+    if not ok:
+        bound = f"a number in [{low:g}, {high:g}]" if high is not None else f"a number >= {low:g}"
+        raise InputError(f"koopman settings key '{key}': expected {bound}, got {value!r}")
+    return float(value)
 
 
 def parse_settings(settings: Mapping[str, Any], lags_ps: Sequence[float]) -> dict[str, Any]:
@@ -70,12 +86,22 @@ def parse_settings(settings: Mapping[str, Any], lags_ps: Sequence[float]) -> dic
                 f"got {tau!r}"
             )
         tau = matches[0]
+    estimator = settings.get("estimator", ESTIMATORS[0])
     return {
         "tau_star_ps": tau,
         "ck_steps": ck_steps,
         "ci_method": ci.method,
         "ci_n": ci.n,
         "ci_seed": ci.seed,
+        "estimator": check_estimator(estimator),
+        "selection": {
+            "min_population": _number(settings, "min_population", DEFAULT_MIN_POPULATION, 0.0, 1.0),
+            "min_samples": _number(settings, "min_samples", DEFAULT_MIN_SAMPLES, 0.0),
+            "min_surviving_mass": _number(
+                settings, "min_surviving_mass", MIN_SURVIVING_MASS, 0.0, 1.0
+            ),
+        },
+        "ck_tolerance": _number(settings, "ck_tolerance", DEFAULT_CK_TOLERANCE, 0.0, 1.0),
     }
 
 
@@ -109,17 +135,17 @@ class TauStarResult:
 
     @property
     def predicted(self) -> np.ndarray:
-        """(steps, S, S)"""
+        """(steps, s, s)"""
         return self.ck.predicted
 
     @property
     def estimated(self) -> np.ndarray:
-        """(steps, S, S)"""
+        """(steps, s, s)"""
         return self.ck.estimated
 
     @property
     def group_predicted(self) -> np.ndarray:
-        """(n_groups, steps, S, S)"""
+        """(n_groups, steps, s, s)"""
         return self.ck.group_predicted
 
     @property
@@ -127,10 +153,15 @@ class TauStarResult:
         return self.ck.group_estimated
 
 
-def analyse_tau_star(data: Probs, groups: Sequence[Group], ck_steps: int) -> TauStarResult:
+def analyse_tau_star(
+    data: Probs, groups: Sequence[Group], ck_steps: int, selection: Any = "auto",
+    estimator: str = "nonreversible", ck_tolerance: float = DEFAULT_CK_TOLERANCE,
+) -> TauStarResult:
     """K(tau*), its eigen-decomposition and the CK test, pooled and per group."""
-    km = KoopmanModel.estimate(data, data.lag_ps, ci=list(groups))
-    return TauStarResult(km, km.ck_test(data, ck_steps))
+    km = KoopmanModel.estimate(
+        data, data.lag_ps, ci=list(groups), selection=selection, estimator=estimator
+    )
+    return TauStarResult(km, km.ck_test(data, ck_steps, tolerance=ck_tolerance))
 
 
 # --------------------------------------------------------------------------------------
@@ -174,6 +205,23 @@ def _name_from_outdir(outdir: Path) -> tuple[str | None, int | None]:
     return (m["model"], int(m["n"])) if m else (None, None)
 
 
+def _finite(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _lag_entry(km: KoopmanModel, ck: CKTest) -> dict[str, Any]:
+    """One ``ck_by_lag`` entry: the CK verdict of one lag's own model."""
+    return {
+        "lag_ps": km.lag_ps,
+        "ck_pass": bool(ck.passed and not km.collapsed),
+        "ck_max_abs_deviation": _finite(ck.max_deviation),
+        "n_surviving_states": km.n_surviving,
+        "near_empty_states": km.near_empty_states,
+        "collapsed": km.collapsed,
+    }
+
+
 def run_koopman(
     outdir: Path,
     probs_paths: Sequence[str | Path],
@@ -201,7 +249,7 @@ def run_koopman(
     Returns
     -------
     dict
-        The summary written to ``summary.json``.
+        The summary written to ``summary.json`` (docs/contracts.md).
     """
     if len(probs_paths) != len(lag_labels):
         raise InputError(
@@ -220,6 +268,7 @@ def run_koopman(
     model = model or dir_model or "unknown"
 
     results: list[LagResult] = []
+    fits: list[tuple[KoopmanModel, CKTest]] = []
     n_sets = traj_ids = None
     lag_paths: Iterable[Any] = list(zip(lags, paths, strict=True))
     for lag, path in progress(lag_paths) if progress else lag_paths:
@@ -242,16 +291,27 @@ def run_koopman(
                 f"{paths[0]}, got {data.n_sets}"
             )
         groups = ci.groups(data.traj, data.frame, data.n_sets)
-        res = analyse_lag(data, groups)
+        km = KoopmanModel.estimate(
+            data, data.lag_ps, ci=groups, selection=opts["selection"],
+            estimator=opts["estimator"],
+        )  # fmt: skip
+        ck = km.ck_test(data, opts["ck_steps"], tolerance=opts["ck_tolerance"])
+        res = LagResult.from_model(km)
         log.info(
-            "%s: %d samples, timescales %s ps, CI low %s, high %s",
+            "%s: %d samples, %d surviving states %s, timescales %s ps, CI low %s, high %s; "
+            "CK %s (%s)",
             lag_label(lag),
             res.n_samples,
+            km.n_surviving,
+            km.state_order[: km.n_surviving].tolist(),
             np.round(res.timescales, 4),
             np.round(res.ci_low, 4),
             np.round(res.ci_high, 4),
+            "PASS" if ck.passed else "FAIL",
+            ck.verdict.reason,
         )
         results.append(res)
+        fits.append((km, ck))
         del data
     ci_n = len(groups)
     its = ImpliedTimescales(tuple(results))
@@ -270,13 +330,17 @@ def run_koopman(
         reason = f"{auto.reason}; fell back to the smallest lag"
     log.info("tau* = %s (%s): %s", lag_label(tau), source, reason)
 
-    tau_path = paths[lags.index(tau)]
-    data = load_probs(tau_path)
+    k_star = lags.index(tau)
+    tau_path = paths[k_star]
     # The file's own lag (equal to tau within 1e-6) labels the tau* tables, as it labels
     # that lag's rows of timescales.csv.
-    km = KoopmanModel.estimate(data, data.lag_ps, ci=ci)
-    ck = km.ck_test(data, opts["ck_steps"])
+    km, ck = fits[k_star]
+    sel = km.selection
+    assert sel is not None
+    sentence = sel.describe(km.state_order)
     log.info("tau* state order (model output index per state): %s", km.state_order.tolist())
+    log.info("state selection: %s", sentence)
+    log.info("CK at tau*: %s: %s", "PASS" if ck.passed else "FAIL", ck.verdict.reason)
 
     tables = {
         "timescales": its.to_frame(model),
@@ -287,7 +351,10 @@ def run_koopman(
     outdir = Path(outdir)
     for name in KOOPMAN_TABLES:
         write_csv(outdir / f"{name}.csv", tables[name])
-    star_ts = timescales_from_eigenvalues(km.eigenvalues[1:], tau)
+    flags = its.flags
+    star_ts = timescales_from_eigenvalues(its.eigenvalues[k_star], tau)
+    resolved = flags.resolved[k_star]
+    pops = km.populations_frame(model)["population"].to_numpy(float)
     summary = {
         "model": model,
         "n_states": n_states,
@@ -297,15 +364,30 @@ def run_koopman(
         "tau_star_auto_ps": auto_ps,
         "lags_ps": lags,
         "probs_test": tau_path,
-        "timescales_ps": [float(x) if np.isfinite(x) else None for x in star_ts],
-        "populations": km.stationary_distribution.tolist(),
+        "timescales_ps": [_finite(x) for x in star_ts],
+        "timescale_flags": flags.labels(k_star),
+        "its_converged": bool(np.all(flags.converged[k_star][resolved])),
+        "populations": [_finite(x) for x in pops],
         "ci_method": opts["ci_method"],
         "ci_n": ci_n,
         "ci_seed": opts["ci_seed"],
         "ci_formula": CI_FORMULA,
+        "estimator": opts["estimator"],
         "ck_steps": opts["ck_steps"],
-        "ck_max_abs_deviation": ck.max_deviation,
+        "ck_tolerance": opts["ck_tolerance"],
+        "ck_max_abs_deviation": _finite(ck.max_deviation),
+        "ck_pass": bool(ck.passed and not km.collapsed),
+        "ck_worst": ck.worst(),
+        "ck_reason": ck.verdict.reason,
+        "ck_by_lag": [_lag_entry(m, c) for m, c in fits],
         "state_order": km.state_order.tolist(),
+        "near_empty_states": km.near_empty_states,
+        "n_surviving_states": km.n_surviving,
+        "state_selection": sentence,
+        "selection_thresholds": sel.thresholds(),
+        "collapsed": km.collapsed,
+        "collapse_reason": sel.collapse_reason,
+        "vamp2": _finite(sel.vamp2),
         "n_test_trajectories": len(traj_ids),
         "n_target_sets": int(n_sets),
     }

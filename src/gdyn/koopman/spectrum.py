@@ -48,6 +48,8 @@ def spectrum(k: np.ndarray) -> Spectrum:
     import scipy.linalg
 
     n = k.shape[0]
+    if n == 0:  # no surviving state (a collapsed model)
+        return Spectrum(np.zeros(0, dtype=complex), np.zeros((0, 0)), np.zeros(0))
     if not np.all(np.isfinite(k)):
         return Spectrum(
             np.full(n, np.nan, dtype=complex), np.full((n, n), np.nan), np.full(n, np.nan)
@@ -62,7 +64,10 @@ def spectrum(k: np.ndarray) -> Spectrum:
     pi = np.real(vl[:, 0])
     pi = pi / pi.sum()
     if np.max(np.abs(np.imag(w))) > 1e-8:
-        log.warning("K has complex eigenvalues %s; reporting real parts", np.round(w, 6))
+        log.debug(
+            "K has complex eigenvalues %s; flagged 'complex' in the tables, eigenvectors are "
+            "real parts", np.round(w, 6),
+        )
     right = np.real(vr).copy()
     right[:, 0] = 1.0
     weight = np.abs(pi)

@@ -122,14 +122,7 @@ class GatedConv(nn.Module):
         # ops on a view would make autograd clone the base (CopySlices) in the backward.
         logit = torch.add(p_att.index_select(0, nbr).view(n_rows, m), q_att.unsqueeze(1))
         logit.add_(gauss @ w_edge[0])
-        # Softmax over the M neighbours (Eq. 8). torch's CPU kernel is slow along a short
-        # last axis (~12 ns per element for M = 12); along the first axis of the transposed
-        # view it is vectorised over rows: 7x faster forward + backward, same values to
-        # 1 ulp (BENCHMARKS.md, "Default workflow").
-        if logit.is_cuda:
-            alpha = torch.softmax(logit, dim=1)
-        else:
-            alpha = torch.softmax(logit.t(), dim=0).t()
+        alpha = torch.softmax(logit, dim=1)  # over the M neighbours (Eq. 8)
         pre = torch.add(p_msg.index_select(0, nbr).view(n_rows, m, f), q_msg.unsqueeze(1))
         msg = torch.relu_(pre.add_(gauss @ w_edge[1:].T))
         agg = (alpha.unsqueeze(-1) * msg).sum(dim=1)  # sum_j alpha_ij msg_ij (Eq. 9)

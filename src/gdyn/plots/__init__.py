@@ -7,21 +7,24 @@ the files named in its ``inputs`` (input name -> path, see :data:`FIGURE_INPUTS`
 :mod:`gdyn.cli.figures`.
 
 Modules: :mod:`~gdyn.plots.style` (sizes, colours, saving), :mod:`~gdyn.plots.io` (reading
-the contracts), :mod:`~gdyn.plots.panels_koopman` and :mod:`~gdyn.plots.panels_structure`
-(one panel each), :mod:`~gdyn.plots.figures`, :mod:`~gdyn.plots.tables` and
-:mod:`~gdyn.plots.registry` (which figure needs which files, built from :mod:`gdyn.layout`).
+the contracts), :mod:`~gdyn.plots.panels_koopman`, :mod:`~gdyn.plots.panels_structure` and
+:mod:`~gdyn.plots.panels_atoms` (one panel each; the last draws pictures of atoms with
+:mod:`~gdyn.plots.render`: OVITO, or a matplotlib fallback), :mod:`~gdyn.plots.figures`,
+:mod:`~gdyn.plots.tables` and :mod:`~gdyn.plots.registry` (which figure needs which files,
+built from :mod:`gdyn.layout`).
 
-Importing this package is light: matplotlib, pandas and ASE are imported inside the
+Importing this package is light: matplotlib, pandas, ASE and OVITO are imported inside the
 functions that use them, so the Snakefile can import it to list figure inputs.
 """
 
 from __future__ import annotations
 
 from gdyn.errors import InputError
-from gdyn.plots import style
+from gdyn.plots import render, style
 from gdyn.plots.figures import (
     FIGURE_BUILDERS,
     FIGURE_TITLES,
+    PICTURE_FIGURES,
     figure_fig2,
     figure_fig3,
     figure_fig4,
@@ -30,8 +33,21 @@ from gdyn.plots.figures import (
     figure_supp_fig2,
     figure_supp_fig3,
     render_figure,
+    write_configurations,
 )
-from gdyn.plots.io import TABLE_COLUMNS, charge_per_state, read_snapshot, read_table
+from gdyn.plots.io import (
+    TABLE_COLUMNS,
+    charge_per_state,
+    read_representative,
+    read_snapshot,
+    read_table,
+)
+from gdyn.plots.panels_atoms import (
+    plot_fcc_cell,
+    plot_representative,
+    plot_state_cross_section,
+    plot_structure,
+)
 from gdyn.plots.panels_koopman import Unit, figure_unit, plot_ck, plot_eigen, plot_timescales
 from gdyn.plots.panels_structure import (
     plot_assignment,
@@ -47,6 +63,7 @@ from gdyn.plots.registry import (
     FIGURE_INPUTS,
     SHORT_TITLES,
     TABLE_INPUTS,
+    figure_configuration_paths,
     figure_input_paths,
     figure_system,
     system_data_label,
@@ -64,6 +81,7 @@ __all__ = [
     "FIGURE_BUILDERS",
     "FIGURE_INPUTS",
     "FIGURE_TITLES",
+    "PICTURE_FIGURES",
     "SHORT_TITLES",
     "TABLE_BUILDERS",
     "TABLE_COLUMNS",
@@ -71,6 +89,7 @@ __all__ = [
     "InputError",
     "Unit",
     "charge_per_state",
+    "figure_configuration_paths",
     "figure_fig2",
     "figure_fig3",
     "figure_fig4",
@@ -88,16 +107,23 @@ __all__ = [
     "plot_cross_section",
     "plot_eigen",
     "plot_energy_path",
+    "plot_fcc_cell",
     "plot_profile",
     "plot_q3",
     "plot_rdf_grid",
+    "plot_representative",
+    "plot_state_cross_section",
+    "plot_structure",
     "plot_timescales",
+    "read_representative",
     "read_snapshot",
     "read_table",
+    "render",
     "render_figure",
     "render_table",
     "style",
     "system_data_label",
     "table_supp_table1",
     "table_supp_table2",
+    "write_configurations",
 ]

@@ -133,3 +133,33 @@ def read_snapshot(path: str | Path) -> Any:
             f"got {', '.join(sorted(atoms.arrays))}"
         )
     return atoms
+
+
+def read_representative(path: str | Path) -> list[Any]:
+    """The representative configurations (ase.Atoms, frame i = state i) of
+    ``representative.extxyz`` with their ``shell`` / ``target`` flags and ``state`` info."""
+    from ase.io import read
+
+    try:
+        frames = read(str(path), format="extxyz", index=":")
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found (expected representative.extxyz)") from None
+    except Exception as exc:  # ase raises many types for a malformed file
+        raise InputError(f"{path}: not a readable extended XYZ file: {exc}") from None
+    if not frames:
+        raise InputError(f"{path}: expected one frame per state, got none")
+    for i, atoms in enumerate(frames):
+        missing = [k for k in ("shell", "target") if k not in atoms.arrays]
+        if missing or "state" not in atoms.info or "probability" not in atoms.info:
+            raise InputError(
+                f"{path}: frame {i}: expected per-atom 'shell', 'target' and info 'state', "
+                f"'probability', got arrays {', '.join(sorted(atoms.arrays))} and info "
+                f"{', '.join(sorted(atoms.info))}"
+            )
+        if int(atoms.info["state"]) != i:
+            raise InputError(f"{path}: frame {i}: info 'state': expected {i}, "
+                             f"got {atoms.info['state']}")
+        if not (np.asarray(atoms.arrays["target"]) > 0).any():
+            raise InputError(f"{path}: frame {i}: per-atom 'target': expected at least one "
+                             "target atom, got none")
+    return frames

@@ -104,7 +104,9 @@ def plot_assignment(ax: Any, positions: pd.DataFrame, title: str) -> Any:
 
 
 def plot_cross_section(ax: Axes, atoms: Any, slab_fraction: float = 0.5) -> None:
-    """Fig. 3b: a slab of the snapshot seen along y, targets coloured by their state mix."""
+    """A slab of the snapshot seen along y, targets coloured by their state mix, as a
+    scatter plot (Fig. 3b itself is the rendered picture of
+    :func:`gdyn.plots.panels_atoms.plot_state_cross_section`)."""
     from matplotlib.colors import to_rgb
     from matplotlib.lines import Line2D
 
@@ -160,9 +162,15 @@ def plot_profile(ax: Axes, profile: pd.DataFrame, vertical: bool = False) -> Non
 def plot_charge(ax: Axes, charge: pd.DataFrame) -> None:
     """Fig. 4c: charge integral around a target vs radius, per state, with r* marked."""
     per_state = charge_per_state(charge)
+    near = set()  # the Koopman stage's near-empty states (issue 15): named, not drawn
+    if "near_empty" in charge.columns:
+        near = {int(s) for s in charge.loc[charge["near_empty"].astype(bool), "state"]}
     for s in _states(charge):
         g = charge[charge["state"] == s].sort_values("r_A")
         c = style.state_color(s)
+        if s in near:
+            ax.plot([], [], color=style.REFERENCE_COLOR, label=f"state {s}: near-empty")
+            continue
         ax.plot(g["r_A"], g["charge"], color=c, label=f"state {s}")
         row = per_state[per_state["state"] == s].iloc[0]
         ax.axvline(row["r_star_A"], color=c, ls=":", lw=0.8)

@@ -19,6 +19,7 @@ from gdyn.errors import InputError
 FIGURE_INPUTS: dict[str, tuple[str, ...]] = {
     "fig2": (
         "energy",
+        "snapshot",
         "gdynet_timescales",
         "gdynet_ck",
         "gdynet_positions",
@@ -27,7 +28,7 @@ FIGURE_INPUTS: dict[str, tuple[str, ...]] = {
         "vampnet_positions",
     ),
     "fig3": ("snapshot", "profile", "timescales", "eigen", "ck"),
-    "fig4": ("charge", "timescales", "eigen", "ck"),
+    "fig4": ("snapshot", "representative", "charge", "timescales", "eigen", "ck"),
     "fig5": ("conduction",),
     "supp_fig1": ("timescales",),
     "supp_fig2": ("q3",),
@@ -69,7 +70,9 @@ def figure_input_paths(
 
     workflow/rules/figures.smk requests exactly these files, so a figure depends on nothing
     it does not draw. Figures of the analysed model (Figs. 3-4) use the config's
-    ``koopman`` model and ``n_states`` (:func:`gdyn.config.analysed`).
+    ``koopman`` model and ``n_states`` (:func:`gdyn.config.analysed`); with
+    ``n_states: auto`` that is the selected candidate's Koopman outputs
+    (``{model}-sauto``, written by ``gdyn select-koopman``).
 
     Parameters
     ----------
@@ -103,10 +106,14 @@ def figure_input_paths(
             raise InputError(
                 f"config key 'systems/{system}/train/models': fig2 needs gdynet and vampnet"
             )
-        _, n = gc.analysed(s)
-        n_gdy = n if n in states["gdynet"] else states["gdynet"][0]
-        n_vamp = n_gdy if n_gdy in states["vampnet"] else min(states["vampnet"])
-        ins = {"energy": under(layout.toy_energy(system))}
+        model_a, n = gc.analysed(s)
+        if n == layout.AUTO:  # the selected count of the analysed kind (gdyn select)
+            n_gdy = n if model_a == "gdynet" else states["gdynet"][0]
+            n_vamp = n if model_a == "vampnet" else min(states["vampnet"])
+        else:
+            n_gdy = n if n in states["gdynet"] else states["gdynet"][0]
+            n_vamp = n_gdy if n_gdy in states["vampnet"] else min(states["vampnet"])
+        ins = {"energy": under(layout.toy_energy(system)), "snapshot": structure("snapshot.extxyz")}
         for m, n_m in (("gdynet", n_gdy), ("vampnet", n_vamp)):
             ins.update({f"{m}_{t}": p for t, p in koopman(m, n_m, ("timescales", "ck")).items()})
             ins[f"{m}_positions"] = under(layout.positions(system, m, n_m))
@@ -120,7 +127,8 @@ def figure_input_paths(
         return ins | {"snapshot": structure("snapshot.extxyz"), "profile": structure("profile.csv")}
     if name == "fig4":
         ins = koopman(*gc.analysed(s), ("timescales", "eigen", "ck"))
-        return ins | {"charge": structure("charge.csv")}
+        return ins | {"charge": structure("charge.csv"), "snapshot": structure("snapshot.extxyz"),
+                      "representative": structure("representative.extxyz")}
     files = {
         "fig5": ("conduction", "conduction.csv"),
         "supp_fig2": ("q3", "q3.csv"),
@@ -132,6 +140,21 @@ def figure_input_paths(
         raise InputError(f"figure name: expected one of {', '.join(SHORT_TITLES)}, got {name!r}")
     key, file = files[name]
     return {key: structure(file)}
+
+
+def figure_configuration_paths(
+    name: str, systems: Mapping[str, Mapping[str, Any]], results: str = layout.RESULTS
+) -> list[str]:
+    """Extra outputs of figure ``name``: each state's representative configuration (Fig. 4b,
+    ``gdyn.layout.figure_configuration``), one per state of the analysed model; [] for
+    the other figures and for a figure no system lists."""
+    if name != "fig4":
+        return []
+    system = figure_system(name, systems)
+    if system is None:
+        return []
+    _, n_states = gc.analysed(systems[system])
+    return [rebase(layout.figure_configuration(name, i), results) for i in range(int(n_states))]
 
 
 def rebase(path: str, results: str = layout.RESULTS) -> str:

@@ -34,6 +34,7 @@ __all__ = [
     "born_mayer_energy_eV",
     "born_mayer_prefactor",
     "energy_path_table",
+    "minimum_image_energy_eV",
     "parse_settings",
     "plot_energy_path",
     "s_positions",
@@ -53,18 +54,22 @@ S_BASIS = np.array([[0.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5
 
 @dataclass(frozen=True)
 class ToySettings:
-    """The ``simulate`` block of a toy system (defaults: the documented choice, docs/toy.md)."""
+    """The ``simulate`` block of a toy system.
+
+    Defaults: the calibrated toy (docs/toy.md, "Calibration"): ``wall_r_A`` gives the paper's
+    9.1 % tetrahedral population and ``friction_per_ps`` its 42.3 ps relaxation at a 10 ps lag.
+    """
 
     n_li: int = 16
     n_jobs: int = 2
-    duration_ps: float = 16000.0
+    duration_ps: float = 8000.0
     equilibration_ps: float = 200.0
     temperature_K: float = 64.0
     timestep_fs: float = 1.0
-    friction_per_ps: float = 1.0
+    friction_per_ps: float = 140.0
     lattice_A: float = 6.5
     rho_A: float = 0.05
-    wall_r_A: float = 2.404
+    wall_r_A: float = 2.343
     wall_energy_eV: float = 1.0
     cutoff_A: float = 3.2
     seed: int = 2019
@@ -161,6 +166,27 @@ def born_mayer_energy_eV(positions_A: np.ndarray, s: ToySettings) -> np.ndarray:
     return s.wall_energy_eV * energy
 
 
+def minimum_image_energy_eV(positions_A: np.ndarray, s: ToySettings) -> np.ndarray:
+    """:func:`born_mayer_energy_eV` by minimum image only: ~27x faster, for quadratures.
+
+    Exact when ``cutoff_A <= lattice_A / 2`` (what :func:`parse_settings` enforces): every
+    other image of an S is at least a/2 away. Falls back to the brute-force sum otherwise.
+    """
+    if s.cutoff_A > s.lattice_A / 2:
+        return born_mayer_energy_eV(positions_A, s)
+    pos = np.asarray(positions_A, dtype=float)
+    a = s.lattice_A
+    shift_at_cutoff = math.exp((s.wall_r_A - s.cutoff_A) / s.rho_A)
+    energy = np.zeros(pos.shape[:-1])
+    for site in s_positions(a):
+        d = pos - site
+        d = d - a * np.round(d / a)
+        r = np.linalg.norm(d, axis=-1)
+        term = np.exp((s.wall_r_A - r) / s.rho_A) - shift_at_cutoff
+        energy += np.where(r < s.cutoff_A, term, 0.0)
+    return s.wall_energy_eV * energy
+
+
 def tet_oct_tet_path(lattice_A: float, n_points: int = 601) -> tuple[np.ndarray, np.ndarray]:
     """Points (n, 3) on the straight tet (1/4) -> oct (1/2) -> tet (3/4) path along [111].
 
@@ -213,7 +239,7 @@ def boltzmann_tet_population(s: ToySettings, n_grid: int = 40) -> float:
     h = s.lattice_A / 2 / n_grid
     axis = (np.arange(n_grid) + 0.5) * h
     grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
-    energy = born_mayer_energy_eV(grid, s)
+    energy = minimum_image_energy_eV(grid, s)
     weight = np.exp(-(energy - energy.min()) / (KB_EV_PER_K * s.temperature_K))
     tet = label_sites(grid, s.lattice_A) == TETRAHEDRAL
     return float(weight[tet].sum() / weight.sum())

@@ -2,19 +2,23 @@
 
 ``GDyNet`` / ``VAMPNet`` estimators fit a :class:`GDyNetModel` (:mod:`.estimators`);
 :func:`train` is the workflow's entry (split pieces + graph stores -> model directory).
-Modules: :mod:`.settings` (defaults and checks), :mod:`.data` (pieces, graphs, lag pairs,
-batches), :mod:`.loop` (fit, checkpoints, prediction), :mod:`.outputs` (the model
-directory), :mod:`.estimators`. Importing this package imports torch.
+Modules: :mod:`.settings` (defaults and checks), :mod:`.data` (pieces, graphs),
+:mod:`.batches` (lag pairs, epoch shuffle, batches), :mod:`.onthefly` (graphs built inside
+training, ``graph.store: false``), :mod:`.loop` (fit, checkpoints, prediction),
+:mod:`.seeds` (every seed of a model, dead seeds, the kept one), :mod:`.align` (state order
+and alignment to a reference model), :mod:`.outputs` (the model directory),
+:mod:`.estimators`. Importing this package imports torch.
 """
 
 from gdyn.models import MODEL_KINDS
 from gdyn.models import build as build_model
+from gdyn.train.align import ReferenceProbs, read_reference
 from gdyn.train.data import (
     Graphs,
     PairIndex,
-    PairPermutation,
     Piece,
     epoch_batches,
+    epoch_permutation,
     epoch_seed,
     fractional_targets,
     graph_batch,
@@ -38,29 +42,35 @@ from gdyn.train.loop import (
     score_probs,
 )
 from gdyn.train.outputs import load_model, model_config, read_model_dir, write_outputs
-from gdyn.train.settings import DEFAULTS, WORKFLOW_KEYS, resolve_settings
+from gdyn.train.seeds import AllSeedsDead, SeedsFit, dead_reason, fit_seeds
+from gdyn.train.settings import DEFAULTS, WORKFLOW_KEYS, resolve_settings, seed_list
 
 __all__ = [
     "CHECKPOINT",
     "DEFAULTS",
     "MODEL_KINDS",
     "WORKFLOW_KEYS",
+    "AllSeedsDead",
     "Estimator",
     "GDyNet",
     "GDyNetModel",
     "Graphs",
     "Interrupted",
     "PairIndex",
-    "PairPermutation",
     "Piece",
     "Problem",
+    "ReferenceProbs",
+    "SeedsFit",
     "VAMPNet",
     "assemble",
     "build_model",
+    "dead_reason",
     "epoch_batches",
+    "epoch_permutation",
     "epoch_seed",
     "fingerprint",
     "fit",
+    "fit_seeds",
     "fractional_targets",
     "graph_batch",
     "graphs_in_memory",
@@ -73,8 +83,10 @@ __all__ = [
     "predict_part",
     "prepare",
     "read_model_dir",
+    "read_reference",
     "resolve_settings",
     "score_probs",
+    "seed_list",
     "train",
     "vampnet_batch",
     "write_outputs",

@@ -1,4 +1,4 @@
-"""Training data: split pieces, their graphs, lag pairs and batches.
+"""Training data: split pieces and their graphs (lag pairs and batches: :mod:`.batches`).
 
 A :class:`Piece` is one trajectory's frames in one part (train, val or test), memory-mapped.
 Models with graph inputs also need its neighbour lists, a :class:`Graphs`: either an opened
@@ -8,9 +8,9 @@ builds them (the API, :func:`graphs_in_memory`), or a source that searches each 
 frames when it is assembled (``graph.store: false``, :mod:`gdyn.train.onthefly`); the batch
 code does not care which.
 
-Lag pairs ``(t, t + lag)`` never straddle pieces (:class:`PairIndex`). The per-epoch
-shuffle is a seeded bijection evaluated index by index (:class:`PairPermutation`), so
-memory does not grow with trajectory length.
+Lag pairs, the epoch shuffle and the batch builders live in :mod:`gdyn.train.batches`
+and are re-exported here (:class:`PairIndex`, :func:`epoch_permutation`,
+:func:`graph_batch`, ...).
 
 ``frame_stride`` s > 1 uses only raw frames that are multiples of s (``Piece.grid``, aligned
 to raw frame numbers, so every part and every lag agree).
@@ -26,22 +26,40 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from gdyn.errors import InputError
-from gdyn.graph import NeighbourSearch, open_store, receptive_field
-from gdyn.models.gdynet import GraphBatch
+from gdyn.graph import (
+    NeighbourSearch,
+    decode_distance,
+    encode_distance,
+    frame_grid,
+    open_store,
+    receptive_field,
+)
+from gdyn.train.batches import (
+    BATCH_BUILDERS,
+    PairIndex,
+    epoch_batches,
+    epoch_permutation,
+    epoch_seed,
+    fractional_targets,
+    frame_size,
+    graph_batch,
+    make_batch,
+    vampnet_batch,
+)
 from gdyn.trajectory import Trajectory, load_trajectory
 
 __all__ = [
     "BATCH_BUILDERS",
     "Graphs",
     "PairIndex",
-    "PairPermutation",
     "Piece",
     "attach_graphs",
+    "check_grid",
     "data_summary",
     "epoch_batches",
+    "epoch_permutation",
     "epoch_seed",
     "fractional_targets",
     "frame_size",
@@ -60,8 +78,6 @@ __all__ = [
 
 # Frames per neighbour search call when graphs are built in memory (bounds temporaries).
 SEARCH_BLOCK = 64
-# Largest per-piece cache of VAMPnet inputs (every grid frame's wrapped target positions).
-POSITIONS_CACHE_BYTES = 256 * 2**20
 
 
 # --------------------------------------------------------------------------------------
@@ -73,16 +89,18 @@ class Graphs:
     """Neighbour lists of one piece's frames (the graph store contract, docs/contracts.md).
 
     ``index``/``distance`` hold one entry per frame of ``frames`` (local frame indices,
-    ascending), or per frame of the piece when ``frames`` is None (a store).
+    ascending), or per frame of the piece when ``frames`` is None. A store's distances
+    may be uint16 codes with a per-frame ``distance_scale``; :meth:`take` decodes them.
     """
 
     index: np.ndarray  # (F', R, M) int neighbour atom ids (memmap for a store)
-    distance: np.ndarray  # (F', R, M) float32 Angstrom
+    distance: np.ndarray  # (F', R, M) float32 Angstrom, or uint16 codes (distance_scale)
     rows: np.ndarray  # (R,) int64 atom id of each row, ascending
     meta: dict[str, Any]  # the store's meta.json (or its in-memory equivalent)
     where: str  # names the source in messages (the store directory)
     files: tuple[Path, ...] = ()  # backing files (checkpoint fingerprint); () in memory
     frames: np.ndarray | None = None
+    distance_scale: np.ndarray | None = None  # (F',) float32 A per uint16 step, or None
 
     @property
     def n_neighbors(self) -> int:
@@ -90,13 +108,15 @@ class Graphs:
         return int(self.index.shape[2])
 
     def take(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(index, distance) of the given local frames, (B, R, M) each."""
+        """(index, distance float32 Angstrom) of the given local frames, (B, R, M) each."""
         if self.frames is None:
-            return self.index[frames], self.distance[frames]
-        pos = np.searchsorted(self.frames, frames)
-        if (pos >= len(self.frames)).any() or not np.array_equal(self.frames[pos], frames):
-            raise ValueError(f"{self.where}: graphs of some requested frames were not built")
-        return self.index[pos], self.distance[pos]
+            pos = np.asarray(frames)
+        else:
+            pos = np.searchsorted(self.frames, frames)
+            if (pos >= len(self.frames)).any() or not np.array_equal(self.frames[pos], frames):
+                raise ValueError(f"{self.where}: graphs of some requested frames were not built")
+        scale = None if self.distance_scale is None else self.distance_scale[pos]
+        return self.index[pos], decode_distance(self.distance[pos], scale)
 
 
 def open_graphs(graph_dir: Path) -> Graphs:
@@ -114,13 +134,17 @@ def open_graphs(graph_dir: Path) -> Graphs:
         raise InputError(f"{where}/meta.json: not valid JSON ({exc})") from None
     except ValueError as exc:
         raise InputError(f"{where}: unreadable .npy ({exc})") from None
+    names = ("index.npy", "distance.npy") + ("distance_scale.npy",) * (
+        store.distance_scale is not None)
     return Graphs(
         index=store.index,
         distance=store.distance,
         rows=np.asarray(store.rows, dtype=np.int64),
         meta=store.meta,
         where=where,
-        files=(graph_dir / "index.npy", graph_dir / "distance.npy"),
+        files=tuple(graph_dir / name for name in names),
+        frames=store.frames,
+        distance_scale=store.distance_scale,
     )
 
 
@@ -134,17 +158,23 @@ def graphs_in_memory(
 ) -> Graphs:
     """The graphs :func:`gdyn.graph.build_store` would store, for ``frames`` only.
 
-    Rows are :func:`gdyn.graph.receptive_field` with ``n_conv - 1`` hops over every frame
-    of ``traj`` (as a pruned store), or every atom when ``n_conv`` is None. Frame f is
-    searched with tie seed ``frame_offset + f`` (its raw frame index), so each entry
-    equals the store's. ``traj`` is expected valid (:func:`gdyn.trajectory.validate_trajectory`).
+    Rows are :func:`gdyn.graph.receptive_field` with ``n_conv - 1`` hops over the frames
+    a pruned store holds (the stride grid when ``frames`` is one, else every frame of
+    ``traj``), or every atom when ``n_conv`` is None. Frame f is
+    searched with tie seed ``frame_offset + f`` (its raw frame index) and its distances
+    rounded as the store's (:func:`gdyn.graph.encode_distance`), so each entry equals the
+    store's. ``traj`` is expected valid (:func:`gdyn.trajectory.validate_trajectory`).
     """
     frames = np.unique(np.asarray(frames, dtype=np.int64))
     n_atoms, m = traj.n_atoms, int(n_neighbors)
     if n_conv is None:
         rows = np.arange(n_atoms, dtype=np.int64)
     else:
-        rows = np.asarray(receptive_field(traj, m, int(n_conv) - 1), dtype=np.int64)
+        step = int(frames[1] - frames[0]) if len(frames) > 1 else 1
+        grid = frame_grid(traj.traj_coords.shape[0], frame_offset, step)
+        stride = step if np.array_equal(frames, grid) else 1
+        rows = np.asarray(receptive_field(traj, m, int(n_conv) - 1, frame_stride=stride),
+                          dtype=np.int64)
     row_arg = None if rows.size == n_atoms else rows
     search = NeighbourSearch(m)
     index = np.empty((len(frames), rows.size, m), dtype=np.int32)
@@ -153,9 +183,11 @@ def graphs_in_memory(
         fr = frames[lo : lo + SEARCH_BLOCK]
         coords = np.asarray(traj.traj_coords[fr], dtype=np.float64)
         lattices = np.asarray(traj.lattices[fr], dtype=np.float64)
-        index[lo : lo + len(fr)], distance[lo : lo + len(fr)] = search.frames(
+        index[lo : lo + len(fr)], exact = search.frames(
             coords, lattices, row_arg, frame_offset + fr
         )
+        # The store's uint16 distances, decoded, so a model sees the same inputs.
+        distance[lo : lo + len(fr)] = decode_distance(*encode_distance(exact))
     meta = {
         "n_frames": len(frames),
         "n_atoms": n_atoms,
@@ -299,6 +331,17 @@ def attach_graphs(piece: Piece, graphs: Graphs, n_conv: int) -> None:
             f"{where}/meta.json: key 'n_atoms': expected {n} (atoms of {piece.path}), got "
             f"{meta.get('n_atoms')}"
         )
+    if graphs.files and meta.get("n_piece_frames", piece.n_frames) != piece.n_frames:
+        raise InputError(
+            f"{where}/meta.json: key 'n_piece_frames': expected {piece.n_frames} (frames of "
+            f"{piece.path}), got {meta.get('n_piece_frames')}"
+        )
+    offset = meta.get("frame_offset")
+    if graphs.files and offset is not None and int(offset) != piece.frame_offset:
+        raise InputError(
+            f"{where}/meta.json: key 'frame_offset': expected {piece.frame_offset} (raw index "
+            f"of the first frame of {piece.path}), got {offset}"
+        )
     if len(rows) and (rows.min() < 0 or rows.max() >= n):
         raise InputError(
             f"{where}/rows.npy: expected atom ids in [0, {n}), got {rows.min()}..{rows.max()}"
@@ -357,11 +400,35 @@ def load_part(
 
 
 def set_grid(pieces: Sequence[Piece], stride: int) -> None:
-    """Use every ``stride``-th raw frame of each piece."""
+    """Use every ``stride``-th raw frame of each piece; its graphs must hold those frames."""
     # The grid is aligned to raw frame numbers, so lag pairs and probs rows of every part
     # fall on the same raw frames whatever the split boundaries.
     for p in pieces:
         p.grid = ((-p.frame_offset) % stride, stride)
+        if p.graphs is not None:
+            check_grid(p)
+
+
+def check_grid(piece: Piece) -> None:
+    """InputError unless ``piece``'s graphs hold every frame of its grid.
+
+    A store built with ``--frame-stride`` S holds the raw multiples of S, so it serves
+    training strides that are multiples of S.
+    """
+    g = piece.graphs
+    if g is None:
+        return
+    grid = piece.grid_frames()
+    missing = grid[~np.isin(grid, np.arange(g.index.shape[0]) if g.frames is None else g.frames)]
+    if missing.size:
+        stride = piece.grid[1]
+        built = g.meta.get("frame_stride", 1)
+        raise InputError(
+            f"{g.where}/meta.json: key 'frame_stride': expected a divisor of the training "
+            f"frame_stride {stride} (the store must hold every raw frame that is a multiple "
+            f"of {stride}), got {built}: local frame {int(missing[0])} of {piece.where} is not "
+            f"stored; rebuild the store with `gdyn graphs ... --frame-stride {stride}`"
+        )
 
 
 def max_distance(pieces: Sequence[Piece], chunk: int = 2**22) -> float:
@@ -373,9 +440,13 @@ def max_distance(pieces: Sequence[Piece], chunk: int = 2**22) -> float:
         if isinstance(recorded, int | float) and math.isfinite(recorded):
             best = max(best, float(recorded))
             continue
-        flat = p.graphs.distance.reshape(-1) if p.graphs is not None else np.empty(0)
-        for lo in range(0, flat.shape[0], chunk):
-            best = max(best, float(np.max(flat[lo : lo + chunk])))
+        if p.graphs is None:
+            continue
+        g = p.graphs
+        held = np.arange(g.index.shape[0]) if g.frames is None else g.frames
+        step = max(1, chunk // max(1, int(np.prod(g.index.shape[1:]))))
+        for lo in range(0, len(held), step):
+            best = max(best, float(np.max(g.take(held[lo : lo + step])[1], initial=0.0)))
     if not math.isfinite(best):
         raise InputError("graph stores: distance.npy contains NaN or inf")
     return best
@@ -389,231 +460,3 @@ def data_summary(inputs: str, pieces: Sequence[Piece]) -> dict[str, Any]:
         out["max_distance_A"] = max_distance(pieces)
         out["n_neighbors"] = pieces[0].graphs.n_neighbors
     return out
-
-
-# --------------------------------------------------------------------------------------
-# Pairs
-
-
-class PairPermutation:
-    """A seeded pseudo-random bijection of ``[0, n)`` evaluated index by index (O(1) memory).
-
-    A 4-round Feistel network on the smallest even number of bits covering ``n``, restricted
-    to ``[0, n)`` by cycle walking: a shuffle of billions of pairs without an index array.
-    """
-
-    _C1 = np.uint64(0x9E3779B97F4A7C15)
-    _C2 = np.uint64(0xBF58476D1CE4E5B9)
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n = int(n)
-        bits = max(2, (max(self.n, 1) - 1).bit_length())
-        bits += bits % 2
-        self.half = np.uint64(bits // 2)
-        self.mask = np.uint64((1 << (bits // 2)) - 1)
-        self.keys = np.random.default_rng(seed).integers(0, 2**63, size=4, dtype=np.uint64)
-
-    def _encrypt(self, x: np.ndarray) -> np.ndarray:
-        left, right = x >> self.half, x & self.mask
-        for key in self.keys:
-            h = (right ^ key) * self._C1
-            h ^= h >> np.uint64(31)
-            h *= self._C2
-            h ^= h >> np.uint64(29)
-            left, right = right, left ^ (h & self.mask)
-        return (left << self.half) | right
-
-    def __call__(self, i: np.ndarray) -> np.ndarray:
-        """Images of the indices ``i`` (each in ``[0, n)``) as int64."""
-        x = self._encrypt(np.asarray(i, dtype=np.uint64))
-        bad = x >= self.n
-        while bad.any():
-            x[bad] = self._encrypt(x[bad])
-            bad = x >= self.n
-        return x.astype(np.int64)
-
-
-@dataclass
-class PairIndex:
-    """Lag pairs ``(t, t + lag)`` on the frame grid of every piece, numbered 0..n_pairs-1."""
-
-    pieces: Sequence[Piece]
-    lag_frames: int
-
-    def __post_init__(self) -> None:
-        counts = []
-        for p in self.pieces:
-            start, stride = p.grid
-            n_grid = len(range(start, p.n_frames, stride))
-            counts.append(max(0, n_grid - self.lag_frames // stride))
-        self.counts = np.asarray(counts, dtype=np.int64)
-        self.starts = np.concatenate([[0], np.cumsum(self.counts)])
-
-    @property
-    def n_pairs(self) -> int:
-        return int(self.starts[-1])
-
-    def lookup(self, pair_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(piece index, local frame t) of each pair id."""
-        piece = np.searchsorted(self.starts, pair_ids, side="right") - 1
-        first = np.array([p.grid[0] for p in self.pieces], dtype=np.int64)
-        stride = np.array([p.grid[1] for p in self.pieces], dtype=np.int64)
-        t = first[piece] + (pair_ids - self.starts[piece]) * stride[piece]
-        return piece.astype(np.int64), t
-
-
-def epoch_batches(n_pairs: int, settings: Mapping[str, Any]) -> list[tuple[int, int]]:
-    """``[lo, hi)`` positions in the epoch's permutation of each batch.
-
-    A remainder shorter than a batch joins the last batch, so no step sees a covariance
-    estimated from a handful of pairs.
-    """
-    cap = settings["max_pairs_per_epoch"]
-    used = n_pairs if cap is None else min(n_pairs, int(cap))
-    size = int(settings["batch_size"])
-    n_batches = max(1, used // size)
-    bounds = [(b * size, (b + 1) * size) for b in range(n_batches)]
-    bounds[-1] = (bounds[-1][0], used)
-    return bounds
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """Seed of one epoch's shuffle: a pure function, so a resumed run replays it."""
-    return int(np.random.SeedSequence([int(seed), int(epoch), 7919]).generate_state(1)[0])
-
-
-# --------------------------------------------------------------------------------------
-# Batches
-
-
-def graph_batch(
-    pieces: Sequence[Piece], piece_ids: np.ndarray, frames: np.ndarray
-) -> GraphBatch:
-    """Flattened :class:`gdyn.models.gdynet.GraphBatch` of the given frames, in the given order."""
-    piece_ids = np.asarray(piece_ids, dtype=np.int64)
-    frames = np.asarray(frames, dtype=np.int64)
-    n_rows = np.array([len(pieces[i].graphs.rows) for i in piece_ids], dtype=np.int64)
-    n_atoms = np.array([pieces[i].n_atoms for i in piece_ids], dtype=np.int64)
-    n_sets = np.array([pieces[i].target_rows.shape[0] for i in piece_ids], dtype=np.int64)
-    k = pieces[piece_ids[0]].target_rows.shape[1]
-    m = pieces[piece_ids[0]].graphs.n_neighbors
-    row_start = np.concatenate([[0], np.cumsum(n_rows)])
-    atom_start = np.concatenate([[0], np.cumsum(n_atoms)])
-    set_start = np.concatenate([[0], np.cumsum(n_sets)])
-    r_total, a_total, s_total = int(row_start[-1]), int(atom_start[-1]), int(set_start[-1])
-    nbr = np.empty((r_total, m), dtype=np.int64)
-    dist = np.empty((r_total, m), dtype=np.float32)
-    types = np.empty(a_total, dtype=np.int64)
-    rows = np.empty(r_total, dtype=np.int64)
-    targets = np.empty((s_total, k), dtype=np.int64)
-    identity = True
-    for pid in np.unique(piece_ids):
-        p = pieces[pid]
-        g = p.graphs
-        if g.n_neighbors != m or p.target_rows.shape[1] != k:
-            raise InputError(
-                f"{g.where}: expected M = {m} neighbours and k = {k} atoms per target set "
-                f"(as the other pieces), got {g.n_neighbors} and {p.target_rows.shape[1]}"
-            )
-        identity &= p.identity_rows
-        sel = np.flatnonzero(piece_ids == pid)
-        order = np.argsort(frames[sel], kind="stable")  # sorted reads are kinder to disks
-        sel = sel[order]
-        fr = frames[sel]
-        dest_rows = (row_start[sel][:, None] + np.arange(len(g.rows))).reshape(-1)
-        a0 = atom_start[sel]
-        index, distance = g.take(fr)
-        index = np.asarray(index, dtype=np.int64)
-        nbr[dest_rows] = (index + a0[:, None, None]).reshape(-1, m)
-        dist[dest_rows] = np.asarray(distance).reshape(-1, m)
-        types[(a0[:, None] + np.arange(p.n_atoms)).reshape(-1)] = np.tile(p.atom_types, len(sel))
-        rows[dest_rows] = (a0[:, None] + g.rows).reshape(-1)
-        dest_sets = (set_start[sel][:, None] + np.arange(p.target_rows.shape[0])).reshape(-1)
-        targets[dest_sets] = (row_start[sel][:, None, None] + p.target_rows).reshape(-1, k)
-    rows_t = None if identity else torch.from_numpy(rows)
-    types_t = torch.from_numpy(types)
-    return GraphBatch(
-        atom_types=types_t,
-        rows=rows_t,
-        row_types=types_t if rows_t is None else types_t[rows_t],
-        nbr=torch.from_numpy(nbr),
-        dist=torch.from_numpy(dist),
-        targets=torch.from_numpy(targets),
-    )
-
-
-def fractional_targets(p: Piece, frames: np.ndarray) -> np.ndarray:
-    """Wrapped fractional positions of the target sets, (len(frames) * n, 3k) float32."""
-    flat = p.target_sets.reshape(-1)
-    coords = np.asarray(p.coords[frames][:, flat], dtype=np.float64)  # (b, n k, 3)
-    lat = np.asarray(p.lattices[frames], dtype=np.float64)  # (b, 3, 3), rows = vectors
-    # r = f L  =>  f = r L^-1, batched over frames.
-    frac = np.linalg.solve(np.transpose(lat, (0, 2, 1)), np.transpose(coords, (0, 2, 1)))
-    frac = np.transpose(frac, (0, 2, 1)) % 1.0
-    n, k = p.target_sets.shape
-    return frac.reshape(len(frames) * n, 3 * k).astype(np.float32)
-
-
-def vampnet_batch(
-    pieces: Sequence[Piece], piece_ids: np.ndarray, frames: np.ndarray
-) -> torch.Tensor:
-    """Input tensor of the VAMPnet baseline for the given frames, in the given order."""
-    piece_ids = np.asarray(piece_ids, dtype=np.int64)
-    frames = np.asarray(frames, dtype=np.int64)
-    n_sets = np.array([pieces[i].target_sets.shape[0] for i in piece_ids], dtype=np.int64)
-    width = 3 * pieces[piece_ids[0]].target_sets.shape[1]
-    set_start = np.concatenate([[0], np.cumsum(n_sets)])
-    out = np.empty((int(set_start[-1]), width), dtype=np.float32)
-    for pid in np.unique(piece_ids):
-        p = pieces[pid]
-        if 3 * p.target_sets.shape[1] != width:
-            raise InputError(f"{p.where}: key 'target_index': expected {width // 3} atoms per set")
-        sel = np.flatnonzero(piece_ids == pid)
-        dest = (set_start[sel][:, None] + np.arange(p.target_sets.shape[0])).reshape(-1)
-        out[dest] = _positions(p, frames[sel])
-    return torch.from_numpy(out)
-
-
-def _positions(p: Piece, frames: np.ndarray) -> np.ndarray:
-    """:func:`fractional_targets` of ``frames``, from the piece's grid cache when possible.
-
-    The inputs of every grid frame are computed once per piece (at most
-    :data:`POSITIONS_CACHE_BYTES`) instead of once per batch and epoch: gathering a few
-    coordinates per frame from a memory-mapped piece costs far more than the small MLP that
-    reads them. Values are bit-identical to the direct computation (each frame is solved
-    on its own).
-    """
-    start, stride = p.grid
-    n_grid = len(range(start, p.n_frames, stride))
-    if p.positions is None or p.positions[0] != p.grid:
-        if n_grid * p.target_sets.size * 12 > POSITIONS_CACHE_BYTES:
-            return fractional_targets(p, frames)
-        grid = p.grid_frames()
-        step = max(1, 2**24 // (24 * p.target_sets.size))  # ~16 MB of float64 per block
-        cache = np.concatenate([fractional_targets(p, grid[lo : lo + step])
-                                for lo in range(0, len(grid), step)]
-                               or [np.empty((0, 3 * p.target_sets.shape[1]), np.float32)])
-        p.positions = (p.grid, cache.reshape(n_grid, -1, cache.shape[-1]))
-    on_grid = (frames >= start) & ((frames - start) % stride == 0)
-    if not on_grid.all():
-        return fractional_targets(p, frames)
-    cache = p.positions[1]
-    return cache[(frames - start) // stride].reshape(-1, cache.shape[-1])
-
-
-# The batch builder of each input kind (gdyn.models.INPUT_KINDS).
-BATCH_BUILDERS = {"graphs": graph_batch, "positions": vampnet_batch}
-
-
-def make_batch(
-    inputs: str, pieces: Sequence[Piece], piece_ids: np.ndarray, frames: np.ndarray
-) -> Any:
-    """The model input of the given frames for input kind ``inputs``."""
-    return BATCH_BUILDERS[inputs](pieces, piece_ids, frames)
-
-
-def frame_size(inputs: str, piece: Piece) -> int:
-    """Work per frame of ``piece`` (edges for graphs, coordinates for positions)."""
-    if inputs == "graphs":
-        return len(piece.graphs.rows) * piece.graphs.n_neighbors
-    return int(piece.target_sets.size)

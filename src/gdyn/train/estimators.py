@@ -36,6 +36,7 @@ import torch
 
 from gdyn.errors import InputError
 from gdyn.models import spec
+from gdyn.train.align import ReferenceProbs, read_reference
 from gdyn.train.data import (
     PairIndex,
     Piece,
@@ -51,7 +52,6 @@ from gdyn.train.loop import (
     assemble,
     check_model,
     evaluating,
-    fit,
     pick_device,
     predict_frames,
     predict_part,
@@ -64,7 +64,8 @@ from gdyn.train.outputs import (
     write_model_dir,
     write_outputs,
 )
-from gdyn.train.settings import resolve_settings
+from gdyn.train.seeds import fit_seeds
+from gdyn.train.settings import resolve_settings, seed_list
 from gdyn.trajectory import Trajectory, load_trajectory, validate_trajectory
 
 __all__ = ["Estimator", "GDyNet", "GDyNetModel", "VAMPNet", "train"]
@@ -109,7 +110,8 @@ class GDyNetModel:
         What ``config.json`` holds (docs/contracts.md); :attr:`kind`, :attr:`n_states`,
         :attr:`lag_ps`, :attr:`frame_interval_ps`, :attr:`settings`, :attr:`dims` read it.
     metrics : pandas.DataFrame or None
-        Per-epoch ``epoch, train_vamp2, val_vamp2, seconds`` (None when unknown).
+        Per-epoch ``seed, epoch, train_vamp2, val_vamp2, seconds`` of every seed (None when
+        unknown).
     """
 
     def __init__(
@@ -303,7 +305,8 @@ class Estimator:
         self.device = device
         self.progress = progress
         self.problem_: Problem | None = None  # inputs of the last fit
-        self.result_: dict[str, Any] | None = None  # what gdyn.train.loop.fit returned
+        self.result_: dict[str, Any] | None = None  # the kept seed's fit result + seed records
+        self.seeds_: Any = None  # gdyn.train.seeds.SeedsFit of the last fit
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(kind={self.kind!r}, n_states={self.n_states}, "
@@ -337,8 +340,13 @@ class Estimator:
         val: TrajectoryLike | Sequence[TrajectoryLike] | None = None,
         *,
         checkpoint_dir: str | Path | None = None,
+        reference: str | Path | ReferenceProbs | None = None,
     ) -> GDyNetModel:
         """Train on ``train`` (lag pairs never straddle trajectories).
+
+        Every seed of the ``seeds`` setting (else ``seed``) is trained; the live one with
+        the best validation VAMP-2 is kept (:mod:`gdyn.train.seeds`) and its states are
+        ordered (:mod:`gdyn.train.align`).
 
         Parameters
         ----------
@@ -347,6 +355,10 @@ class Estimator:
             best full-data validation VAMP-2.
         checkpoint_dir : path, optional
             Write ``checkpoint.pt`` there and resume from it (bit-identical on CPU).
+        reference : path or ReferenceProbs, optional
+            Another model's probabilities on the same validation frames (its
+            ``probs_val.npz``): states are mapped onto its states. None: states by
+            decreasing population.
 
         Returns
         -------
@@ -361,7 +373,7 @@ class Estimator:
             raise InputError("train: expected at least one trajectory, got none")
         problem = assemble(self.kind, self.n_states, self.lag_ps, parts, self.settings,
                            self._attach_graphs if graph_inputs else None)
-        return self._fit(problem, checkpoint_dir)
+        return self._fit(problem, checkpoint_dir, reference=reference)
 
     def fit_pieces(
         self,
@@ -371,6 +383,7 @@ class Estimator:
         graph: Mapping[str, Any] | None = None,
         checkpoint_dir: str | Path | None = None,
         stop_after_batches: int | None = None,
+        reference: str | Path | ReferenceProbs | None = None,
     ) -> GDyNetModel:
         """Train on the workflow's split pieces and graph stores (``gdyn train``).
 
@@ -379,27 +392,33 @@ class Estimator:
         ``graph`` config section) with ``store: false`` builds the graphs on the fly
         instead of reading stores. With ``checkpoint_dir`` the run resumes from (and
         keeps) ``checkpoint.pt`` there; ``stop_after_batches`` raises
-        :class:`gdyn.train.loop.Interrupted` after that many steps (a test hook).
+        :class:`gdyn.train.loop.Interrupted` after that many steps (a test hook);
+        ``reference`` as in :meth:`fit`.
         """
-        device = torch.device(self.device) if self.device is not None else pick_device()
-        gpu = device if device.type == "cuda" else None
         problem = prepare(self.kind, self.n_states, self.lag_ps, part_paths, part_graphs or {},
-                          self.settings, graph, gpu)
-        return self._fit(problem, checkpoint_dir, stop_after_batches)
+                          self.settings, graph)
+        return self._fit(problem, checkpoint_dir, stop_after_batches, reference)
 
     def _fit(
         self, problem: Problem, checkpoint_dir: str | Path | None,
         stop_after_batches: int | None = None,
+        reference: str | Path | ReferenceProbs | None = None,
     ) -> GDyNetModel:
+        if reference is not None and not isinstance(reference, ReferenceProbs):
+            reference = read_reference(reference)
         device = torch.device(self.device) if self.device is not None else pick_device()
-        log.info("%s s%d lag %g ps (%d frames, stride %d) on %s: %d train pairs", self.kind,
-                 self.n_states, problem.lag_ps, problem.lag_frames,
+        log.info("%s s%d lag %g ps (%d frames, stride %d) on %s: %d train pairs, seeds %s",
+                 self.kind, self.n_states, problem.lag_ps, problem.lag_frames,
                  self.settings["frame_stride"], device,
-                 PairIndex(problem.parts["train"], problem.lag_frames).n_pairs)
+                 PairIndex(problem.parts["train"], problem.lag_frames).n_pairs,
+                 seed_list(self.settings))
         outdir = None if checkpoint_dir is None else Path(checkpoint_dir)
-        result = fit(problem, self.settings, outdir, device, stop_after_batches, self.progress)
-        self.problem_, self.result_ = problem, result
-        return GDyNetModel(result["model"], model_config(problem, self.settings, result),
+        fitted = fit_seeds(problem, self.settings, outdir, device, stop_after_batches,
+                           self.progress, reference)
+        result = fitted.result
+        self.problem_, self.result_, self.seeds_ = problem, result, fitted
+        settings = {**self.settings, "seed": fitted.kept.seed}
+        return GDyNetModel(result["model"], model_config(problem, settings, result),
                            metrics_frame(result["metrics"]))
 
 
@@ -430,31 +449,40 @@ def train(
     device: Any = None,
     stop_after_batches: int | None = None,
     progress: bool = True,
+    reference: str | Path | None = None,
     graph: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``gdyn train``: train one model on split pieces and write its model directory.
 
-    ``graph``: the system's ``graph`` config section; with ``store: false`` the graphs are
-    built on the fly (no ``part_graphs``).
-
-    Resumes from ``outdir/checkpoint.pt`` (removed on success). Writes ``model.pt``,
-    ``config.json``, ``metrics.csv`` and ``probs_{train,val,test}.npz`` (docs/contracts.md).
-    Process-wide settings (threads, deterministic kernels) are the caller's.
+    Trains every seed of ``settings`` and keeps the best (:mod:`gdyn.train.seeds`; every
+    seed dead fails the job unless ``settings["all_seeds_dead"]`` is ``"keep"``); its
+    states are ordered by population, or mapped onto ``reference`` (the reference lag's
+    ``probs_val.npz``; :mod:`gdyn.train.align`). ``graph``: the system's ``graph`` config
+    section; with ``store: false`` the graphs are built on the fly (no ``part_graphs``).
+    Resumes from ``outdir/checkpoint.pt`` and ``outdir/seed{n}.pt`` (removed on success).
+    Writes ``model.pt``, ``config.json``, ``metrics.csv``, ``alignment.json`` and
+    ``probs_{train,val,test}.npz`` (docs/contracts.md). Process-wide settings (threads,
+    deterministic kernels) are the caller's.
 
     Returns
     -------
     dict
-        What :func:`gdyn.train.loop.fit` returned (``model``, ``metrics``, ``best_epoch``,
-        ``best_val_vamp2``, ``resumed``, ``device``) plus ``gdynet_model``, the
-        :class:`GDyNetModel`.
+        The kept seed's :func:`gdyn.train.loop.fit` result (``model``, ``best_epoch``,
+        ``resumed``, ``device``) with ``metrics`` of every seed, ``best_val_vamp2``,
+        ``test_vamp2``, ``seed``, ``seeds`` (one record per seed), ``dead_seeds``,
+        ``seed_spread``, ``alignment``, plus ``gdynet_model``, the :class:`GDyNetModel`.
     """
+    # The workflow fails on a model whose every seed is dead unless told to keep it.
+    settings = {"all_seeds_dead": "fail", **(settings or {})}
     est = Estimator(n_states, lag, kind=kind, device=device, progress=progress,
                     settings=settings)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     model = est.fit_pieces(part_paths, part_graphs, graph=graph, checkpoint_dir=outdir,
-                           stop_after_batches=stop_after_batches)
-    # The best epoch's validation predictions are probs_val (same weights, frames, chunks).
-    write_outputs(outdir, model, est.problem_, {"val": est.result_["val_prediction"]})
+                           stop_after_batches=stop_after_batches, reference=reference)
+    # Parts the kept seed's scoring predicted with the final weights are not predicted again.
+    write_outputs(outdir, model, est.problem_, est.seeds_.predictions)
     (outdir / CHECKPOINT).unlink(missing_ok=True)
+    for seed in seed_list(est.settings):
+        (outdir / f"seed{seed}.pt").unlink(missing_ok=True)
     return {**est.result_, "gdynet_model": model}

@@ -8,7 +8,8 @@ epoch's weights are kept (the last epoch's without validation data).
 With a checkpoint directory, a checkpoint (``checkpoint.pt``) is written after every epoch
 and every ``checkpoint_every_s`` seconds; a killed run started again resumes from it and
 finishes with bit-identical weights on CPU (everything random is a pure function of seed,
-epoch and batch index). Process-wide torch settings (threads, deterministic kernels) are
+epoch and batch index). Ctrl-C (KeyboardInterrupt, which ``gdyn train`` also raises on
+SIGTERM and SIGHUP) first writes a checkpoint at the last consistent (epoch, batch). Process-wide torch settings (threads, deterministic kernels) are
 the caller's: ``gdyn train`` sets them (:mod:`gdyn.cli.train`).
 """
 
@@ -40,11 +41,10 @@ from gdyn.models import ModelSpec, build, module_class, spec
 from gdyn.models.vamp import CovarianceAccumulator, vamp2_loss
 from gdyn.train.data import (
     PairIndex,
-    PairPermutation,
     Piece,
     data_summary,
     epoch_batches,
-    epoch_seed,
+    epoch_permutation,
     frame_size,
     load_part,
     make_batch,
@@ -73,6 +73,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
+# How an epoch orders its pairs (gdyn.train.data.epoch_permutation), part of the fingerprint.
+SHUFFLE = "default_rng(epoch_seed).permutation"
 
 # Edges (rows x M) per prediction chunk: bounds memory whatever the system size.
 PREDICT_EDGES = 2**16
@@ -195,14 +197,12 @@ def prepare(
     part_graphs: Mapping[str, Sequence[Path] | None],
     settings: Mapping[str, Any],
     graph: Mapping[str, Any] | None = None,
-    gpu: Any = None,
 ) -> Problem:
     """Open every split piece (and graph store) of the workflow and :func:`assemble` them.
 
     ``graph`` is the system's ``graph`` config section: with ``store: false`` a graph-input
     model takes no stores and builds its graphs on the fly (:mod:`gdyn.train.onthefly`;
-    up to ``cache_mb`` of them, default :data:`GRAPH_CACHE_MB`, are kept in memory;
-    ``gpu`` a CUDA device for its pair search, or None).
+    up to ``cache_mb`` of them, default :data:`GRAPH_CACHE_MB`, are kept in memory).
     """
     entry = check_model(kind, n_states)
     lag_ps = as_lag_ps(lag)
@@ -223,7 +223,7 @@ def prepare(
                              f"none in {dict(graph)}")
         n_conv = int(settings["n_conv"]) if graph.get("prune", True) else None
         cache = int(float(graph.get("cache_mb", GRAPH_CACHE_MB)) * 2**20)
-        attach = on_the_fly(parts["train"], graph["n_neighbors"], n_conv, gpu, cache)
+        attach = on_the_fly(parts["train"], graph["n_neighbors"], n_conv, cache)
     return assemble(kind, n_states, lag_ps, parts, settings, attach)
 
 
@@ -248,8 +248,12 @@ def fingerprint(problem: Problem, settings: Mapping[str, Any]) -> str:
                               list(p.coords.shape)])
             if p.graphs is not None and not p.graphs.files:
                 files.append([part, f"<graphs> {p.source}", int(p.graphs.rows.size)])
+    # The seed list and the dead-seed policy do not change one seed's run; the shuffle
+    # tag invalidates checkpoints of the former Feistel shuffle.
+    run = {k: v for k, v in settings.items() if k not in ("seeds", "all_seeds_dead")}
     blob = json.dumps(
-        [problem.kind, problem.n_states, problem.lag_frames, dict(settings), problem.dims, files],
+        [problem.kind, problem.n_states, problem.lag_frames, run, problem.dims, files,
+         SHUFFLE],
         sort_keys=True, default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -418,8 +422,9 @@ def fit(
     dict
         ``model`` (best weights loaded), ``metrics`` (list of rows), ``best_epoch``,
         ``best_val_vamp2``, ``resumed`` (the epoch/batch it resumed at, or None),
-        ``device`` and ``val_prediction``: :func:`predict_part` of ``val`` with the best
-        weights when this call computed it (the best epoch's validation), else None.
+        ``device``, ``steps`` (optimiser steps taken in this call) and ``val_prediction``:
+        :func:`predict_part` of ``val`` with the best weights when this call computed it
+        (the best epoch's validation), else None.
     """
     device = device or pick_device()
     eps, mode = float(settings["vamp_epsilon"]), str(settings["vamp_mode"])
@@ -472,69 +477,87 @@ def fit(
     every = float(settings["checkpoint_every_s"])
     n_epochs = int(settings["epochs"])
     model.train()
-    for epoch in range(start_epoch, n_epochs):
-        perm = PairPermutation(pairs.n_pairs, epoch_seed(settings["seed"], epoch))
-        bounds = epoch_batches(pairs.n_pairs, settings)
-        t0 = time.perf_counter()
-        last_ckpt = t0
-        bar = tqdm(total=len(bounds), initial=start_batch, desc=f"epoch {epoch + 1}/{n_epochs}",
-                   file=sys.stderr, mininterval=2.0, disable=not progress, leave=False)
+    # Ctrl-C (KeyboardInterrupt) writes a checkpoint at the last safe point, the (epoch,
+    # batch) the saved state resumes at; None while a step or the end-of-epoch bookkeeping
+    # is half done (the previous checkpoint then stands). A resume stays bit-identical.
+    safe: tuple[int, int] | None = (start_epoch, start_batch)
+    t0 = time.perf_counter()
+    try:
+        for epoch in range(start_epoch, n_epochs):
+            perm = epoch_permutation(pairs.n_pairs, settings["seed"], epoch)
+            bounds = epoch_batches(pairs.n_pairs, settings)
+            t0 = time.perf_counter()
+            last_ckpt = t0
+            bar = tqdm(total=len(bounds), initial=start_batch,
+                       desc=f"epoch {epoch + 1}/{n_epochs}", file=sys.stderr, mininterval=2.0,
+                       disable=not progress, leave=False)
 
-        def make(b: int, perm: PairPermutation = perm, bounds: list = bounds) -> Any:
-            lo, hi = bounds[b]
-            piece, t = pairs.lookup(perm(np.arange(lo, hi)))
-            return problem.batch(
-                "train", np.concatenate([piece, piece]), np.concatenate([t, t + problem.lag_frames])
-            )
+            def make(b: int, perm: np.ndarray = perm, bounds: list = bounds) -> Any:
+                lo, hi = bounds[b]
+                piece, t = pairs.lookup(perm[lo:hi])
+                return problem.batch("train", np.concatenate([piece, piece]),
+                                     np.concatenate([t, t + problem.lag_frames]))
 
-        # The generator's worker thread ends with it (also when the body raises).
-        for b, batch in ahead(make, range(start_batch, len(bounds))):
-            bar.update(1)
-            out = model(batch.to(device))
-            half = out.shape[0] // 2
-            loss = vamp2_loss(out[:half], out[half:], eps, mode)
-            opt.zero_grad(set_to_none=True)
-            ok = bool(torch.isfinite(loss))
-            if ok:
-                loss.backward()
-                # eigh's gradient is infinite for degenerate eigenvalues: never feed Adam NaN.
-                ok = bool(torch.isfinite(torch.stack(
-                    [g.abs().max() for g in (q.grad for q in model.parameters()) if g is not None]
-                )).all())
-            if ok:
-                opt.step()
-                run_sum += -loss.item()
-                run_n += 1
-            else:  # a degenerate batch (e.g. every pair in one state): skip the step
-                log.warning("epoch %d batch %d: non-finite VAMP-2 or gradient, step skipped",
-                            epoch + 1, b)
-            steps += 1
-            if run_n:
-                bar.set_postfix(vamp2=f"{run_sum / run_n:.4f}", refresh=False)
-            if stop_after_batches is not None and steps >= stop_after_batches:
-                raise Interrupted(f"stopped after {steps} batches (test hook)")
-            now = time.perf_counter()
-            if now - last_ckpt >= every and b + 1 < len(bounds):
-                epoch_secs += now - t0
-                t0 = last_ckpt = now
-                checkpoint(epoch, b + 1)
-        bar.close()
-        val, prediction = _validation_score(model, problem, settings, device)
-        train_score = run_sum / run_n if run_n else float("nan")
-        epoch_secs += time.perf_counter() - t0
-        metrics.append({"epoch": epoch + 1, "train_vamp2": train_score, "val_vamp2": val,
-                        "seconds": round(epoch_secs, 3)})
-        log.info("epoch %d/%d: train VAMP-2 %.4f, val VAMP-2 %.4f (%.1f s)",
-                 epoch + 1, n_epochs, train_score, val, epoch_secs)
-        if (math.isfinite(val) and val > best_score) or (
-            not math.isfinite(best_score) and not math.isfinite(val)
-        ):
-            best_score = val if math.isfinite(val) else -math.inf
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            best_epoch = epoch + 1
-            best_prediction = prediction
-        start_batch, run_sum, run_n, epoch_secs = 0, 0.0, 0, 0.0
-        checkpoint(epoch + 1, 0)
+            # The next batch is assembled in a worker thread during this step; the
+            # generator's thread ends with it (also when the body raises).
+            for b, batch in ahead(make, range(start_batch, len(bounds))):
+                bar.update(1)
+                out = model(batch.to(device))
+                half = out.shape[0] // 2
+                loss = vamp2_loss(out[:half], out[half:], eps, mode)
+                opt.zero_grad(set_to_none=True)
+                ok = bool(torch.isfinite(loss))
+                if ok:
+                    loss.backward()
+                    # eigh's gradient is infinite for degenerate eigenvalues: never feed Adam NaN.
+                    ok = bool(torch.isfinite(torch.stack(
+                        [g.abs().max() for g in (q.grad for q in model.parameters()) if g is not None]
+                    )).all())
+                if ok:
+                    safe = None  # the step and its counters change together
+                    opt.step()
+                    run_sum += -loss.item()
+                    run_n += 1
+                else:  # a degenerate batch (e.g. every pair in one state): skip the step
+                    log.warning("epoch %d batch %d: non-finite VAMP-2 or gradient, step skipped",
+                                epoch + 1, b)
+                safe = (epoch, b + 1)
+                steps += 1
+                if run_n:
+                    bar.set_postfix(vamp2=f"{run_sum / run_n:.4f}", refresh=False)
+                if stop_after_batches is not None and steps >= stop_after_batches:
+                    raise Interrupted(f"stopped after {steps} batches (test hook)")
+                now = time.perf_counter()
+                if now - last_ckpt >= every and b + 1 < len(bounds):
+                    epoch_secs += now - t0
+                    t0 = last_ckpt = now
+                    checkpoint(epoch, b + 1)
+            bar.close()
+            val, prediction = _validation_score(model, problem, settings, device)
+            train_score = run_sum / run_n if run_n else float("nan")
+            safe = None  # metrics, best state and counters change together
+            epoch_secs += time.perf_counter() - t0
+            metrics.append({"epoch": epoch + 1, "train_vamp2": train_score, "val_vamp2": val,
+                            "seconds": round(epoch_secs, 3)})
+            log.info("epoch %d/%d: train VAMP-2 %.4f, val VAMP-2 %.4f (%.1f s)",
+                     epoch + 1, n_epochs, train_score, val, epoch_secs)
+            if (math.isfinite(val) and val > best_score) or (
+                not math.isfinite(best_score) and not math.isfinite(val)
+            ):
+                best_score = val if math.isfinite(val) else -math.inf
+                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                best_epoch = epoch + 1
+                best_prediction = prediction
+            start_batch, run_sum, run_n, epoch_secs = 0, 0.0, 0, 0.0
+            safe, t0 = (epoch + 1, 0), time.perf_counter()  # consistent again
+            checkpoint(epoch + 1, 0)
+    except KeyboardInterrupt:
+        if safe is not None and ckpt_path is not None:
+            epoch_secs += time.perf_counter() - t0
+            checkpoint(*safe)
+            log.warning("interrupted: checkpoint %s written at epoch %d, batch %d; the same "
+                        "command resumes from it", ckpt_path, safe[0] + 1, safe[1])
+        raise
     model.load_state_dict(best_state)
     return {
         "model": model,
@@ -543,5 +566,6 @@ def fit(
         "best_val_vamp2": best_score if math.isfinite(best_score) else float("nan"),
         "resumed": resumed,
         "device": str(device),
+        "steps": steps,
         "val_prediction": best_prediction,
     }

@@ -7,25 +7,20 @@ in a worker thread while the model works on the current one. Memory no longer gr
 the trajectory: a huge trajectory needs neither a store on disk nor its graphs in RAM.
 
 The graphs equal the store's (``gdyn graphs``): the same search
-(:class:`gdyn.graph.NeighbourSearch`) with the tie seed of frame f = its raw frame index,
-``frame_offset + f``; rows = the receptive field of the targets (atoms within
-``n_conv - 1`` hops in some frame, :func:`gdyn.graph.receptive_field`'s definition) over
-the frames in use, i.e. the piece's frame grid; and the training pieces' largest M-th
-neighbour distance, which sets the model's Gaussian grid, over the same frames. Both
-come from one survey pass before training (:func:`survey`). With ``frame_stride`` 1 the
-grid is every frame, so every batch tensor, and the trained weights, equal those from
-today's store (``tests/test_onthefly.py``); a store that holds the stride grid only
-surveys the same frames.
-
-On a CUDA device the cell-list pair search of each frame may run on the GPU
-(vesin's CUDA kernels through its torch interface, :class:`CudaPairs`); the selection of
-the M nearest (seeded ties) stays the CPU's exact code. Small cells (the toy) use the
-batched image brute force either way.
+(:class:`gdyn.graph.NeighbourSearch`, the compiled cell-list kernel of :mod:`gdyn.graph`)
+with the tie seed of frame f = its raw frame index, ``frame_offset + f``; distances rounded
+as the store's uint16 encoding (:func:`gdyn.graph.encode_distance`, then decoded); rows =
+the receptive field of the targets (atoms within ``n_conv - 1`` hops in some frame,
+:func:`gdyn.graph.receptive_field`'s definition) over the frames in use, i.e. the piece's
+frame grid, which is what a store built with ``--frame-stride`` = ``train.frame_stride``
+(the ``graphs`` rule) holds; and the training pieces' largest (exact) M-th neighbour
+distance, which sets the model's Gaussian grid, over the same frames. Rows and distance
+come from one survey pass before training (:func:`survey`). So every batch tensor, and the
+trained weights, equal those read from the workflow's store (``tests/test_onthefly.py``).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,12 +28,10 @@ from typing import Any
 import numpy as np
 
 from gdyn.errors import InputError
-from gdyn.graph import NeighbourSearch, check_lattice
+from gdyn.graph import NeighbourSearch, check_lattice, decode_distance, encode_distance
 from gdyn.train.data import Piece, target_rows
 
-__all__ = ["CudaPairs", "OnTheFlyGraphs", "on_the_fly", "survey"]
-
-log = logging.getLogger(__name__)
+__all__ = ["OnTheFlyGraphs", "as_stored", "on_the_fly", "survey"]
 
 # Bytes of neighbour tables held by one survey block (bounds the survey's memory).
 SURVEY_BLOCK_BYTES = 16 * 2**20
@@ -63,6 +56,12 @@ def _read_frames(piece: Piece, frames: np.ndarray) -> tuple[np.ndarray, np.ndarr
     for k in np.flatnonzero(bad)[:1]:
         check_lattice(lattices[k], f"{piece.where}: key 'lattices': frame {int(frames[k])}")
     return coords, lattices
+
+
+def as_stored(distance: np.ndarray) -> np.ndarray:
+    """float32 distances (B, R, M) as a uint16 graph store gives them back (encoded with one
+    step per frame, then decoded): what a model reads from the workflow's stores."""
+    return decode_distance(*encode_distance(distance))
 
 
 def _reach(tables: np.ndarray, targets: np.ndarray, hops: int) -> np.ndarray:
@@ -101,7 +100,7 @@ def survey(
     neighbour distance over those rows and frames, what a store's meta records as
     ``max_neighbor_distance_A``. Without ``need_distance`` the pass stops as soon as every
     atom is a row. With ``need_distance`` and ``keep`` the graphs of every grid frame
-    (restricted to the rows) are returned too, else None.
+    (restricted to the rows, exact distances) are returned too, else None.
     """
     n_atoms = piece.n_atoms
     frames = piece.grid_frames()
@@ -143,54 +142,13 @@ def survey(
     return rows, best, graphs
 
 
-class CudaPairs:
-    """vesin's cell list on a CUDA device, as a drop-in for the CPU pair search.
-
-    ``pairs(coords, lattice, cutoff)`` returns (i, j, d) numpy arrays, each unordered pair
-    once (half list, i == j for an atom's own images), float64 distances, as
-    :class:`gdyn.graph._vesin.VesinHalfList` does on the CPU; the exact selection of the
-    M nearest stays on the CPU. Needs torch with CUDA and vesin's torch support.
-    """
-
-    def __init__(self, device: Any) -> None:
-        import torch
-        import vesin
-
-        self.torch = torch
-        self.device = torch.device(device)
-        self.nl_class = vesin.NeighborList
-
-    @classmethod
-    def probe(cls, device: Any) -> CudaPairs | None:
-        """A working instance, or None (logged) when vesin cannot search on ``device``."""
-        try:
-            pairs = cls(device)
-            pairs(np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]), np.eye(3) * 10.0, 2.0)
-        except Exception as exc:  # no CUDA build of vesin, no torch support, no device
-            log.warning("neighbour search on %s unavailable (%s): searching on the CPU",
-                        device, exc)
-            return None
-        return pairs
-
-    def __call__(
-        self, coords: np.ndarray, lattice: np.ndarray, cutoff: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        t = self.torch
-        points = t.as_tensor(np.ascontiguousarray(coords), dtype=t.float64, device=self.device)
-        box = t.as_tensor(np.ascontiguousarray(lattice), dtype=t.float64, device=self.device)
-        nl = self.nl_class(cutoff=float(cutoff), full_list=False)
-        i, j, d = nl.compute(points, box, True, "ijd")
-        return (i.cpu().numpy().astype(np.uint64), j.cpu().numpy().astype(np.uint64),
-                d.cpu().numpy().astype(np.float64))
-
-
 class OnTheFlyGraphs:
     """The neighbour lists of one piece, searched whenever frames are asked for.
 
     The interface of :class:`gdyn.train.data.Graphs` (``rows``, ``meta``, ``where``,
     ``files``, ``n_neighbors``, ``take``); each thread has its own
     :class:`gdyn.graph.NeighbourSearch` (and adapted cutoff). ``take(frames)`` gives
-    what a store built with ``gdyn graphs`` holds for those frames.
+    what a store built with ``gdyn graphs`` holds for those frames, decoded.
     """
 
     def __init__(
@@ -200,13 +158,11 @@ class OnTheFlyGraphs:
         n_neighbors: int,
         n_conv: int | None,
         max_distance_A: float | None,
-        gpu: Any = None,
     ) -> None:
         self.piece = piece
         self.rows = np.asarray(rows, dtype=np.int64)
         self._m = int(n_neighbors)
         self._row_arg = None if len(self.rows) == piece.n_atoms else self.rows
-        self._gpu = gpu
         self._local = threading.local()
         self._kept: tuple[np.ndarray, np.ndarray] | None = None  # every grid frame's graphs
         self.where = f"{piece.where} (graphs on the fly)"
@@ -234,14 +190,14 @@ class OnTheFlyGraphs:
     def _search(self) -> NeighbourSearch:
         search = getattr(self._local, "search", None)
         if search is None:
-            search = NeighbourSearch(self._m)
-            pairs = None if self._gpu is None else CudaPairs.probe(self._gpu)
-            if pairs is not None:
-                # The cell-list path calls its pair search through this attribute
-                # (gdyn.graph.search.NeighbourSearch._pairs); the image path never does.
-                search._calc = pairs
-            self._local.search = search
+            search = self._local.search = NeighbourSearch(self._m)
         return search
+
+    def _searched(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        coords, lattices = _read_frames(self.piece, frames)
+        index, dist = self._search().frames(coords, lattices, self._row_arg,
+                                            self.piece.frame_offset + frames)
+        return index, as_stored(dist)
 
     def take(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(index (B, R, M) int32, distance (B, R, M) float32) of the given local frames."""
@@ -252,9 +208,7 @@ class OnTheFlyGraphs:
             if on_grid.all():
                 pos = (frames - start) // stride
                 return self._kept[0][pos], self._kept[1][pos]
-        coords, lattices = _read_frames(self.piece, frames)
-        return self._search().frames(coords, lattices, self._row_arg,
-                                     self.piece.frame_offset + frames)
+        return self._searched(frames)
 
     @property
     def nbytes(self) -> int:
@@ -262,19 +216,20 @@ class OnTheFlyGraphs:
         return 0 if self._kept is None else self._kept[0].nbytes + self._kept[1].nbytes
 
     def keep(self, graphs: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        """Hold the graphs of every grid frame in memory (``graphs``, or searched now):
-        later :meth:`take` calls on grid frames read them instead of searching."""
+        """Hold the graphs of every grid frame in memory (``graphs``: the survey's, with
+        exact distances, rounded here in place; or searched now): later :meth:`take` calls
+        on grid frames read them instead of searching."""
+        frames = self.piece.grid_frames()
+        step = max(1, SURVEY_BLOCK_BYTES // max(1, len(self.rows) * self._m * 8))
         if graphs is None:
-            frames = self.piece.grid_frames()
             shape = (len(frames), len(self.rows), self._m)
             graphs = (np.empty(shape, np.int32), np.empty(shape, np.float32))
-            step = max(1, SURVEY_BLOCK_BYTES // max(1, len(self.rows) * self._m * 8))
             for lo in range(0, len(frames), step):
                 fr = frames[lo : lo + step]
-                coords, lattices = _read_frames(self.piece, fr)
-                graphs[0][lo : lo + len(fr)], graphs[1][lo : lo + len(fr)] = (
-                    self._search().frames(coords, lattices, self._row_arg,
-                                          self.piece.frame_offset + fr))
+                graphs[0][lo : lo + len(fr)], graphs[1][lo : lo + len(fr)] = self._searched(fr)
+        else:
+            for lo in range(0, len(frames), step):
+                graphs[1][lo : lo + step] = as_stored(graphs[1][lo : lo + step])
         self._kept = graphs
 
 
@@ -282,7 +237,6 @@ def on_the_fly(
     train: Sequence[Piece],
     n_neighbors: int,
     n_conv: int | None,
-    gpu: Any = None,
     cache_bytes: int = 0,
 ) -> Callable[[Piece], None]:
     """``attach(piece)`` giving a piece an :class:`OnTheFlyGraphs` source.
@@ -290,7 +244,7 @@ def on_the_fly(
     For the ``attach`` hook of :func:`gdyn.train.loop.assemble`, which calls it once the
     frame grid is set. The survey of the ``train`` pieces also measures their largest
     neighbour distance (the model's Gaussian grid); ``n_conv`` None keeps every atom as a
-    row (no pruning). ``gpu``: a CUDA device for the pair search, or None.
+    row (no pruning).
 
     ``cache_bytes``: pieces (in attach order) whose grid graphs fit in what is left of
     this budget are searched once and kept in memory (training reads every grid frame
@@ -308,7 +262,7 @@ def on_the_fly(
         is_train = id(p) in train_ids
         keep = is_train and n_grid * p.n_atoms * m * 8 <= left[0]
         rows, dmax, kept = survey(p, m, n_conv, need_distance=is_train, search=search, keep=keep)
-        graphs = OnTheFlyGraphs(p, rows, m, n_conv, dmax, gpu)
+        graphs = OnTheFlyGraphs(p, rows, m, n_conv, dmax)
         if n_grid * len(rows) * m * 8 <= left[0]:
             graphs.keep(kept)
             left[0] -= graphs.nbytes

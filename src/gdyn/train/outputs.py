@@ -2,8 +2,9 @@
 
 ``results/models/{system}/{model}-s{n_states}-lag{lag}/`` holds ``model.pt`` (a plain
 state_dict, ``torch.load(weights_only=True)``), ``config.json`` (everything to rebuild the
-model: kind, n_states, settings, dims, plus lag and frame facts), ``metrics.csv`` (epoch,
-train_vamp2, val_vamp2, seconds) and ``probs_{train,val,test}.npz``. Every file is written
+model: kind, n_states, settings, dims, plus lag and frame facts, and every seed's scores),
+``metrics.csv`` (seed, epoch, train_vamp2, val_vamp2, seconds), ``alignment.json`` (the
+state permutation, :mod:`gdyn.train.align`) and ``probs_{train,val,test}.npz``. Every file is written
 atomically (:mod:`gdyn.files`), ``config.json`` last.
 """
 
@@ -34,7 +35,10 @@ __all__ = [
     "write_outputs",
 ]
 
-METRICS_COLUMNS: list[str] = ["epoch", "train_vamp2", "val_vamp2", "seconds"]
+METRICS_COLUMNS: list[str] = ["seed", "epoch", "train_vamp2", "val_vamp2", "seconds"]
+# Keys of a training result copied into config.json (gdyn.train.seeds.SeedsFit.result).
+SEED_KEYS: tuple[str, ...] = ("test_vamp2", "score_part", "seeds", "dead_seeds", "kept_dead",
+                              "seed_spread", "alignment")
 
 
 class _Predictor(Protocol):
@@ -64,6 +68,7 @@ def model_config(
         "seed": int(settings["seed"]),
         "best_epoch": result["best_epoch"],
         "best_val_vamp2": result["best_val_vamp2"],
+        **{k: result[k] for k in SEED_KEYS if k in result},
         "settings": dict(settings),
         "dims": problem.dims,
         "device": result["device"],
@@ -78,12 +83,15 @@ def write_model_dir(
     config: Mapping[str, Any],
     metrics: pd.DataFrame | None = None,
 ) -> None:
-    """Write ``model.pt``, ``metrics.csv`` (when given) and ``config.json`` (last)."""
+    """Write ``model.pt``, ``metrics.csv`` (when given), ``alignment.json`` (when the
+    config records an alignment) and ``config.json`` (last)."""
     outdir = Path(outdir)
     with atomic_path(outdir / "model.pt") as tmp:
         torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
     if metrics is not None:
         write_csv(outdir / "metrics.csv", metrics_frame(metrics))
+    if config.get("alignment") is not None:
+        write_json(outdir / "alignment.json", dict(config["alignment"]))
     write_json(outdir / "config.json", dict(config))
 
 
@@ -124,21 +132,20 @@ def write_outputs(
     outdir: str | Path,
     model: _Predictor,
     problem: Problem,
-    known: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray] | None] | None = None,
+    known: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
 ) -> None:
     """``probs_{part}.npz`` of every part of ``problem``, then the model's own files.
 
     ``probs`` (F, n_sets, n_states) float32 for every grid frame of every piece, stacked;
     ``traj`` (F,) index into ``sources``; ``frame`` (F,) raw frame index; ``lag_ps`` and
-    ``frame_interval_ps`` scalars (docs/contracts.md). ``known`` maps a part to
-    predictions already made with the final weights (``model.predict_part``'s result, e.g.
-    the best epoch's validation), which are written instead of predicting again.
+    ``frame_interval_ps`` scalars (docs/contracts.md). ``known`` maps a part to a
+    prediction already made with the final weights (``model.predict_part``'s result, e.g.
+    while the seeds were scored), which is written instead of predicting again.
     """
     outdir = Path(outdir)
-    known = known or {}
     for part in (p for p in PARTS if p in problem.parts):
-        prediction = known.get(part)
-        probs, piece, frame = prediction or model.predict_part(problem, part)
+        known_part = (known or {}).get(part)
+        probs, piece, frame = known_part or model.predict_part(problem, part)
         pieces = problem.parts[part]
         save_npz(
             outdir / f"probs_{part}.npz",

@@ -9,7 +9,7 @@ from typing import Any
 from gdyn.errors import InputError
 from gdyn.models.vamp import MODES
 
-__all__ = ["DEFAULTS", "WORKFLOW_KEYS", "resolve_settings"]
+__all__ = ["DEFAULTS", "WORKFLOW_KEYS", "resolve_settings", "seed_list"]
 
 # Settings of the `train` config section (workflow/schemas/config.schema.yaml) and their
 # defaults: the original GDyNet code's (atom_fea_len 16, 3 convolutions, Adam 5e-4, batch 16,
@@ -29,6 +29,10 @@ DEFAULTS: dict[str, Any] = {
     "epochs": 10,
     "max_pairs_per_epoch": None,
     "seed": 0,
+    "seeds": None,  # a list trains every seed and keeps the best validation VAMP-2; None: [seed]
+    # Every seed dead: "keep" the best, flagged, with a warning (the API's default) or
+    # "fail" (the workflow's: gdyn.train.train, i.e. `gdyn train`, defaults to it).
+    "all_seeds_dead": "keep",
     "frame_stride": 1,
     "vamp_epsilon": 1.0e-3,
     "vamp_mode": "regularize",
@@ -74,9 +78,23 @@ def resolve_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     need("checkpoint_every_s", isinstance(v, int | float) and v >= 0, "a number >= 0")
     v = out["max_pairs_per_epoch"]
     need("max_pairs_per_epoch", v is None or (is_int(v) and v >= 1), "null or an integer >= 1")
+    v = out["seeds"]
+    need("seeds", v is None or (isinstance(v, list | tuple) and len(v) >= 1
+                                and all(is_int(x) and x >= 0 for x in v)
+                                and len(set(v)) == len(v)),
+         "null or a non-empty list of distinct integers >= 0")
+    if v is not None:
+        out["seeds"] = [int(x) for x in v]
+    need("all_seeds_dead", out["all_seeds_dead"] in ("fail", "keep"), "'fail' or 'keep'")
     need("vamp_mode", out["vamp_mode"] in MODES, f"one of {', '.join(MODES)}")
     v = out["vampnet_hidden"]
     need("vampnet_hidden", isinstance(v, list | tuple) and all(is_int(h) and h >= 1 for h in v),
          "a list of positive integers")
     out["vampnet_hidden"] = [int(h) for h in v]
     return out
+
+
+def seed_list(settings: Mapping[str, Any]) -> list[int]:
+    """The seeds a training run trains, in order: ``seeds``, else ``[seed]``."""
+    seeds = settings.get("seeds")
+    return [int(x) for x in seeds] if seeds else [int(settings["seed"])]

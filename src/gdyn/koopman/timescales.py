@@ -1,0 +1,297 @@
+"""Implied timescales over a lag grid: ``LagResult``, ``ImpliedTimescales``, ``implied_timescales``.
+
+``t_i(tau) = -tau / ln|lambda_i(tau)|`` of each lag's :class:`~gdyn.koopman.model.KoopmanModel`
+(its surviving states), with 95 % CIs over the CI groups and the flags of
+:mod:`~gdyn.koopman.tau_star` (faster than the lag, complex or negative eigenvalue,
+converged). Every lag has ``n_states - 1`` process slots; a lag whose model has fewer
+surviving states leaves the last slots NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gdyn.koopman.ci import CISpec, Group, resolve_groups, t_interval
+from gdyn.koopman.model import KoopmanModel
+from gdyn.koopman.probs import Probs, ProbsLike, as_probs
+from gdyn.koopman.selection import SelectionSpec
+from gdyn.koopman.spectrum import timescales_from_eigenvalues
+from gdyn.koopman.tau_star import TauStar, TimescaleFlags, select_tau_star, timescale_flags
+from gdyn.layout import lag_label
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+
+__all__ = [
+    "TIMESCALES_COLUMNS",
+    "ImpliedTimescales",
+    "LagResult",
+    "analyse_lag",
+    "implied_timescales",
+]
+
+TIMESCALES_COLUMNS = [
+    "model",
+    "n_states",
+    "lag_ps",
+    "process",
+    "eigenvalue",
+    "timescale_ps",
+    "ci_low_ps",
+    "ci_high_ps",
+    "eigenvalue_imag",
+    "n_surviving_states",
+    "faster_than_lag",
+    "complex",
+    "negative",
+    "resolved",
+    "converged",
+]
+
+
+def _pad(x: np.ndarray, n: int, axis: int = -1) -> np.ndarray:
+    """``x`` padded with NaN to length ``n`` along ``axis``."""
+    x = np.asarray(x)
+    missing = n - x.shape[axis]
+    if missing <= 0:
+        return x
+    width = [(0, 0)] * x.ndim
+    width[axis] = (0, missing)
+    if np.iscomplexobj(x):
+        return np.pad(x, width, constant_values=complex(np.nan, np.nan))
+    return np.pad(x.astype(float), width, constant_values=np.nan)
+
+
+@dataclass
+class LagResult:
+    """Timescales of one lag's model: pooled and per CI group, ``n_states - 1`` slots."""
+
+    lag_ps: float
+    eigenvalues: np.ndarray  # (S-1,) complex, slowest first (stationary excluded), NaN-padded
+    timescales: np.ndarray  # (S-1,)
+    group_timescales: np.ndarray  # (n_groups, S-1)
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    n_samples: int
+    n_surviving: int = -1
+
+    def __post_init__(self) -> None:
+        if self.n_surviving < 0:
+            self.n_surviving = len(self.timescales) + 1
+
+    @classmethod
+    def from_model(cls, km: KoopmanModel) -> LagResult:
+        """The timescales of a model and of its CI groups."""
+        slots = km.n_states - 1
+        lam = km.eigenvalues[1:]
+        ts = timescales_from_eigenvalues(lam, km.lag_ps)
+        per_group = [
+            timescales_from_eigenvalues(g.eigenvalues[1:], km.lag_ps) for g in km.group_spectra
+        ]
+        group_ts = np.array(per_group).reshape(len(per_group), len(ts))
+        low, high = t_interval(group_ts, log_scale=True)
+        return cls(
+            lag_ps=km.lag_ps,
+            eigenvalues=_pad(lam.astype(complex), slots),
+            timescales=_pad(ts, slots),
+            group_timescales=_pad(group_ts, slots, axis=1),
+            ci_low=_pad(low, slots),
+            ci_high=_pad(high, slots),
+            n_samples=km.n_samples,
+            n_surviving=km.n_surviving,
+        )
+
+
+def analyse_lag(
+    data: Probs,
+    groups: Sequence[Group],
+    selection: SelectionSpec = "auto",
+    estimator: str = "nonreversible",
+) -> LagResult:
+    """Pooled and per-group timescales of the model trained at ``data.lag_ps``.
+
+    Raises :class:`InputError` when ``data`` has no pair of rows ``lag`` apart.
+    """
+    km = KoopmanModel.estimate(
+        data, data.lag_ps, ci=list(groups), selection=selection, estimator=estimator
+    )
+    return LagResult.from_model(km)
+
+
+@dataclass(frozen=True, eq=False)  # arrays inside: identity equality
+class ImpliedTimescales:
+    """Relaxation timescales ``t_i(tau) = -tau / ln|lambda_i(tau)|`` over a lag grid.
+
+    One :class:`LagResult` per lag, in the order given (the workflow's is ascending).
+    Arrays are (n_lags, n_states - 1), slowest process first; CIs are 95 % Student-t
+    intervals on ``ln t`` over the CI groups (NaN without groups). :attr:`flags` marks
+    each (lag, process) (:func:`~gdyn.koopman.tau_star.timescale_flags`).
+    """
+
+    results: tuple[LagResult, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "results", tuple(self.results))
+        if not self.results:
+            raise ValueError("ImpliedTimescales: expected at least one lag, got none")
+
+    def __repr__(self) -> str:
+        lags = ", ".join(lag_label(x) for x in self.lags_ps)
+        return f"ImpliedTimescales(n_states={self.n_states}, lags=[{lags}])"
+
+    @property
+    def lags_ps(self) -> np.ndarray:
+        """(n_lags,) lag times in ps."""
+        return np.array([r.lag_ps for r in self.results], dtype=float)
+
+    @property
+    def n_states(self) -> int:
+        return len(self.results[0].timescales) + 1
+
+    @property
+    def eigenvalues(self) -> np.ndarray:
+        """(n_lags, S-1) complex eigenvalues of K(tau), stationary one excluded."""
+        return np.array([r.eigenvalues for r in self.results], dtype=complex)
+
+    @property
+    def timescales_ps(self) -> np.ndarray:
+        """(n_lags, S-1) timescales in ps, slowest first."""
+        return np.array([r.timescales for r in self.results])
+
+    @property
+    def ci_low_ps(self) -> np.ndarray:
+        return np.array([r.ci_low for r in self.results])
+
+    @property
+    def ci_high_ps(self) -> np.ndarray:
+        return np.array([r.ci_high for r in self.results])
+
+    @property
+    def n_samples(self) -> np.ndarray:
+        """(n_lags,) (pair, target set) samples pooled at each lag."""
+        return np.array([r.n_samples for r in self.results], dtype=np.int64)
+
+    @cached_property
+    def flags(self) -> TimescaleFlags:
+        """Per (lag, process) flags: complex, negative, faster than the lag, resolved,
+        converged (:mod:`~gdyn.koopman.tau_star`)."""
+        return timescale_flags(
+            self.lags_ps, self.eigenvalues, self.timescales_ps, self.ci_low_ps, self.ci_high_ps
+        )
+
+    def select_tau_star(self) -> TauStar:
+        """The automatic tau* of this grid (:func:`~gdyn.koopman.tau_star.select_tau_star`)."""
+        return select_tau_star(
+            self.lags_ps, self.timescales_ps, self.ci_low_ps, self.ci_high_ps, self.eigenvalues
+        )
+
+    def to_frame(self, model: str = "unknown") -> pd.DataFrame:
+        """``timescales.csv``: one row per (lag, process) with its flags; ``model`` fills
+        the model column."""
+        import pandas as pd
+
+        n_states = self.n_states
+        f = self.flags
+        rows = []
+        for k, r in enumerate(self.results):
+            for i in range(len(r.timescales)):
+                rows.append(
+                    {
+                        "model": model,
+                        "n_states": n_states,
+                        "lag_ps": r.lag_ps,
+                        "process": i + 1,
+                        "eigenvalue": float(np.real(r.eigenvalues[i])),
+                        "timescale_ps": float(r.timescales[i]),
+                        "ci_low_ps": float(r.ci_low[i]),
+                        "ci_high_ps": float(r.ci_high[i]),
+                        "eigenvalue_imag": float(np.imag(r.eigenvalues[i])),
+                        "n_surviving_states": r.n_surviving,
+                        "faster_than_lag": bool(f.faster_than_lag[k, i]),
+                        "complex": bool(f.complex[k, i]),
+                        "negative": bool(f.negative[k, i]),
+                        "resolved": bool(f.resolved[k, i]),
+                        "converged": bool(f.converged[k, i]),
+                    }
+                )
+        return pd.DataFrame(rows, columns=TIMESCALES_COLUMNS)
+
+    def plot(
+        self,
+        ax: Axes | None = None,
+        tau_star_ps: float | None = None,
+        title: str | None = None,
+        unit: tuple[str, float] | None = None,
+    ) -> Axes:
+        """Timescales vs lag with CI bands and the ``t = tau`` line (Figs. 2-4 panel d).
+
+        Draws into ``ax`` (a new figure when None) and returns it.
+        """
+        from gdyn.plots import plot_timescales
+
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            ax = plt.figure(figsize=(3.4, 2.6)).add_subplot()
+        plot_timescales(ax, self.to_frame(), tau_star_ps, title=title, unit=unit)
+        return ax
+
+
+def implied_timescales(
+    probs: ProbsLike | Mapping[float, ProbsLike],
+    frame_interval_ps: float | None = None,
+    lags_ps: Sequence[float] | None = None,
+    traj: np.ndarray | None = None,
+    frame: np.ndarray | None = None,
+    ci: CISpec = None,
+    selection: SelectionSpec = "auto",
+    estimator: str = "nonreversible",
+) -> ImpliedTimescales:
+    """Implied timescales over a lag grid, with 95 % CIs over CI groups.
+
+    Parameters
+    ----------
+    probs : mapping or probs
+        ``{lag_ps: probs}``, one model's output per lag (as the workflow trains them; each
+        value is loaded when its lag is analysed, so paths keep memory low); or one probs
+        analysed at every lag of ``lags_ps``. Any form :func:`~gdyn.koopman.probs.as_probs`
+        takes.
+    frame_interval_ps : float, optional
+        Time between frames (ps); required unless the probs are files / ``Probs``.
+    lags_ps : sequence of float, optional
+        The lag grid for a single probs (ignored with a mapping).
+    traj, frame : (F,) int, optional
+        Trajectory and frame of every row of an array probs.
+    ci : mapping, optional
+        CI groups as the config's ``koopman.ci`` block (``{"method": "chunks", "n": 5}``);
+        None: CI columns are NaN.
+    selection : "auto", mapping or None
+        The near-empty rule, applied to each lag's model (see
+        :meth:`KoopmanModel.estimate <gdyn.koopman.model.KoopmanModel.estimate>`).
+    estimator : {"nonreversible", "reversible"}
+
+    Returns
+    -------
+    ImpliedTimescales
+        Lags in ascending order.
+    """
+    if isinstance(probs, Mapping):
+        items = sorted(((float(lag), value) for lag, value in probs.items()), key=lambda x: x[0])
+    else:
+        if lags_ps is None or len(lags_ps) == 0:
+            raise ValueError("lags_ps: expected the lag grid for a single probs, got none")
+        base = as_probs(probs, min(lags_ps), frame_interval_ps, traj, frame)
+        items = [(float(lag), base) for lag in sorted(lags_ps)]
+        frame_interval_ps = traj = frame = None  # carried by ``base`` now
+    results = []
+    for lag, value in items:
+        data = as_probs(value, lag, frame_interval_ps, traj, frame)
+        groups = resolve_groups(ci, data.traj, data.frame, data.n_sets)
+        results.append(analyse_lag(data, groups, selection, estimator))
+    return ImpliedTimescales(tuple(results))

@@ -1,0 +1,128 @@
+"""The toy rows of the paper comparison (issue 13): tet population, the global timescale's
+CI, and the "paper in CI" marker.
+
+Ground truths: the paper's own numbers (a local model with 42.3 ps and 9.1 % rebuilds a
+~520 ps global process, Supp. Note 2), and a brute-force scan of the rebuilt timescale over
+the box of the two input CIs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gdyn import compare
+from gdyn import config as gc
+
+ROOT = Path(__file__).resolve().parents[1]
+TAU = 10.0
+
+
+def _toy_system() -> dict:
+    toy = gc.load_yaml(ROOT / "config/config.yaml")["systems"]["toy"]
+    toy["train"]["models"] = {"gdynet": [2]}
+    return toy
+
+
+def _write_gdynet2(d: Path, t1: float, t1_ci: tuple[float, float], tet: float,
+                   tet_ci: tuple[float, float]) -> None:  # fmt: skip
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "summary.json").write_text(json.dumps({
+        "model": "gdynet", "n_states": 2, "tau_star_ps": TAU, "timescales_ps": [t1],
+        "populations": [1 - tet, tet],
+    }))  # fmt: skip
+    pd.DataFrame(
+        [dict(model="gdynet", n_states=2, lag_ps=lag, process=1, eigenvalue=math.exp(-lag / t1),
+              timescale_ps=t1 * f, ci_low_ps=t1_ci[0] * f, ci_high_ps=t1_ci[1] * f)
+         for lag, f in ((5.0, 0.9), (TAU, 1.0))]
+    ).to_csv(d / "timescales.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        [dict(model="gdynet", n_states=2, tau_ps=TAU, state=0, population=1 - tet,
+              ci_low=1 - tet_ci[1], ci_high=1 - tet_ci[0]),
+         dict(model="gdynet", n_states=2, tau_ps=TAU, state=1, population=tet,
+              ci_low=tet_ci[0], ci_high=tet_ci[1])]
+    ).to_csv(d / "populations.csv", index=False)  # fmt: skip
+
+
+def _yes(v: object) -> bool:
+    return not pd.isna(v) and bool(v)
+
+
+def _no(v: object) -> bool:
+    return not pd.isna(v) and not bool(v)
+
+
+def _rebuilt(t1: float, tet: float) -> float:
+    k = compare.local_koopman_matrix(t1, [1 - tet, tet], TAU)
+    return compare.global_timescale_from_local(k, TAU)
+
+
+def test_toy_rows_with_the_papers_numbers(tmp_path: Path) -> None:
+    systems = {"toy": _toy_system()}
+    inputs = compare.comparison_inputs(systems, results=str(tmp_path))
+    assert "toy:gdynet-s2:populations.csv" in inputs
+    # A run that learned exactly the paper's local model, with CIs around it.
+    _write_gdynet2(tmp_path / "koopman/toy/gdynet-s2", 42.3, (38.0, 47.0), 0.0911, (0.080, 0.100))
+    table, text = compare.build_comparison(systems, inputs)
+    rows = table.set_index("quantity")
+
+    tet = rows.loc["tetrahedral population (2-state GDyNet)"]
+    assert tet["paper_value"] == pytest.approx(9.107, abs=1e-3)
+    assert tet["run_value"] == pytest.approx(9.11)
+    assert (tet["run_ci_low"], tet["run_ci_high"]) == pytest.approx((8.0, 10.0))
+    assert _yes(tet["paper_within_ci"])
+
+    glob = rows.loc["slowest global timescale rebuilt from the local model"]
+    # Supp. Note 2 with the paper's two inputs gives ~the paper's 531 ps (its K is rounded)
+    assert glob["run_value"] == pytest.approx(_rebuilt(42.3, 0.0911), rel=1e-12)
+    assert glob["run_value"] == pytest.approx(531.0, rel=0.03)
+    # The CI bounds the rebuilt timescale over the whole box of the two input CIs.
+    grid = [_rebuilt(t, p) for t, p in itertools.product(np.linspace(38.0, 47.0, 15),
+                                                         np.linspace(0.080, 0.100, 15))]  # fmt: skip
+    assert glob["run_ci_low"] == pytest.approx(min(grid), rel=1e-9)
+    assert glob["run_ci_high"] == pytest.approx(max(grid), rel=1e-9)
+    assert glob["run_ci_low"] < 531.0 < glob["run_ci_high"]
+    assert _yes(glob["paper_within_ci"])
+
+    gdy = rows.loc["GDyNet relaxation timescale (2 states)"]
+    assert _yes(gdy["paper_within_ci"])
+    # Rows without a run value have no marker.
+    assert pd.isna(rows.loc["global VAMPnet relaxation timescale (2 states)", "paper_within_ci"])
+    assert "| tetrahedral population (2-state GDyNet) | 9.11 | 9.11 [8, 10] | yes | % |" in text
+    assert "| Paper in CI |" in text
+    # the default config's physics is the calibrated one, and the note says so
+    assert "These are the calibrated parameters" in text
+
+
+def test_paper_outside_the_ci_is_marked_no(tmp_path: Path) -> None:
+    systems = {"toy": _toy_system()}
+    inputs = compare.comparison_inputs(systems, results=str(tmp_path))
+    # the old, uncalibrated toy: 51 ps and 4.2 % (issue 13's table)
+    _write_gdynet2(tmp_path / "koopman/toy/gdynet-s2", 51.1, (45.0, 58.0), 0.042, (0.035, 0.050))
+    table, text = compare.build_comparison(systems, inputs)
+    rows = table.set_index("quantity")
+    for q in ("tetrahedral population (2-state GDyNet)",
+              "GDyNet relaxation timescale (2 states)",
+              "slowest global timescale rebuilt from the local model"):  # fmt: skip
+        assert _no(rows.loc[q, "paper_within_ci"]), q
+    assert rows.loc["slowest global timescale rebuilt from the local model", "run_value"] > 1000
+    assert "| no |" in text
+
+
+def test_changed_physics_is_not_called_calibrated(tmp_path: Path) -> None:
+    toy = _toy_system()
+    assert compare.is_calibrated_toy(toy["simulate"])
+    toy["simulate"]["friction_per_ps"] = 1.0
+    assert not compare.is_calibrated_toy(toy["simulate"])
+    assert "not the calibrated parameters" in compare.caveat(toy)
+    # the run length is not part of the calibration
+    toy = _toy_system()
+    toy["simulate"]["duration_ps"] = 200000
+    toy["simulate"]["n_li"] = 1
+    assert compare.is_calibrated_toy(toy["simulate"])
