@@ -159,7 +159,7 @@ def test_tutorial_learns_the_tet_and_oct_sites(executed: dict) -> None:
     # ... and at every lag of the implied-timescale panel it is at least the labels' own
     # (measured: 42.7 vs 23.8 ps at 1 ps) and within 10 % of the converged value.
     assert s["its_lags_ps"] == [1.0, 2.0, 5.0, 10.0, 20.0]
-    for lag, t in zip(s["its_lags_ps"], s["its_timescales_ps"]):
+    for lag, t in zip(s["its_lags_ps"], s["its_timescales_ps"], strict=True):
         assert t >= 0.98 * label_its[str(lag)]
         assert t == pytest.approx(converged, rel=0.10)
     # The tetrahedral population: the Koopman stationary vector equals the mean state
