@@ -142,6 +142,7 @@ print("API " + _json.dumps({
     "probs_shape": list(probs.shape),
     "timescales_ps": km.timescales_ps.tolist(),
     "stationary": km.stationary_distribution.tolist(),
+    "near_empty_states": [int(i) for i in km.near_empty_states],
     "sources": [str(s) for s in saved["sources"]],
     "reproduced_rows": int(saved["probs"].shape[0]),
     "workflow_model": repr(wf),
@@ -155,7 +156,12 @@ def workflow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("api_workflow")
     cfg = yaml.safe_load(TINY.read_text())
     toy = cfg["systems"]["toy"]
-    toy["simulate"]["duration_ps"] = 200  # 2,000 frames: CK pairs up to 5 x 10 ps
+    # The default config's calibrated toy (the tiny config's Li never hop in 200 ps), long
+    # enough for li000 to hop in the README's training half (measured: 18 transitions in
+    # the first 500 ps) so that the README's model resolves one process: 10,000 frames.
+    calibrated = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    toy["simulate"] = {**calibrated["systems"]["toy"]["simulate"], "n_li": 4, "n_jobs": 2,
+                       "duration_ps": 1000, "equilibration_ps": 5, "seed": 2019}
     toy["train"]["lags_ps"] = [10]
     toy["train"]["models"] = {"gdynet": [2]}
     toy["koopman"]["tau_star_ps"] = 10
@@ -182,8 +188,8 @@ def test_readme_code_runs_in_a_clean_interpreter(workflow_dir: Path, tmp_path: P
     out = _json_line(proc.stdout, "API")
     assert Path(out["gdyn_file"]).resolve() == Path(gdyn.__file__).resolve()
     # fit on a slice, transform the rest
-    assert out["n_frames"] == 2000 and out["half"] == 1000
-    assert out["probs_shape"] == [1000, 1, 2]
+    assert out["n_frames"] == 10_000 and out["half"] == 5_000
+    assert out["probs_shape"] == [5_000, 1, 2]
     probs = np.load(workflow_dir / "api_probs.npy")
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
     # Koopman timescale and populations against K = C00^+ C01 by hand (numpy).
@@ -192,11 +198,13 @@ def test_readme_code_runs_in_a_clean_interpreter(workflow_dir: Path, tmp_path: P
     k = np.linalg.pinv(x.T @ x) @ (x.T @ y)
     lam = np.sort(np.abs(np.linalg.eigvals(k)))[::-1]
     assert lam[0] == pytest.approx(1.0, abs=1e-9)
+    # Two live states (a dead model would make this check empty): one process resolved.
+    assert out["near_empty_states"] == [] and len(out["timescales_ps"]) == 1
     assert out["timescales_ps"] == pytest.approx([-10.0 / np.log(lam[1])], rel=1e-6)
     w, v = np.linalg.eig(k.T)
     pi = np.real(v[:, np.argmax(np.real(w))])
     assert out["stationary"] == pytest.approx(sorted(pi / pi.sum(), reverse=True), abs=1e-9)
     # The workflow's model directory reproduced every test piece (the README's assert).
     assert out["sources"] == ["li000", "li001", "li002", "li003"]
-    assert out["reproduced_rows"] == 4 * 1000
+    assert out["reproduced_rows"] == 4 * 5_000
     assert out["workflow_model"].startswith("GDyNetModel(kind='gdynet', n_states=2, lag_ps=10")

@@ -172,6 +172,11 @@ SEMANTIC_CASES = {
         lambda s: s["train"]["models"].pop("gdynet"),
         "systems/toy/koopman/model = gdynet: not trained (train/models lists vampnet)",
     ),
+    "unknown-model-kind": (
+        lambda s: s["train"]["models"].__setitem__("gcn", [2]),
+        "systems/toy/train/models/gcn: unknown model kind (gdyn.models.REGISTRY has "
+        "gdynet, vampnet)",
+    ),
     "charge-centre-without-rdf": (
         lambda s: s["structure"].__setitem__("charge", {"center": "N", "charges": {"Li": 1}}),
         "systems/toy/structure/charge/center = N: not in structure/rdf/elements (S)",

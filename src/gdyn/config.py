@@ -478,8 +478,14 @@ class _SystemCheck:
                           f"read from {shown})")
 
     def _koopman(self) -> None:
+        from gdyn.models import MODEL_KINDS
+
         k = self.s.get("koopman") or {}
         models = self.s["train"]["models"]
+        for kind in models:
+            if kind not in MODEL_KINDS:
+                self.fail(f"train/models/{kind}", f": unknown model kind (gdyn.models.REGISTRY "
+                          f"has {', '.join(MODEL_KINDS)})")
         model = str(k.get("model", "gdynet"))
         if model not in models:
             self.fail("koopman/model", f" = {model}: not trained (train/models lists "
