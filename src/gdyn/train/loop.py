@@ -87,7 +87,8 @@ def ahead(make: Callable[[int], Any], items: range) -> Iterator[tuple[int, Any]]
     while the caller uses ``make(i)``.
 
     Batch assembly (gathering from graph stores, or searching neighbours when graphs are
-    built on the fly) overlaps the model's step: numpy, vesin and torch release the GIL.
+    built on the fly) overlaps the model's step: numpy, the numba graph kernel and torch
+    release the GIL.
     ``make`` must be a pure function of ``i``, so results do not depend on the thread.
     """
     if len(items) <= 1:
