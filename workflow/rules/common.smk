@@ -373,7 +373,7 @@ def reference_arg(wildcards, model):
 
 def graph_args(wildcards):
     if not graph_store(wildcards.system):
-        return "--graph " + settings("graph", wildcards.system)
+        return f"--graph {settings('graph', wildcards.system)}"
     parts = []
     for part in PARTS:
         parts.append(f"--{part}-graphs " + " ".join(graph_dirs(wildcards.system, [part])))
