@@ -134,12 +134,12 @@ def readme_python() -> str:
 # workflow's model reproduces its probs_test.npz).
 EPILOGUE = """
 import json as _json
-np.save("api_probs.npy", probs)
+np.save("api_probs.npy", np.stack(probs))
 print("API " + _json.dumps({
     "gdyn_file": gdyn.__file__,
     "half": half,
-    "n_frames": traj.n_frames,
-    "probs_shape": list(probs.shape),
+    "n_frames": [t.n_frames for t in trajs],
+    "probs_shape": [list(p.shape) for p in probs],
     "timescales_ps": km.timescales_ps.tolist(),
     "stationary": km.stationary_distribution.tolist(),
     "near_empty_states": [int(i) for i in km.near_empty_states],
@@ -187,14 +187,16 @@ def test_readme_code_runs_in_a_clean_interpreter(workflow_dir: Path, tmp_path: P
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = _json_line(proc.stdout, "API")
     assert Path(out["gdyn_file"]).resolve() == Path(gdyn.__file__).resolve()
-    # fit on a slice, transform the rest
-    assert out["n_frames"] == 10_000 and out["half"] == 5_000
-    assert out["probs_shape"] == [5_000, 1, 2]
-    probs = np.load(workflow_dir / "api_probs.npy")
+    # fit on the first halves, transform the second halves
+    assert out["n_frames"] == [10_000] * 4 and out["half"] == 5_000
+    assert out["probs_shape"] == [[5_000, 1, 2]] * 4
+    probs = np.load(workflow_dir / "api_probs.npy")  # (trajectory, frame, set, state)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
-    # Koopman timescale and populations against K = C00^+ C01 by hand (numpy).
+    # Koopman timescale and populations against K = C00^+ C01 by hand (numpy), the
+    # instantaneous and lagged frames pooled over the trajectories.
     lag = 100  # 10 ps of 0.1 ps frames
-    x, y = probs[:-lag, 0].astype(float), probs[lag:, 0].astype(float)
+    x = np.concatenate([p[:-lag, 0] for p in probs]).astype(float)
+    y = np.concatenate([p[lag:, 0] for p in probs]).astype(float)
     k = np.linalg.pinv(x.T @ x) @ (x.T @ y)
     lam = np.sort(np.abs(np.linalg.eigvals(k)))[::-1]
     assert lam[0] == pytest.approx(1.0, abs=1e-9)
