@@ -1,4 +1,5 @@
 # Shared helpers: which files exist for which system, wildcard constraints, resources.
+import errno
 import json
 import math
 import os
@@ -11,6 +12,7 @@ from gdyn import config as gc
 from gdyn import layout as L
 from gdyn import models as gdyn_models
 from gdyn import plots as gdyn_plots
+from gdyn.trajectory import read_header
 
 SYSTEMS = config["systems"]
 EXECUTION = config.get("execution", {})
@@ -391,17 +393,6 @@ TRAIN_MB_PER_MEDGE = 1400  # per million edges of a training step
 MEM_SAFETY = 1.25
 
 
-def npz_shape(path, key="traj_coords"):
-    """Shape of one array of an uncompressed .npz, from its header (no data is read)."""
-    import zipfile
-
-    with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as f:
-        major, _ = np.lib.format.read_magic(f)
-        header = (np.lib.format.read_array_header_1_0 if major == 1
-                  else np.lib.format.read_array_header_2_0)
-        return header(f)[0]
-
-
 def train_mem_mb(model):
     """``resources: mem_mb`` of a training rule: the measured model above, from the atoms
     and frames of the job's split pieces (read when the job is scheduled)."""
@@ -411,9 +402,12 @@ def train_mem_mb(model):
         train = s["train"]
         batch = int(train.get("batch_size", 16))
         stride = int(train.get("frame_stride", 1))
-        shapes = [npz_shape(f) for f in input.splits]
-        n_atoms = max(shape[1] for shape in shapes)
-        grid_frames = sum(-(-shape[0] // stride) for shape in shapes)
+        missing = [f for f in input.splits if not os.path.exists(f)]
+        if missing:  # not made yet (a dry run): Snakemake asks again when it schedules the job
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), missing[0])
+        headers = [read_header(f) for f in input.splits]  # .npy headers, no data read
+        n_atoms = max(h.n_atoms for h in headers)
+        grid_frames = sum(-(-h.n_frames // stride) for h in headers)
         if gdyn_models.spec(model).inputs == "graphs":
             m = int(s["graph"]["n_neighbors"])
             mb = TRAIN_BASE_MB + TRAIN_MB_PER_MEDGE * 2 * batch * n_atoms * m / 1e6
@@ -421,8 +415,9 @@ def train_mem_mb(model):
                 kept = grid_frames * n_atoms * m * 8 / 1e6
                 mb += min(kept, float(s["graph"].get("cache_mb", 1024)))
         else:  # positions of the targets, cached per piece for every grid frame
-            n_targets = npz_shape(input.splits[0], "target_index")
-            mb = TRAIN_BASE_MB + grid_frames * int(np.prod(n_targets)) * 12 / 1e6
+            with np.load(input.splits[0]) as z:  # reads only this small member
+                n_targets = z["target_index"].size
+            mb = TRAIN_BASE_MB + grid_frames * n_targets * 12 / 1e6
         return int(math.ceil(MEM_SAFETY * mb / 100.0) * 100)
 
     return mem_mb
