@@ -33,6 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_train import _rss_anon_kib  # noqa: E402  (the same RssAnon reader)
+
 
 def _piece(path: Path, coords: np.ndarray, lattices: np.ndarray, types: np.ndarray,
            targets: np.ndarray, offset: int, source: str) -> Path:
@@ -166,13 +168,6 @@ def step(args: argparse.Namespace) -> None:
             for name, rows in times.items():
                 a = np.median(np.array(rows), axis=0) * 1e3
                 print(f"| {name} | {a[0]:.2f} | {a[1]:.1f} | {a[0] + a[1]:.1f} | {a[2]:.1f} |")
-
-
-def _rss_anon_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1])
-    return 0
 
 
 def memory_child(args: argparse.Namespace) -> None:

@@ -140,14 +140,13 @@ def test_on_the_fly_batches_equal_the_store(dataset: dict, cache_mb: float) -> N
         assert len(live.parts["train"][0].graphs.rows) < live.parts["train"][0].n_atoms
 
 
-def test_training_on_the_fly_equals_the_store(dataset: dict, tmp_path: Path) -> None:
-    """Every seed of the job, the kept one, its alignment and probabilities agree."""
-    settings = {"batch_size": 16, "epochs": 2, "max_pairs_per_epoch": 96, "seeds": [1, 2],
-                "learning_rate": 0.005, "n_conv": 3, "all_seeds_dead": "keep"}
-    graph = {"n_neighbors": dataset["m"], "prune": True, "store": False, "cache_mb": 0}
-    a = gt.train("gdynet", tmp_path / "store", 2, 0.2, dataset["paths"], dataset["stores"],
+def _assert_store_and_live_train_alike(tmp_path: Path, lag_ps: float, data: dict,
+                                       settings: dict, graph: dict) -> None:
+    """Training from the stores and with ``graph`` on the fly gives bit-identical weights
+    and probabilities of every part (models in tmp_path/store and tmp_path/live)."""
+    a = gt.train("gdynet", tmp_path / "store", 2, lag_ps, data["paths"], data["stores"],
                  settings, progress=False)
-    b = gt.train("gdynet", tmp_path / "live", 2, 0.2, dataset["paths"], None, settings,
+    b = gt.train("gdynet", tmp_path / "live", 2, lag_ps, data["paths"], None, settings,
                  progress=False, graph=graph)
     wa, wb = a["model"].state_dict(), b["model"].state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -155,6 +154,14 @@ def test_training_on_the_fly_equals_the_store(dataset: dict, tmp_path: Path) -> 
         x = np.load(tmp_path / "store" / f"probs_{part}.npz")
         y = np.load(tmp_path / "live" / f"probs_{part}.npz")
         assert all(np.array_equal(x[k], y[k]) for k in x.files)
+
+
+def test_training_on_the_fly_equals_the_store(dataset: dict, tmp_path: Path) -> None:
+    """Every seed of the job, the kept one, its alignment and probabilities agree."""
+    settings = {"batch_size": 16, "epochs": 2, "max_pairs_per_epoch": 96, "seeds": [1, 2],
+                "learning_rate": 0.005, "n_conv": 3, "all_seeds_dead": "keep"}
+    graph = {"n_neighbors": dataset["m"], "prune": True, "store": False, "cache_mb": 0}
+    _assert_store_and_live_train_alike(tmp_path, 0.2, dataset, settings, graph)
     ca = json.loads((tmp_path / "store" / "config.json").read_text())
     cb = json.loads((tmp_path / "live" / "config.json").read_text())
     assert ca["dims"] == cb["dims"]
@@ -187,16 +194,7 @@ def test_stride_grid_store_and_on_the_fly_agree(tmp_path: Path) -> None:
     settings = {"batch_size": 8, "epochs": 1, "max_pairs_per_epoch": 32, "seed": 3,
                 "frame_stride": stride, "n_conv": 3, "all_seeds_dead": "keep"}
     graph = {"n_neighbors": 6, "store": False, "cache_mb": 0}
-    a = gt.train("gdynet", tmp_path / "store", 2, 0.6, data["paths"], data["stores"],
-                 settings, progress=False)
-    b = gt.train("gdynet", tmp_path / "live", 2, 0.6, data["paths"], None, settings,
-                 progress=False, graph=graph)
-    wa, wb = a["model"].state_dict(), b["model"].state_dict()
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    for part in PARTS:
-        x = np.load(tmp_path / "store" / f"probs_{part}.npz")
-        y = np.load(tmp_path / "live" / f"probs_{part}.npz")
-        assert all(np.array_equal(x[k], y[k]) for k in x.files)
+    _assert_store_and_live_train_alike(tmp_path, 0.6, data, settings, graph)
 
 
 def test_stride_grid_surveys_the_grid_frames_only(tmp_path: Path) -> None:

@@ -93,23 +93,28 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Two trajectories of 3000 frames: first halves train (li000) / val (li001), second
-    halves test, as the toy config splits them."""
-    root = tmp_path_factory.mktemp("toy")
+def two_trajectory_split(root: Path, n_frames: int, seed: int) -> dict:
+    """Two toy trajectories (seeds ``seed``, ``seed + 1``): first halves train (li000) /
+    val (li001), second halves test, as the toy config splits them."""
     parts: dict[str, list] = {"train": [], "val": [], "test": []}
     graphs: dict[str, list] = {"train": [], "val": [], "test": []}
     labels = {}
+    half = n_frames // 2
     for i, name in enumerate(["li000", "li001"]):
-        coords, label = toy_trajectory(3000, seed=10 + i)
+        coords, label = toy_trajectory(n_frames, seed=seed + i)
         labels[name] = label
         first = "train" if i == 0 else "val"
-        for part, lo, hi in ((first, 0, 1500), ("test", 1500, 3000)):
+        for part, lo, hi in ((first, 0, half), ("test", half, n_frames)):
             s, g = write_piece(root, part, name, coords[lo:hi], label[lo:hi], lo)
             parts[part].append(s)
             graphs[part].append(g)
     return {"root": root, "parts": parts, "graphs": graphs, "labels": labels}
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Two trajectories of 3000 frames, split as :func:`two_trajectory_split`."""
+    return two_trajectory_split(tmp_path_factory.mktemp("toy"), 3000, seed=10)
 
 
 FAST = {"batch_size": 64, "epochs": 6, "max_pairs_per_epoch": 2048, "learning_rate": 0.01,

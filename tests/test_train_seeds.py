@@ -19,7 +19,7 @@ from gdyn.train import seeds as seeds_mod
 from gdyn.train.align import output_layer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train import _cli, toy_trajectory, write_piece
+from test_train import _cli, two_trajectory_split
 
 FAST = {"batch_size": 64, "epochs": 2, "max_pairs_per_epoch": 1024, "learning_rate": 0.01,
         "seed": 3}
@@ -36,19 +36,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Two toy trajectories of 2000 frames: first halves train / val, second halves test."""
-    root = tmp_path_factory.mktemp("toy")
-    parts: dict[str, list] = {"train": [], "val": [], "test": []}
-    graphs: dict[str, list] = {"train": [], "val": [], "test": []}
-    labels = {}
-    for i, name in enumerate(["li000", "li001"]):
-        coords, label = toy_trajectory(2000, seed=20 + i)
-        labels[name] = label
-        first = "train" if i == 0 else "val"
-        for part, lo, hi in ((first, 0, 1000), ("test", 1000, 2000)):
-            s, g = write_piece(root, part, name, coords[lo:hi], label[lo:hi], lo)
-            parts[part].append(s)
-            graphs[part].append(g)
-    return {"root": root, "parts": parts, "graphs": graphs, "labels": labels}
+    return two_trajectory_split(tmp_path_factory.mktemp("toy"), 2000, seed=20)
 
 
 def _train(toy: dict, outdir: Path, settings: dict, lag: str = "1ps", **kw) -> dict:

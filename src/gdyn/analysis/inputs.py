@@ -16,7 +16,6 @@ state and say which are near-empty (:func:`flag_states`).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -29,6 +28,7 @@ import numpy as np
 
 from gdyn.config import lag_to_frames
 from gdyn.errors import InputError
+from gdyn.files import read_json
 from gdyn.koopman import (
     MIN_SURVIVING_MASS,
     covariance_sums,
@@ -189,14 +189,7 @@ def _check_probs(p: np.ndarray, n_frames: int, sets: np.ndarray, i: int) -> np.n
 def load_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Koopman ``summary.json`` with the keys this stage needs checked."""
     path = Path(path)
-    try:
-        summary = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(summary, dict):
-        raise InputError(f"{path}: expected a JSON object, got {type(summary).__name__}")
+    summary = read_json(path)
     tau = summary.get("tau_star_ps")
     if not isinstance(tau, int | float) or not math.isfinite(tau) or tau <= 0:
         raise InputError(f"{path}: key 'tau_star_ps': expected a positive number, got {tau!r}")

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from gdyn.errors import InputError
-from gdyn.files import write_csv, write_json
+from gdyn.files import read_json, write_csv, write_json
 from gdyn.koopman.analysis import parse_settings, run_koopman
 from gdyn.layout import lag_label
 
@@ -46,7 +46,6 @@ __all__ = [
     "SELECTION_RULE",
     "Selection",
     "candidate_table",
-    "read_json",
     "run_select",
     "run_select_koopman",
     "select",
@@ -68,20 +67,6 @@ SELECTION_COLUMNS: list[str] = [
     "ck_pass", "ck_max_abs_deviation", "n_surviving_states",
     "its_converged", "converged", "collapsed", "tau_star", "eligible", "selected",
 ]  # fmt: skip
-
-
-def read_json(path: str | Path) -> dict[str, Any]:
-    """A JSON object file, with file-naming errors."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
 
 
 def _need(data: Mapping[str, Any], key: str, where: str, expected: str, ok: Any) -> Any:

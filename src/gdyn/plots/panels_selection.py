@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gdyn.errors import InputError
+from gdyn.files import read_json
 from gdyn.plots import style
 
 if TYPE_CHECKING:
@@ -56,13 +56,7 @@ def read_selection(csv: str | Path, json_path: str | Path) -> tuple[pd.DataFrame
     if missing:
         raise InputError(f"{csv}: column {missing[0]!r}: missing (expected the selection "
                          f"table of docs/contracts.md)")
-    try:
-        sel = json.loads(Path(json_path).read_text())
-    except FileNotFoundError:
-        raise InputError(f"{json_path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{json_path}: not valid JSON ({exc})") from None
-    return table, sel
+    return table, read_json(json_path)
 
 
 def _as_bool(x: Any) -> np.ndarray:
