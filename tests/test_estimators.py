@@ -19,20 +19,11 @@ from gdyn.train import GDyNet, GDyNetModel, VAMPNet
 from gdyn.trajectory import Trajectory, load_trajectory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train import A, toy_trajectory
+from test_train import A, one_thread, toy_trajectory  # noqa: F401 (one_thread: autouse)
 
 TYPES = np.array([3, 16, 16, 16, 16])
 FAST = {"batch_size": 64, "epochs": 6, "max_pairs_per_epoch": 2048, "learning_rate": 0.01,
         "seed": 3}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, as `gdyn train --threads 1` (bitwise comparisons need the same)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_traj(coords: np.ndarray, label: np.ndarray, **extras) -> Trajectory:

@@ -28,19 +28,14 @@ from gdyn.train import loop as gl
 from gdyn.train.onthefly import OnTheFlyGraphs, as_stored, on_the_fly, survey
 from gdyn.trajectory import load_trajectory
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_train import one_thread  # noqa: F401 (autouse: one torch thread)
+
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("train", "val", "test")
 # PEO/LiTFSI-like composition (C, H, O, Li, N, S, F), scaled down: 348 atoms, 9 Li.
 ELEMENTS = np.tile([6] * 24 + [1] * 48 + [8] * 14 + [3] * 3 + [7] * 3 + [16] * 6 + [9] * 18, 3)
 TARGETS = np.flatnonzero(ELEMENTS == 3)[:2]  # sparse targets: pruning keeps a subset
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _liquid(n_frames: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,18 +19,10 @@ from gdyn.train import seeds as seeds_mod
 from gdyn.train.align import output_layer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train import _cli, two_trajectory_split
+from test_train import _cli, one_thread, two_trajectory_split  # noqa: F401 (autouse)
 
 FAST = {"batch_size": 64, "epochs": 2, "max_pairs_per_epoch": 1024, "learning_rate": 0.01,
         "seed": 3}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
