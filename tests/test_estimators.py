@@ -19,7 +19,9 @@ from gdyn.train import GDyNet, GDyNetModel, VAMPNet
 from gdyn.trajectory import Trajectory, load_trajectory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train import A, one_thread, toy_trajectory  # noqa: F401 (one_thread: autouse)
+from test_train import A, toy_trajectory
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 TYPES = np.array([3, 16, 16, 16, 16])
 FAST = {"batch_size": 64, "epochs": 6, "max_pairs_per_epoch": 2048, "learning_rate": 0.01,

@@ -4,11 +4,11 @@ and the compiled cell-list search against the image brute force on large tied cr
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _graph_reference import TOY_A, hop_reach, make_trajectory, save_split, toy_coords
 
 import gdyn.graph.search as graph_search
 from gdyn.cli import main
@@ -19,19 +19,10 @@ from gdyn.graph import (
     decode_distance,
     encode_distance,
     frame_grid,
+    nearest_neighbours,
     open_store,
 )
 from gdyn.trajectory import load_trajectory
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_graph import (
-    TOY_A,
-    hop_reach,
-    make_trajectory,
-    nearest_neighbours,
-    save_split,
-    toy_coords,
-)
 
 HALF_STEP = 2.0**-13  # bound of the uint16 encoding below 16 A (steps of 2^-12 A)
 

@@ -12,36 +12,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import T3, simulate, soft, true_timescales
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gdyn import cli
 from gdyn import koopman as kp
 from gdyn.errors import InputError
-
-T3 = np.array([[0.97, 0.02, 0.01], [0.03, 0.95, 0.02], [0.01, 0.04, 0.95]])
-
-
-def simulate(t_matrix: np.ndarray, n_traj: int, n_steps: int, seed: int) -> np.ndarray:
-    """(n_traj, n_steps) states of independent chains with transition matrix ``t_matrix``."""
-    rng = np.random.default_rng(seed)
-    cum = np.cumsum(t_matrix, axis=1)
-    cum[:, -1] = 1.0
-    s = rng.integers(0, t_matrix.shape[0], n_traj)
-    out = np.empty((n_traj, n_steps), dtype=np.int64)
-    u = rng.random((n_steps, n_traj))
-    for t in range(n_steps):
-        out[:, t] = s
-        s = (u[t][:, None] > cum[s]).sum(axis=1)
-    return out
-
-
-def soft(states: np.ndarray, n: int, noise: float, seed: int, scale: float = 3.0) -> np.ndarray:
-    """Noisy softmax "network output" of the hidden states (states.shape + (n,))."""
-    rng = np.random.default_rng(seed)
-    logits = scale * np.eye(n)[states] + noise * rng.standard_normal((*states.shape, n))
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def as_probs(p: np.ndarray, lag_ps: float = 1.0, dt: float = 1.0) -> kp.Probs:
@@ -58,11 +35,6 @@ def as_probs(p: np.ndarray, lag_ps: float = 1.0, dt: float = 1.0) -> kp.Probs:
         float(lag_ps),
         float(dt),
     )
-
-
-def true_timescales(t_matrix: np.ndarray, lag: float = 1.0) -> np.ndarray:
-    lam = np.sort(np.abs(np.linalg.eigvals(t_matrix)))[::-1][1:]
-    return -lag / np.log(lam)
 
 
 # --------------------------------------------------------------------------------------

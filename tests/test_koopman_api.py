@@ -12,12 +12,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import T3, simulate, soft, stationary, true_timescales
 
 from gdyn import cli
 from gdyn import koopman as kp
 from gdyn.errors import InputError
-
-T3 = np.array([[0.97, 0.02, 0.01], [0.03, 0.95, 0.02], [0.01, 0.04, 0.95]])
 
 CONTRACT = {
     "timescales": [
@@ -81,39 +80,6 @@ CONTRACT = {
         "effective_samples",
     ],
 }
-
-
-def simulate(t_matrix: np.ndarray, n_traj: int, n_steps: int, seed: int) -> np.ndarray:
-    """(n_traj, n_steps) states of independent chains with transition matrix ``t_matrix``."""
-    rng = np.random.default_rng(seed)
-    cum = np.cumsum(t_matrix, axis=1)
-    cum[:, -1] = 1.0
-    s = rng.integers(0, t_matrix.shape[0], n_traj)
-    out = np.empty((n_traj, n_steps), dtype=np.int64)
-    u = rng.random((n_steps, n_traj))
-    for t in range(n_steps):
-        out[:, t] = s
-        s = (u[t][:, None] > cum[s]).sum(axis=1)
-    return out
-
-
-def soft(states: np.ndarray, n: int, noise: float, seed: int, scale: float = 3.0) -> np.ndarray:
-    """Softmax "network output" of the hidden states (states.shape + (n,))."""
-    rng = np.random.default_rng(seed)
-    logits = scale * np.eye(n)[states] + noise * rng.standard_normal((*states.shape, n))
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def true_timescales(t_matrix: np.ndarray, lag: float = 1.0) -> np.ndarray:
-    lam = np.sort(np.abs(np.linalg.eigvals(t_matrix)))[::-1][1:]
-    return -lag / np.log(lam)
-
-
-def stationary(t_matrix: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eig(t_matrix.T)
-    pi = np.real(v[:, np.argmin(np.abs(w - 1.0))])
-    return pi / pi.sum()
 
 
 def deeptime_msm(dtrajs: list[np.ndarray], lag: int):

@@ -14,12 +14,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import T3, simulate, softmax, stationary, true_timescales
 
 from gdyn import cli
 from gdyn import koopman as kp
 from gdyn.errors import InputError
 
-T3 = np.array([[0.97, 0.02, 0.01], [0.03, 0.95, 0.02], [0.01, 0.04, 0.95]])
 # T3 plus a rare state 3: entered from state 0 with probability 5e-4, left after ~10 steps
 # (stationary population 0.21 %).
 T4 = np.zeros((4, 4))
@@ -27,25 +27,6 @@ T4[:3, :3] = T3
 T4[0, 0] -= 5e-4
 T4[0, 3] = 5e-4
 T4[3, 3], T4[3, 0] = 0.9, 0.1
-
-
-def simulate(t_matrix: np.ndarray, n_traj: int, n_steps: int, seed: int) -> np.ndarray:
-    """(n_traj, n_steps) states of independent chains with transition matrix ``t_matrix``."""
-    rng = np.random.default_rng(seed)
-    cum = np.cumsum(t_matrix, axis=1)
-    cum[:, -1] = 1.0
-    s = rng.integers(0, t_matrix.shape[0], n_traj)
-    out = np.empty((n_traj, n_steps), dtype=np.int64)
-    u = rng.random((n_steps, n_traj))
-    for t in range(n_steps):
-        out[:, t] = s
-        s = (u[t][:, None] > cum[s]).sum(axis=1)
-    return out
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def sharp(states: np.ndarray, n: int, seed: int, scale: float = 8.0) -> np.ndarray:
@@ -62,17 +43,6 @@ def with_ghosts(states: np.ndarray, n_real: int, n_ghost: int, seed: int) -> np.
     logits = 4.0 * np.eye(n)[states] + 0.3 * rng.standard_normal((*states.shape, n))
     logits[..., n_real:] = -6.5 + 1.5 * rng.standard_normal((*states.shape, n_ghost))
     return softmax(logits)
-
-
-def eig_timescales(k: np.ndarray, lag: float) -> np.ndarray:
-    lam = np.sort(np.abs(np.linalg.eigvals(k)))[::-1][1:]
-    return -lag / np.log(lam)
-
-
-def stationary(t: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eig(t.T)
-    pi = np.real(v[:, np.argmin(np.abs(w - 1.0))])
-    return pi / pi.sum()
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +77,11 @@ def test_rare_state_is_excluded_and_the_surviving_block_matches_the_truth(rare_c
     block = np.linalg.matrix_power(T4, lag)[:3, :3]
     truth = block / block.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(km.koopman_matrix, truth[np.ix_(order, order)], atol=0.01)
-    np.testing.assert_allclose(km.timescales_ps, eig_timescales(truth, lag), rtol=0.05)
+    np.testing.assert_allclose(km.timescales_ps, true_timescales(truth, lag), rtol=0.05)
     # A confident network's soft output gives the same selection and timescales.
     soft = kp.KoopmanModel.estimate(list(sharp(rare_chain, 4, seed=4)), float(lag), 1.0)
     assert soft.near_empty_states == [3]
-    np.testing.assert_allclose(soft.timescales_ps, eig_timescales(truth, lag), rtol=0.05)
+    np.testing.assert_allclose(soft.timescales_ps, true_timescales(truth, lag), rtol=0.05)
     # Without the selection the rare state's eigenvector component is ~1/sqrt(0.002).
     bare = kp.KoopmanModel.estimate(list(np.eye(4)[rare_chain]), float(lag), 1.0, selection=None)
     assert bare.n_surviving == 4 and np.abs(bare.eigenvectors).max() > 10
@@ -130,7 +100,7 @@ def test_ghost_states_are_flagged_and_the_ck_test_stays_a_probability() -> None:
     assert km.selection.rows_dropped == 0  # ghosts never hold half a row
     ck = km.ck_test(p, 5)
     assert ck.max_deviation < 0.05 and ck.passed
-    np.testing.assert_allclose(km.timescales_ps, eig_timescales(T3, 1.0), rtol=0.05)
+    np.testing.assert_allclose(km.timescales_ps, true_timescales(T3, 1.0), rtol=0.05)
     # K equals the estimate on the three real outputs renormalised (the rule's definition).
     real = [x[..., :3] / x[..., :3].sum(axis=-1, keepdims=True) for x in p]
     ref = kp.KoopmanModel.estimate(real, 5.0, 1.0, selection=None)
@@ -319,7 +289,7 @@ def test_reversible_estimator_matches_deeptime() -> None:
     ends = np.concatenate([x[:, :-lag, 0], x[:, lag:, 0]], axis=1)  # both ends of every pair
     mean = ends.reshape(-1, 3).mean(axis=0)[km.state_order]
     np.testing.assert_allclose(km.stationary_distribution, mean, rtol=1e-8)
-    np.testing.assert_allclose(km.timescales_ps, eig_timescales(T3, 1.0), rtol=0.1)
+    np.testing.assert_allclose(km.timescales_ps, true_timescales(T3, 1.0), rtol=0.1)
     nonrev = kp.KoopmanModel.estimate(list(x[:, :, 0]), float(lag), 1.0)
     assert not np.allclose(nonrev.koopman_matrix, km.koopman_matrix, atol=1e-6)
     with pytest.raises(InputError, match="estimator"):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import simulate, softmax
 
 from gdyn import koopman as kp
 from gdyn.analysis import load_analysis
@@ -35,31 +36,13 @@ T[0, 3] = 4e-4  # state 3: entered rarely, left after ~10 frames (0.17 % populat
 T[3, 3], T[3, 0] = 0.9, 0.1
 
 
-def simulate(t_matrix: np.ndarray, n_chains: int, n_steps: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    cum = np.cumsum(t_matrix, axis=1)
-    cum[:, -1] = 1.0
-    s = np.zeros(n_chains, dtype=np.int64)
-    out = np.empty((n_chains, n_steps), dtype=np.int64)
-    u = rng.random((n_steps, n_chains))
-    for t in range(n_steps):
-        out[:, t] = s
-        s = (u[t][:, None] > cum[s]).sum(axis=1)
-    return out
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 @pytest.fixture(scope="module")
 def peo(tmp_path_factory) -> dict:
     """Raw trajectories, test split pieces, probs at every lag, and the Koopman outputs."""
     tmp = tmp_path_factory.mktemp("peo")
     rng = np.random.default_rng(0)
     burn = 200
-    hidden = simulate(T, N_TRAJ * N_LI, N_FRAMES + burn, seed=1)[:, burn:]
+    hidden = simulate(T, N_TRAJ * N_LI, N_FRAMES + burn, seed=1, start=0)[:, burn:]
     hidden = hidden.reshape(N_TRAJ, N_LI, N_FRAMES).transpose(0, 2, 1)  # (traj, F, Li)
     grid = np.array([[x, y, z] for x in (2, 10) for y in (2, 10) for z in (2, 7, 12)])[:N_LI]
     direction = rng.normal(size=(N_LI, 3))

@@ -28,8 +28,7 @@ from gdyn.train import loop as gl
 from gdyn.train.onthefly import OnTheFlyGraphs, as_stored, on_the_fly, survey
 from gdyn.trajectory import load_trajectory
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train import one_thread  # noqa: F401 (autouse: one torch thread)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("train", "val", "test")

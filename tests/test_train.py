@@ -22,6 +22,8 @@ from gdyn.trajectory import load_trajectory
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_model import periodic_neighbours
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 A = 6.5  # FCC S lattice parameter of the paper's toy (Angstrom)
 S_SITES = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
 OCT = np.array([[0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]])
@@ -82,15 +84,6 @@ def write_piece(root: Path, part: str, name: str, coords: np.ndarray, label: np.
         {"n_frames": f, "n_atoms": 5, "n_neighbors": m, "n_conv": 3, "pruned": False,
          "source": name}))
     return split, gdir
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, as `gdyn train --threads 1` (the library leaves threads alone)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def two_trajectory_split(root: Path, n_frames: int, seed: int) -> dict:
