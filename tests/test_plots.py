@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import zlib
 from pathlib import Path
 
 import _synthetic_systems as synth
@@ -18,6 +17,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import check_png, pdf_pages, pdf_subject
 from scipy.linalg import expm
 
 from gdyn import cli, compare, layout, plots
@@ -29,87 +29,6 @@ from gdyn.trajectory import Trajectory
 ROOT = Path(__file__).resolve().parents[1]
 # The library selects no backend (gdyn.cli.main sets MPLBACKEND); tests that draw do.
 matplotlib.use("Agg")
-
-
-# ----------------------------------------------------------------------------- validators
-
-
-def pdf_pages(path: Path) -> int:
-    """Parse enough of a PDF to trust it: header, trailer, xref table, page tree count."""
-    data = path.read_bytes()
-    assert data.startswith(b"%PDF-1."), f"{path}: no PDF header"
-    tail = data[-1024:]
-    assert b"%%EOF" in tail, f"{path}: no %%EOF trailer"
-    m = re.search(rb"startxref\s+(\d+)\s+%%EOF", tail)
-    assert m, f"{path}: no startxref"
-    offset = int(m.group(1))
-    assert 0 < offset < len(data) and data[offset : offset + 4] == b"xref", (
-        f"{path}: bad xref offset"
-    )
-    # Every object the xref table lists must start where the table says it does.
-    head = data[offset:].split(b"trailer")[0].split(b"\n")
-    first, count = map(int, head[1].split())
-    n_checked = 0
-    for k, line in enumerate(head[2 : 2 + count]):
-        fields = line.split()
-        if len(fields) == 3 and fields[2] == b"n":
-            pos = int(fields[0])
-            assert re.match(rb"%d 0 obj" % (first + k), data[pos : pos + 20]), f"{path}: xref {k}"
-            n_checked += 1
-    assert n_checked > 3, f"{path}: too few objects"
-    pages = [int(c) for c in re.findall(rb"/Type /Pages[^>]*?/Count (\d+)", data)]
-    pages += [int(c) for c in re.findall(rb"/Count (\d+)[^>]*?/Type /Pages", data)]
-    assert pages and pages[0] >= 1, f"{path}: no page tree"
-    # At least one content stream that decompresses to drawing operators.
-    streams = re.findall(rb"stream\r?\n(.*?)\r?\nendstream", data, flags=re.S)
-    drawn = 0
-    for s in streams:
-        try:
-            body = zlib.decompress(s)
-        except zlib.error:
-            continue
-        drawn += body.count(b" l") + body.count(b" re") + body.count(b"Tj")
-    assert drawn > 10, f"{path}: content streams draw almost nothing"
-    return pages[0]
-
-
-def pdf_subject(path: Path) -> str:
-    """The /Subject of the PDF's info dictionary (a literal string, escapes undone)."""
-    data = path.read_bytes()
-    start = data.index(b"/Subject (") + len(b"/Subject (")
-    out, depth, k = bytearray(), 0, start
-    while True:
-        c = data[k : k + 1]
-        if c == b"\\":
-            out += data[k + 1 : k + 2]
-            k += 2
-            continue
-        if c == b"(":
-            depth += 1
-        elif c == b")":
-            if depth == 0:
-                break
-            depth -= 1
-        out += c
-        k += 1
-    return out.decode("latin-1")
-
-
-def check_png(path: Path, min_side: int = 300) -> tuple[int, int]:
-    """A valid PNG of sane size that is not a blank canvas."""
-    from PIL import Image
-
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path}: no PNG signature"
-    with Image.open(path) as im:
-        im.verify()
-    with Image.open(path) as im:
-        assert im.format == "PNG"
-        w, h = im.size
-        grey = np.asarray(im.convert("L"), dtype=float)
-    assert min_side <= w <= 12000 and min_side <= h <= 12000, f"{path}: size {w}x{h}"
-    assert grey.std() > 5.0, f"{path}: blank image"
-    assert (grey < 128).mean() > 0.002, f"{path}: almost no dark (drawn) pixels"
-    return w, h
 
 
 # ----------------------------------------------------------------------------- synthetic data

@@ -15,6 +15,7 @@ import matplotlib
 import numpy as np
 import pytest
 import test_plots as tp
+from conftest import check_png
 from test_render import _ovito_or_skip
 
 from gdyn import cli, layout, plots
@@ -182,7 +183,7 @@ def test_fig4_writes_each_state_configuration_next_to_the_figure(
                      str(tmp_path / "fig4.png"), "--dpi", "100", "--renderer", "matplotlib",
                      "--inputs", json.dumps(systems["fig4"]),
                      "--configurations", *map(str, outs)]) == 0
-    tp.check_png(tmp_path / "fig4.png")
+    check_png(tmp_path / "fig4.png")
     frames = ase.io.read(systems["fig4"]["representative"], index=":")
     for i, path in enumerate(outs):
         one = ase.io.read(path)

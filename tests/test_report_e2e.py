@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_plots import check_png, pdf_pages, pdf_subject
+from conftest import check_png, pdf_pages, pdf_subject
 
 from gdyn import compare
 from gdyn import config as gc

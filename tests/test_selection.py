@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import check_png
 
 from gdyn.errors import InputError
 from gdyn.koopman.model_selection import candidate_table, select
@@ -31,9 +31,6 @@ from gdyn.train.align import (
     permute_output_layer,
     population_order,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_plots import check_png
 
 # ----------------------------------------------------------------------------- alignment
 

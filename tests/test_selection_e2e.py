@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from test_plots import check_png
+from conftest import check_png
 from test_report_e2e import TINY, planned_jobs, snakemake
 
 from gdyn import layout as L
