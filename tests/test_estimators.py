@@ -198,6 +198,7 @@ def cli_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"parts": parts, "models": out}
 
 
+@pytest.mark.slow  # cli_runs: four `gdyn train` processes and their graph stores (~10 s)
 @pytest.mark.parametrize(("system", "stride"), RUNS)
 def test_loaded_workflow_model_reproduces_its_probs(cli_runs: dict, system: str,
                                                     stride: int) -> None:
@@ -214,6 +215,7 @@ def test_loaded_workflow_model_reproduces_its_probs(cli_runs: dict, system: str,
         assert np.array_equal(model.transform(piece, frames=frames), probs[rows])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_api_fit_equals_cli_train(cli_runs: dict, system: str) -> None:
     """Same data, settings and seed: the weights of `gdyn train` (frame_stride 1, where the

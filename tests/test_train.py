@@ -243,6 +243,7 @@ def _cli(toy: dict, outdir: Path, settings: dict, lag: str = "1ps") -> list[str]
     return [*args, "--settings", json.dumps(settings), "--threads", "1"]
 
 
+@pytest.mark.slow  # two `gdyn train` processes, ~13 s; resume itself: test_resume_after_crash_*
 def test_sigkill_then_rerun_equals_uninterrupted(toy: dict, tmp_path: Path) -> None:
     """A real crash: SIGKILL the CLI mid-epoch, run it again, get the same model."""
     settings = dict(FAST, epochs=4, checkpoint_every_s=0.0)
