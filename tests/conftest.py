@@ -21,12 +21,12 @@ import gdyn.graph.search as graph_search
 T3 = np.array([[0.97, 0.02, 0.01], [0.03, 0.95, 0.02], [0.01, 0.04, 0.95]])
 
 
-@pytest.fixture
+@pytest.fixture(scope="session", autouse=True)
 def one_thread():
-    """One torch thread, as `gdyn train --threads 1` (the library leaves threads alone).
-
-    Training test files use it for every test: ``pytestmark = pytest.mark.usefixtures("one_thread")``.
-    """
+    """One torch thread in the test process, as `gdyn train --threads 1` (the library leaves
+    threads alone). Session-wide, so that module fixtures that train run with it too: bitwise
+    comparisons with the CLI need the same thread count, and on a 2-core machine more intra-op
+    threads (times pytest-xdist workers) only oversubscribe the cores."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

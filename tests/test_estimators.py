@@ -21,8 +21,6 @@ from gdyn.trajectory import Trajectory, load_trajectory
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_train import A, toy_trajectory
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
 TYPES = np.array([3, 16, 16, 16, 16])
 FAST = {"batch_size": 64, "epochs": 6, "max_pairs_per_epoch": 2048, "learning_rate": 0.01,
         "seed": 3}

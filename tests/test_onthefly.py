@@ -28,8 +28,6 @@ from gdyn.train import loop as gl
 from gdyn.train.onthefly import OnTheFlyGraphs, as_stored, on_the_fly, survey
 from gdyn.trajectory import load_trajectory
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("train", "val", "test")
 # PEO/LiTFSI-like composition (C, H, O, Li, N, S, F), scaled down: 348 atoms, 9 Li.

@@ -22,8 +22,6 @@ from gdyn.trajectory import load_trajectory
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_model import periodic_neighbours
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
 A = 6.5  # FCC S lattice parameter of the paper's toy (Angstrom)
 S_SITES = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
 OCT = np.array([[0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]])

@@ -21,8 +21,6 @@ from gdyn.train.align import output_layer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_train import _cli, two_trajectory_split
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
 FAST = {"batch_size": 64, "epochs": 2, "max_pairs_per_epoch": 1024, "learning_rate": 0.01,
         "seed": 3}
 
