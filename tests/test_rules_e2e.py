@@ -134,7 +134,7 @@ def tiny_with_every_analysis() -> dict[str, Any]:
         "profile": {"axis": "z", "n_bins": 20},
         "snapshot_frame": 0,
         "representative": {"shell_radius_A": 2.5},
-        "q3": {"element": "S", "n_neighbors": 4, "n_bins": 20, "stride": 1},
+        "q3": {"element": "Li", "n_neighbors": 4, "n_bins": 20, "stride": 1},
     }
     toy["conduction"] = {"temperature_K": 64.0, "charges": {"Li": 1}, "msd_window": 0.5,
                          "msd_points": 5}
