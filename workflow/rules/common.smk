@@ -7,7 +7,7 @@ import shlex
 
 import numpy as np
 
-from gdyn import analysis as gdyn_analysis
+from gdyn import compare as gdyn_compare
 from gdyn import config as gc
 from gdyn import layout as L
 from gdyn import models as gdyn_models
@@ -46,6 +46,25 @@ wildcard_constraints:
 def settings(section, system):
     """One config section of one system as a shell-quoted JSON argument for `--settings`."""
     return shlex.quote(json.dumps(SYSTEMS[system].get(section, {}), sort_keys=True))
+
+
+def config_json(section, *keys):
+    """A `params` function: the system's config `section` as JSON, only its `keys` when
+    given (the keys a rule's command reads). Pass it to the shell as `{params.x:q}`.
+
+    A function of the wildcards alone, on purpose: Snakemake compares such params with
+    those recorded for the outputs (its `params` rerun trigger) but leaves out functions
+    of input, output, threads or resources. So an edit to exactly these keys reruns the
+    rule and what depends on it, and an edit to any other key does not.
+    """
+
+    def value(wildcards):
+        block = SYSTEMS[wildcards.system].get(section) or {}
+        if keys:
+            block = {k: block[k] for k in keys if k in block}
+        return json.dumps(block, sort_keys=True)
+
+    return value
 
 
 def raw_files(system):
@@ -165,8 +184,17 @@ def analysed(system):
 
 
 def structure_outputs(system):
-    """Outputs of every analysis the system's config switches on (gdyn.analysis registry)."""
-    return gdyn_analysis.enabled_outputs(system, SYSTEMS[system])
+    """Outputs of every analysis the system's config switches on (positions and
+    representative are made when a figure asks for them)."""
+    s = SYSTEMS[system]
+    st = s.get("structure", {})
+    files = [f for key, f in (("profile", "profile.csv"), ("q3", "q3.csv"), ("rdf", "rdf.csv"),
+                              ("charge", "charge.csv")) if key in st]
+    if "snapshot_frame" in st:
+        files += ["snapshot.extxyz", "snapshot.png"]
+    if "conduction" in s:
+        files += ["diffusion.csv", "conduction.csv"]
+    return [L.structure_file(system, f) for f in files]
 
 
 def figure_system(name):
@@ -217,8 +245,9 @@ def download_url(wildcards):
 
 
 def download_md5(wildcards):
+    """`--md5 MD5` when the config pins it, as arguments (none otherwise)."""
     md5 = SYSTEMS[wildcards.system]["files"][wildcards.traj].get("md5")
-    return f"--md5 {md5}" if md5 else ""
+    return ["--md5", md5] if md5 else []
 
 
 def split_piece(wildcards):
@@ -257,74 +286,33 @@ def toy_job_of(system, li):
     raise ValueError(f"Li {li} is not simulated for system {system}")
 
 
-# --- structure.smk: one rule per entry of the gdyn.analysis registry
+# --- structure.smk: the inputs of an analysis of the analysed model at tau*
 
 
-def per_model(spec):
-    """Whether an analysis is run per (model, n_states) (positions) or on the analysed one."""
-    return any("{model_name}" in name for name in spec.outputs)
+def test_pieces(wildcards):
+    return split_files(wildcards.system, ["test"])
 
 
-def analysis_outputs(spec):
-    """Output patterns of an analysis rule."""
-    if per_model(spec):
-        return gdyn_analysis.output_paths(spec, "{system}", "{model}", "{n_states}")
-    return gdyn_analysis.output_paths(spec, "{system}")
+def test_sources(wildcards):
+    return sources(wildcards.system, ["test"])  # see traj_sources
 
 
-def analysis_log_stem(spec):
-    return "{system}-{model}-s{n_states}" if per_model(spec) else "{system}"
+def analysed_probs(wildcards):
+    """probs_test.npz at every lag of the analysed (model, n_states) (tau* among them)."""
+    return candidate_probs(wildcards.system, *analysed(wildcards.system), "test")
 
 
-def _producer_enabled(system, filename):
-    return any(
-        filename in spec.outputs and spec.enabled(SYSTEMS[system])
-        for spec in gdyn_analysis.REGISTRY.values()
-    )
+def analysed_summary(wildcards):
+    """Koopman summary.json of the analysed (model, n_states): tau* and its probs file."""
+    return L.koopman_summary(wildcards.system, *analysed(wildcards.system))
 
 
-def analysis_inputs(spec, wildcards):
-    """Test split, the model's probabilities at every lag and its Koopman summary (standard
-    inputs), other analyses' outputs it requires, and optional inputs of its options."""
-    system = wildcards.system
-    out = {}
-    if spec.standard_inputs:
-        if per_model(spec):
-            model, n = wildcards.model, wildcards.n_states
-        else:
-            model, n = analysed(system)
-        out["test"] = split_files(system, ["test"])
-        out["probs"] = candidate_probs(system, model, n, "test")
-        out["summary"] = L.koopman_summary(system, model, n)
-        out["sources"] = sources(system, ["test"])  # see traj_sources
-    for i, name in enumerate(spec.requires):
-        out[f"requires{i}"] = L.structure_file(system, name)
-    for opt in spec.options:
-        if opt.from_output and _producer_enabled(system, opt.from_output):
-            out[opt.dest] = L.structure_file(system, opt.from_output)
-    return out
-
-
-def analysis_command(spec, wildcards, input, output):
-    """Arguments of `gdyn <name>` in the order gdyn.cli.analysis declares them."""
-    system = wildcards.system
-    args = [spec.name]
-    args += [input[f"requires{i}"] for i in range(len(spec.requires))]
-    flagged = spec.output_flags
-    args += [path for name, path in zip(spec.outputs, output) if name not in flagged]
-    args += [f"{flagged[name]} {path}" for name, path in zip(spec.outputs, output) if name in flagged]
-    for opt in spec.options:
-        if opt.from_output and opt.dest in input.keys():
-            args.append(f"{opt.flag} {input[opt.dest]}")
-        elif opt.from_config:
-            args.append(f"{opt.flag} {settings(opt.from_config, system)}")
-    if spec.standard_inputs:
-        args.append(
-            f"--test {' '.join(input.test)} --probs {' '.join(input.probs)} "
-            f"--summary {input.summary}"
-        )
-    args.append(f"--settings {settings(spec.section, system)}")
-    return " ".join(args)
+def charge_if_on(wildcards):
+    """charge.csv when structure/charge is set ([] otherwise): its r* and per-state
+    charges feed the representative configurations and the conduction."""
+    if "charge" in SYSTEMS[wildcards.system].get("structure", {}):
+        return [L.structure_file(wildcards.system, "charge.csv")]
+    return []
 
 
 # --- train.smk

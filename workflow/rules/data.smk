@@ -15,8 +15,10 @@ rule download:
     wildcard_constraints:
         system=_alternatives(DOWNLOADED),
     params:
-        url=download_url,
+        url=download_url,  # functions of the wildcards: an edited url or md5 reruns it
         md5=download_md5,
+        argv=lambda wc, output: ["download", download_url(wc), output[0],
+                                 *download_md5(wc)],
     log:
         log_path("download", "{system}/{traj}"),
     benchmark:
@@ -28,8 +30,9 @@ rule download:
     retries: 0  # overrides a profile's retries (slurm): gdyn download retries itself
     conda:
         GDYN_ENV
-    shell:
-        "gdyn download '{params.url}' {output} {params.md5} > {log} 2>&1"
+    script:
+        # `gdyn download URL OUT [--md5 MD5]` with no shell: the URL is the user's
+        "../scripts/gdyn_command.py"
 
 
 rule local_trajectory:
@@ -48,10 +51,13 @@ rule local_trajectory:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        argv=lambda wc, input, output: ["check", input[0], "--copy-to", output[0]],
     conda:
         GDYN_ENV
-    shell:
-        "gdyn check {input} --copy-to {output} > {log} 2>&1"
+    script:
+        # `gdyn check PATH --copy-to OUT` with no shell: PATH is the user's, any characters
+        "../scripts/gdyn_command.py"
 
 
 rule split:

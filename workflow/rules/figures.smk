@@ -1,9 +1,13 @@
 # Paper figures and tables: pure functions of the analysis CSVs (gdyn.plots, gdyn.compare).
-# One rule per figure/table, generated below, so that each carries its own report caption
-# (workflow/report/<name>.rst); `snakemake results/figures/fig4.pdf` still builds one figure
-# and only what it needs (gdyn.plots.figure_input_paths lists exactly what it draws).
-from gdyn import compare as gdyn_compare
-from gdyn import plots as gdyn_plots
+#
+# One rule per figure/table (figure_fig2 ... figure_supp_fig3, table_supp_table1/2), made in
+# a loop: the seven figure rules are the same rule but for the name (and fig4's extra
+# outputs), and so are the two table rules. What each one draws is listed in one place,
+# gdyn.plots.registry.figure_input_paths, which the `gdyn figure` command reads too; a new
+# figure is an entry there and a builder in gdyn.plots.figures, not a new rule.
+# `snakemake results/figures/fig4.pdf` builds one figure and only what it draws. The only
+# setting a figure reads is its system's data_label (a param Snakemake compares: an edit
+# reruns it); the rest reaches it through its input files.
 
 
 report: "../report/workflow.rst"
@@ -11,6 +15,7 @@ report: "../report/workflow.rst"
 
 # Functions (not strings) for params, so that Snakemake does not read braces in a data
 # label such as "peo-traj-{a..e}" as wildcards; `_n=_name` binds the loop variable.
+# Paths and labels reach the shell quoted ({...:q}).
 for _name in L.FIGURES:
 
     rule:
@@ -33,14 +38,8 @@ for _name in L.FIGURES:
             configurations=gdyn_plots.figure_configuration_paths(_name, SYSTEMS),
         params:
             name=_name,
-            inputs=lambda wc, input: shlex.quote(json.dumps(dict(input.items()), sort_keys=True)),
+            inputs=lambda wc, input: json.dumps(dict(input.items()), sort_keys=True),
             data_label=lambda wc, _n=_name: gdyn_plots.system_data_label(_n, SYSTEMS),
-            label=lambda wc, _n=_name: shlex.quote(gdyn_plots.system_data_label(_n, SYSTEMS)),
-            configurations=lambda wc, output: (
-                "--configurations " + " ".join(output.configurations)
-                if output.configurations
-                else ""
-            ),
         log:
             log_path("figure", _name),
         benchmark:
@@ -52,8 +51,9 @@ for _name in L.FIGURES:
         conda:
             GDYN_ENV
         shell:
-            "gdyn figure {params.name} {output.pdf} --png {output.png} --inputs {params.inputs} "
-            "--data-label {params.label} {params.configurations} > {log} 2>&1"
+            "gdyn figure {params.name} {output.pdf:q} --png {output.png:q} "
+            "--inputs {params.inputs:q} --data-label {params.data_label:q} "
+            "--configurations {output.configurations:q} > {log:q} 2>&1"
 
 
 for _name in L.TABLES:
@@ -76,9 +76,8 @@ for _name in L.TABLES:
             md=L.table(_name, "md"),
         params:
             name=_name,
-            inputs=lambda wc, input: shlex.quote(json.dumps(dict(input.items()), sort_keys=True)),
+            inputs=lambda wc, input: json.dumps(dict(input.items()), sort_keys=True),
             data_label=lambda wc, _n=_name: gdyn_plots.system_data_label(_n, SYSTEMS),
-            label=lambda wc, _n=_name: shlex.quote(gdyn_plots.system_data_label(_n, SYSTEMS)),
         log:
             log_path("table", _name),
         benchmark:
@@ -90,14 +89,20 @@ for _name in L.TABLES:
         conda:
             GDYN_ENV
         shell:
-            "gdyn table {params.name} {output.csv} --md {output.md} --inputs {params.inputs} "
-            "--data-label {params.label} > {log} 2>&1"
+            "gdyn table {params.name} {output.csv:q} --md {output.md:q} "
+            "--inputs {params.inputs:q} --data-label {params.data_label:q} > {log:q} 2>&1"
 
 
 rule paper_comparison:
-    """Every headline number of the paper beside this run's value and its data source."""
+    """Every headline number of the paper beside this run's value and its data source.
+
+    Depends on exactly what it reads: the files of gdyn.compare.comparison_inputs (Koopman
+    summaries and tables of the models it quotes, charge/diffusion/conduction CSVs of the
+    PEO role) and the config keys of gdyn.compare.comparison_settings (each system's data
+    source, simulate block, figures and models), which are all `gdyn compare` is given. An
+    edit to any other setting reruns it only through those files.
+    """
     input:
-        # Exactly the files `gdyn compare` reads.
         lambda wc: sorted(gdyn_compare.comparison_inputs(SYSTEMS).values()),
     output:
         md=L.table("paper_comparison", "md"),
@@ -108,10 +113,8 @@ rule paper_comparison:
             labels={"item": "paper comparison", "system": ", ".join(SYSTEMS)},
         ),
     params:
-        systems=lambda wc: shlex.quote(json.dumps(SYSTEMS, sort_keys=True)),
-        inputs=lambda wc: shlex.quote(
-            json.dumps(gdyn_compare.comparison_inputs(SYSTEMS), sort_keys=True)
-        ),
+        systems=lambda wc: json.dumps(gdyn_compare.comparison_settings(SYSTEMS), sort_keys=True),
+        inputs=lambda wc: json.dumps(gdyn_compare.comparison_inputs(SYSTEMS), sort_keys=True),
     log:
         log_path("paper_comparison", "all"),
     benchmark:
@@ -123,5 +126,5 @@ rule paper_comparison:
     conda:
         GDYN_ENV
     shell:
-        "gdyn compare {output.md} --csv {output.csv} --systems {params.systems} "
-        "--inputs {params.inputs} > {log} 2>&1"
+        "gdyn compare {output.md:q} --csv {output.csv:q} --systems {params.systems:q} "
+        "--inputs {params.inputs:q} > {log:q} 2>&1"

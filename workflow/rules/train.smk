@@ -1,47 +1,72 @@
-# One model per (system, model kind, n_states, lag): one rule per kind of the model registry
-# (gdyn.models.REGISTRY: train_gdynet, train_vampnet), so a new kind needs no rule here; a
-# kind whose inputs are "graphs" also reads the graph stores (or builds its graphs on the fly
-# with graph.store: false). Each job trains every seed of train.seeds and keeps the best; its
-# states are ordered by population at the first lag of the grid (the reference) and mapped
-# onto the reference's states at every other lag (--reference: the reference model's
-# probs_val.npz; gdyn.train.align).
+# One model per (system, model kind, n_states, lag): one rule per model kind. Each job
+# trains every seed of train.seeds and keeps the best; its states are ordered by population
+# at the first lag of the grid (the reference) and mapped onto the reference's states at
+# every other lag (--reference: the reference model's probs_val.npz; gdyn.train.align).
+#
+# The shell text and params of the two rules are those of the loop that generated them
+# before they were written out: Snakemake's code and params rerun triggers compare them with
+# what trained the existing models, which an unchanged text keeps.
 
 
-def _no_graphs(wildcards):
-    return []
+rule train_gdynet:
+    """GDyNet: graph convolutions over each frame's neighbour graphs (the graph stores, or
+    graphs built on the fly with graph.store: false)."""
+    input:
+        splits=lambda wc: split_files(wc.system),
+        graphs=train_graph_inputs,
+        reference=lambda wc: reference_probs(wc, "gdynet"),
+        sources=lambda wc: sources(wc.system),  # see traj_sources (common.smk)
+    output:
+        **model_outputs("gdynet"),
+    params:
+        splits=split_args,  # --train A.npz ... --val ... --test ...
+        graphs=graph_args,  # --train-graphs DIR ... (or --graph JSON: graph.store false)
+        reference=lambda wc: reference_arg(wc, "gdynet"),
+        settings=lambda wc: settings("train", wc.system),  # the whole train section
+        outdir=lambda wc: L.model_dir(wc.system, "gdynet", wc.n_states, wc.lag),
+        kind="gdynet",
+    log:
+        log_path("train_gdynet", "{system}/s{n_states}-lag{lag}"),
+    benchmark:
+        bench_path("train_gdynet", "{system}/s{n_states}-lag{lag}")
+    threads: int(EXECUTION.get("train_threads", 1))
+    resources:
+        mem_mb=train_mem_mb("gdynet"),
+        **TRAIN_RESOURCES,
+    conda:
+        GDYN_ENV
+    shell:
+        "gdyn train {params.kind} {params.outdir} --n-states {wildcards.n_states} "
+        "--lag {wildcards.lag} {params.splits} {params.graphs} {params.reference} "
+        "--settings {params.settings} --threads {threads} > {log} 2>&1"
 
 
-for _kind in gdyn_models.MODEL_KINDS:
-    _graphs = gdyn_models.spec(_kind).inputs == "graphs"
-
-    rule:
-        name:
-            f"train_{_kind}"
-        input:
-            splits=lambda wc: split_files(wc.system),
-            graphs=train_graph_inputs if _graphs else _no_graphs,
-            reference=lambda wc, _k=_kind: reference_probs(wc, _k),
-            sources=lambda wc: sources(wc.system),  # see traj_sources (common.smk)
-        output:
-            **model_outputs(_kind),
-        params:
-            splits=split_args,
-            graphs=graph_args if _graphs else "",
-            reference=lambda wc, _k=_kind: reference_arg(wc, _k),
-            settings=lambda wc: settings("train", wc.system),
-            outdir=lambda wc, _k=_kind: L.model_dir(wc.system, _k, wc.n_states, wc.lag),
-            kind=_kind,
-        log:
-            log_path(f"train_{_kind}", "{system}/s{n_states}-lag{lag}"),
-        benchmark:
-            bench_path(f"train_{_kind}", "{system}/s{n_states}-lag{lag}")
-        threads: int(EXECUTION.get("train_threads", 1))
-        resources:
-            mem_mb=train_mem_mb(_kind),
-            **TRAIN_RESOURCES,
-        conda:
-            GDYN_ENV
-        shell:
-            "gdyn train {params.kind} {params.outdir} --n-states {wildcards.n_states} "
-            "--lag {wildcards.lag} {params.splits} {params.graphs} {params.reference} "
-            "--settings {params.settings} --threads {threads} > {log} 2>&1"
+rule train_vampnet:
+    """Global VAMPnet: a feed-forward network on the targets' positions (no graphs)."""
+    input:
+        splits=lambda wc: split_files(wc.system),
+        reference=lambda wc: reference_probs(wc, "vampnet"),
+        sources=lambda wc: sources(wc.system),  # see traj_sources (common.smk)
+    output:
+        **model_outputs("vampnet"),
+    params:
+        splits=split_args,
+        graphs="",  # none: kept so that the shell text is the same as train_gdynet's
+        reference=lambda wc: reference_arg(wc, "vampnet"),
+        settings=lambda wc: settings("train", wc.system),
+        outdir=lambda wc: L.model_dir(wc.system, "vampnet", wc.n_states, wc.lag),
+        kind="vampnet",
+    log:
+        log_path("train_vampnet", "{system}/s{n_states}-lag{lag}"),
+    benchmark:
+        bench_path("train_vampnet", "{system}/s{n_states}-lag{lag}")
+    threads: int(EXECUTION.get("train_threads", 1))
+    resources:
+        mem_mb=train_mem_mb("vampnet"),
+        **TRAIN_RESOURCES,
+    conda:
+        GDYN_ENV
+    shell:
+        "gdyn train {params.kind} {params.outdir} --n-states {wildcards.n_states} "
+        "--lag {wildcards.lag} {params.splits} {params.graphs} {params.reference} "
+        "--settings {params.settings} --threads {threads} > {log} 2>&1"

@@ -14,11 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from gdyn.analysis.inputs import flag_states
 from gdyn.analysis.rdf import first_peak_index, running_mean
-from gdyn.analysis.spec import AnalysisSpec, settings_block
 from gdyn.errors import InputError
-from gdyn.files import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -178,22 +175,3 @@ def read_rdf_csv(path: Path) -> Any:
     if not need <= set(rdf.columns):
         raise InputError(f"{path}: expected columns {sorted(need)}, got {list(rdf.columns)}")
     return rdf
-
-
-def run_charge(analysis: None, settings: dict[str, Any], outputs: list[Path],
-               extra_inputs: dict[str, Any]) -> None:
-    """``gdyn charge``: charge.csv from rdf.csv and the ``structure/charge`` settings."""
-    block = settings_block(settings, "charge")
-    path = extra_inputs["rdf.csv"]
-    rdf = read_rdf_csv(path)
-    table = charge_table(rdf, block, str(path))
-    if "near_empty" in rdf.columns:  # the Koopman state selection, as rdf.csv carries it
-        table = flag_states(table, sorted(set(rdf.loc[rdf["near_empty"].astype(bool), "state"])))
-    write_csv(outputs[0], table)
-
-
-ANALYSES = (
-    AnalysisSpec(name="charge", section="structure", config_key="structure/charge",
-                 outputs=("charge.csv",), requires=("rdf.csv",), run=run_charge,
-                 standard_inputs=False, help="charge integral per state (Supp. Note 3)"),
-)

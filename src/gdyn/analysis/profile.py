@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gdyn.analysis.geometry import fold_fractional, set_centres
-from gdyn.analysis.inputs import Analysis, Piece, flag_states
-from gdyn.analysis.spec import AnalysisSpec, Option, settings_block
-from gdyn.files import write_csv
+from gdyn.analysis.inputs import Piece
 
 # Rows in positions-*.csv (contract: at most 20000, subsampled evenly).
 MAX_POSITION_ROWS = 20_000
@@ -85,29 +82,3 @@ def positions_table(pieces: Sequence[Piece], max_rows: int = MAX_POSITION_ROWS) 
             cols[f"p{i}"] = pc.probs[f, s, i]
         frames_out.append(pd.DataFrame(cols))
     return pd.concat(frames_out, ignore_index=True)
-
-
-def run_profile(analysis: Analysis, settings: dict[str, Any], outputs: list[Path],
-                extra_inputs: dict[str, Any]) -> None:
-    """``gdyn profile``: profile.csv from the ``structure/profile`` settings."""
-    block = settings_block(settings, "profile")
-    table = profile_table(analysis.pieces, block.get("axis", "z"), int(block.get("n_bins", 60)))
-    write_csv(outputs[0], flag_states(table, analysis.near_empty_states))
-
-
-def run_positions(analysis: Analysis, settings: dict[str, Any], outputs: list[Path],
-                  extra_inputs: dict[str, Any]) -> None:
-    """``gdyn positions``: positions-{model}-s{n_states}.csv (at most ``--max-rows`` rows)."""
-    write_csv(outputs[0], positions_table(analysis.pieces, extra_inputs["max_rows"]))
-
-
-ANALYSES = (
-    AnalysisSpec(name="profile", section="structure", config_key="structure/profile",
-                 outputs=("profile.csv",), run=run_profile,
-                 help="distribution of each state along an axis"),
-    # Not switched on by the config: a figure asks for one model's positions.
-    AnalysisSpec(name="positions", section="structure", config_key=None,
-                 outputs=("positions-{model_name}.csv",), run=run_positions,
-                 options=(Option("--max-rows", "int", default=MAX_POSITION_ROWS),),
-                 help="folded target positions + state probabilities"),
-)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gdyn.analysis.inputs import Analysis, Piece, element_number, flag_states
-from gdyn.analysis.spec import AnalysisSpec, settings_block
+from gdyn.analysis.inputs import Piece, element_number
 from gdyn.errors import InputError
-from gdyn.files import write_csv
 
 
 def _upper_triangular(lattice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,20 +74,3 @@ def q3_table(pieces: Sequence[Piece], element: str, n_neighbors: int, n_bins: in
     q, dens = q3_distribution(pieces, element, n_neighbors, n_bins, stride)
     return pd.concat([pd.DataFrame({"state": i, "q3": q, "density": dens[i]})
                       for i in range(dens.shape[0])], ignore_index=True)
-
-
-def run_q3(analysis: Analysis, settings: dict[str, Any], outputs: list[Path],
-           extra_inputs: dict[str, Any]) -> None:
-    """``gdyn q3``: q3.csv from the ``structure/q3`` settings."""
-    block = settings_block(settings, "q3")
-    table = q3_table(analysis.pieces, block.get("element", "Si"),
-                     int(block.get("n_neighbors", 4)), int(block.get("n_bins", 50)),
-                     int(block.get("stride", 1)))
-    write_csv(outputs[0], flag_states(table, analysis.near_empty_states))
-
-
-ANALYSES = (
-    AnalysisSpec(name="q3", section="structure", config_key="structure/q3",
-                 outputs=("q3.csv",), run=run_q3,
-                 help="Steinhardt q3 of the targets per state (Supp. Fig. 2)"),
-)

@@ -12,16 +12,13 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gdyn.analysis.geometry import set_centres
-from gdyn.analysis.inputs import Analysis, Piece, as_pieces, element_number, flag_states
-from gdyn.analysis.spec import AnalysisSpec, settings_block
+from gdyn.analysis.inputs import Piece, as_pieces, element_number
 from gdyn.errors import InputError
-from gdyn.files import write_csv
 from gdyn.graph import image_shifts, pairs_within
 from gdyn.trajectory import Trajectory
 
@@ -225,21 +222,3 @@ def state_weighted_rdf(
                 "r_first_min_A": r_min, "n_first_shell": n_min,
             }))
     return pd.concat(rows, ignore_index=True)
-
-
-def run_rdf(analysis: Analysis, settings: dict[str, Any], outputs: list[Path],
-            extra_inputs: dict[str, Any]) -> None:
-    """``gdyn rdf``: rdf.csv from the ``structure/rdf`` settings."""
-    block = settings_block(settings, "rdf")
-    table = state_weighted_rdf(analysis.pieces, None, block["elements"],
-                               r_max_A=float(block.get("r_max_A", 8.0)),
-                               n_bins=int(block.get("n_bins", 160)),
-                               stride=int(block.get("stride", 1)))
-    write_csv(outputs[0], flag_states(table, analysis.near_empty_states))
-
-
-ANALYSES = (
-    AnalysisSpec(name="rdf", section="structure", config_key="structure/rdf",
-                 outputs=("rdf.csv",), run=run_rdf,
-                 help="state-weighted RDF and coordination number (Eq. 12)"),
-)

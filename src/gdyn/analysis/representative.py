@@ -28,10 +28,8 @@ from typing import Any
 import numpy as np
 
 from gdyn.analysis.geometry import minimum_image, set_centres
-from gdyn.analysis.inputs import Analysis, Piece, as_pieces
-from gdyn.analysis.spec import AnalysisSpec, Option
+from gdyn.analysis.inputs import Piece, as_pieces
 from gdyn.errors import InputError
-from gdyn.files import atomic_path
 
 # Shell radius when neither the config nor charge.csv gives one: past the first minimum of
 # the Li-O and Li-N RDFs of PEO/LiTFSI (first peaks at ~2.1 A).
@@ -202,25 +200,3 @@ def representative_configurations(
         raise InputError(f"shell_radius_A: expected one radius or {len(reps)} (one per state), "
                          f"got {len(radii)}")
     return [configuration_atoms(pieces[r.piece], r, radii[r.state], radius_from) for r in reps]
-
-
-def run_representative(analysis: Analysis, settings: dict[str, Any], outputs: list[Path],
-                       extra_inputs: dict[str, Any]) -> None:
-    """``gdyn representative``: representative.extxyz, one frame per state."""
-    import ase.io
-
-    radii, how = shell_radii(analysis.n_states, settings, extra_inputs.get("charge"))
-    frames = representative_configurations(analysis.pieces, None, radii, how)
-    with atomic_path(outputs[0], suffix=".extxyz") as tmp:
-        ase.io.write(tmp, frames, format="extxyz")
-
-
-ANALYSES = (
-    # Not switched on by the config: Fig. 4 asks for it.
-    AnalysisSpec(name="representative", section="structure", config_key=None,
-                 outputs=("representative.extxyz",), run=run_representative,
-                 options=(Option("--charge", "path", metavar="CHARGE.csv",
-                                 help="charge.csv: each state's r* is its shell radius",
-                                 from_output="charge.csv"),),
-                 help="each state's representative configuration and solvation shell"),
-)

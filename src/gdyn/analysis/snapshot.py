@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from gdyn.analysis.inputs import Analysis, Piece
-from gdyn.analysis.spec import AnalysisSpec
+from gdyn.analysis.inputs import Piece
 from gdyn.errors import InputError
 from gdyn.files import atomic_path
 
@@ -64,25 +63,3 @@ def plot_snapshot(atoms: Any, png: Path, title: str) -> None:
     fig.tight_layout()
     with atomic_path(png) as tmp:
         fig.savefig(tmp, dpi=150)
-
-
-def run_snapshot(analysis: Analysis, settings: dict[str, Any], outputs: list[Path],
-                 extra_inputs: dict[str, Any]) -> None:
-    """``gdyn snapshot``: frame ``structure/snapshot_frame`` of the first test piece."""
-    import ase.io
-
-    xyz, png = outputs
-    frame = int(settings.get("snapshot_frame", 0))
-    piece = analysis.pieces[0]
-    atoms = snapshot_atoms(piece, frame)
-    with atomic_path(xyz, suffix=".extxyz") as tmp:
-        ase.io.write(tmp, atoms, format="extxyz")
-    plot_snapshot(atoms, png, f"{piece.source} frame {atoms.info['frame']}: "
-                              f"tau* = {analysis.tau_star_ps:g} ps")
-
-
-ANALYSES = (
-    AnalysisSpec(name="snapshot", section="structure", config_key="structure/snapshot_frame",
-                 outputs=("snapshot.extxyz", "snapshot.png"), output_flags={"snapshot.png": "--png"},
-                 run=run_snapshot, help="one frame's state probabilities (extxyz + PNG)"),
-)

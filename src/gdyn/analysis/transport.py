@@ -41,17 +41,14 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gdyn.analysis.geometry import minimum_image, set_centres
-from gdyn.analysis.inputs import Analysis, Piece, as_pieces, flag_states
-from gdyn.analysis.spec import AnalysisSpec, Option
+from gdyn.analysis.inputs import Piece, as_pieces
 from gdyn.config import lag_to_frames
 from gdyn.errors import InputError
-from gdyn.files import write_csv
 from gdyn.koopman import koopman_matrix, spectrum
 from gdyn.trajectory import Trajectory
 
@@ -401,41 +398,3 @@ def conduction(
     z_state = state_charges(pieces, n_states, charges, charge_frame, where)
     return conduction_tables(pieces, tau_ps, z_state, temperature_K, msd_window, msd_points,
                              ci, volume_A3)
-
-
-def run_conduction(analysis: Analysis, settings: dict[str, Any], outputs: list[Path],
-                   extra_inputs: dict[str, Any]) -> None:
-    """``gdyn conduction``: diffusion.csv and conduction.csv from the ``conduction``
-    settings, the optional ``--charge`` charge.csv and the Koopman ``ci`` settings."""
-    temperature = settings.get("temperature_K")
-    if temperature is None:
-        raise InputError("--settings: key 'conduction/temperature_K': missing")
-    ci = extra_inputs["koopman_settings"].get("ci", DEFAULT_CI)
-    diffusion, cond = conduction(
-        analysis.pieces, None, analysis.tau_star_ps, float(temperature),
-        charges=settings.get("charges"), charge_frame=extra_inputs["charge"],
-        msd_window=float(settings.get("msd_window", 0.5)),
-        msd_points=int(settings.get("msd_points", 11)), ci=ci,
-        volume_A3=settings.get("volume_A3"),
-    )
-    if not math.isfinite(float(np.nansum(cond["sigma_S_per_m"]))):
-        raise InputError(f"{analysis.summary_path}: conductivity is not finite "
-                         f"(no valid pairs at tau*?)")
-    pair = ("from_state", "to_state")
-    write_csv(outputs[0], flag_states(diffusion, analysis.near_empty_states, pair))
-    write_csv(outputs[1], flag_states(cond, analysis.near_empty_states, pair))
-
-
-ANALYSES = (
-    AnalysisSpec(
-        name="conduction", section="conduction", config_key="conduction",
-        outputs=("diffusion.csv", "conduction.csv"), run=run_conduction,
-        options=(
-            Option("--charge", "path", metavar="CHARGE.csv", from_output="charge.csv",
-                   help="per-state charges (gdyn charge); default: the target atoms' charge"),
-            Option("--koopman-settings", "json", default={}, metavar="JSON", from_config="koopman",
-                   help="the system's 'koopman' config section (its 'ci' sets the CI groups)"),
-        ),
-        help="transition MSDs, D_ij and Nernst-Einstein shares (Eqs. 13-16)",
-    ),
-)

@@ -1,30 +1,166 @@
 """``gdyn rdf | charge | profile | snapshot | positions | q3 | representative | conduction``:
-one subcommand per entry of the analysis registry (:data:`gdyn.analysis.REGISTRY`).
+the state-weighted analyses of the learned states (:mod:`gdyn.analysis`), one subcommand each.
 
-Each is ``gdyn <name> [REQUIRED INPUTS...] OUTPUTS... --test PIECE.npz... --probs
-PROBS.npz... --summary SUMMARY.json --settings JSON [options]`` (``charge`` takes no
-``--test/--probs/--summary``); the entry's ``run`` does the work.
+Every analysis but ``charge`` reads the standard inputs ``--test PIECE.npz... --probs
+PROBS.npz... --summary SUMMARY.json`` (the test pieces with their probabilities at tau*,
+:func:`gdyn.analysis.load_analysis`); ``--settings`` is the system's config section the
+analysis reads (``structure`` or ``conduction``) as JSON. The workflow passes only the part
+of the section each analysis uses (``{"rdf": ...}`` to ``gdyn rdf``), so that an edit to one
+analysis' settings reruns that analysis alone (workflow/rules/structure.smk).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
 from gdyn.cli._args import json_object
+from gdyn.errors import InputError
 
-_KINDS: dict[str, Any] = {"path": Path, "int": int, "json": json_object}
+__all__ = ["register"]
 
-
-def _metavar(name: str) -> str:
-    """``rdf.csv`` -> ``RDF.csv``, ``positions-{model_name}.csv`` -> ``POSITIONS.csv``."""
-    stem, dot, ext = name.partition(".")
-    return f"{stem.split('-')[0].upper()}{dot}{ext}"
+# Imported by the command functions, not here, so that `gdyn --help` stays fast.
 
 
-def add_analysis_args(p: argparse.ArgumentParser) -> None:
-    """--test / --probs / --summary: the standard inputs of an analysis."""
+def settings_block(settings: dict[str, Any], key: str) -> dict[str, Any]:
+    """``settings[key]`` of the ``structure`` section, which must be a mapping."""
+    block = settings.get(key)
+    if not isinstance(block, dict):
+        raise InputError(f"--settings: key 'structure/{key}': missing or not a mapping")
+    return block
+
+
+def _analysis(args: argparse.Namespace) -> Any:
+    from gdyn.analysis import load_analysis
+
+    return load_analysis(args.test, args.probs, args.summary)
+
+
+def _cmd_rdf(args: argparse.Namespace) -> int:
+    from gdyn.analysis import flag_states, state_weighted_rdf
+    from gdyn.files import write_csv
+
+    block = settings_block(args.settings, "rdf")
+    analysis = _analysis(args)
+    table = state_weighted_rdf(analysis.pieces, None, block["elements"],
+                               r_max_A=float(block.get("r_max_A", 8.0)),
+                               n_bins=int(block.get("n_bins", 160)),
+                               stride=int(block.get("stride", 1)))
+    write_csv(args.output, flag_states(table, analysis.near_empty_states))
+    return 0
+
+
+def _cmd_charge(args: argparse.Namespace) -> int:
+    from gdyn.analysis import flag_states
+    from gdyn.analysis.charge import charge_table, read_rdf_csv
+    from gdyn.files import write_csv
+
+    block = settings_block(args.settings, "charge")
+    rdf = read_rdf_csv(args.rdf)
+    table = charge_table(rdf, block, str(args.rdf))
+    if "near_empty" in rdf.columns:  # the Koopman state selection, as rdf.csv carries it
+        table = flag_states(table, sorted(set(rdf.loc[rdf["near_empty"].astype(bool), "state"])))
+    write_csv(args.output, table)
+    return 0
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from gdyn.analysis import flag_states, profile_table
+    from gdyn.files import write_csv
+
+    block = settings_block(args.settings, "profile")
+    analysis = _analysis(args)
+    table = profile_table(analysis.pieces, block.get("axis", "z"), int(block.get("n_bins", 60)))
+    write_csv(args.output, flag_states(table, analysis.near_empty_states))
+    return 0
+
+
+def _cmd_positions(args: argparse.Namespace) -> int:
+    from gdyn.analysis import positions_table
+    from gdyn.files import write_csv
+
+    write_csv(args.output, positions_table(_analysis(args).pieces, args.max_rows))
+    return 0
+
+
+def _cmd_q3(args: argparse.Namespace) -> int:
+    from gdyn.analysis import flag_states, q3_table
+    from gdyn.files import write_csv
+
+    block = settings_block(args.settings, "q3")
+    analysis = _analysis(args)
+    table = q3_table(analysis.pieces, block.get("element", "Si"),
+                     int(block.get("n_neighbors", 4)), int(block.get("n_bins", 50)),
+                     int(block.get("stride", 1)))
+    write_csv(args.output, flag_states(table, analysis.near_empty_states))
+    return 0
+
+
+def _cmd_snapshot(args: argparse.Namespace) -> int:
+    import ase.io
+
+    from gdyn.analysis import plot_snapshot, snapshot_atoms
+    from gdyn.files import atomic_path
+
+    analysis = _analysis(args)
+    frame = int(args.settings.get("snapshot_frame", 0))
+    piece = analysis.pieces[0]
+    atoms = snapshot_atoms(piece, frame)
+    with atomic_path(args.output, suffix=".extxyz") as tmp:
+        ase.io.write(tmp, atoms, format="extxyz")
+    plot_snapshot(atoms, args.png, f"{piece.source} frame {atoms.info['frame']}: "
+                                   f"tau* = {analysis.tau_star_ps:g} ps")
+    return 0
+
+
+def _cmd_representative(args: argparse.Namespace) -> int:
+    import ase.io
+
+    from gdyn.analysis import representative_configurations
+    from gdyn.analysis.representative import shell_radii
+    from gdyn.files import atomic_path
+
+    analysis = _analysis(args)
+    radii, how = shell_radii(analysis.n_states, args.settings, args.charge)
+    frames = representative_configurations(analysis.pieces, None, radii, how)
+    with atomic_path(args.output, suffix=".extxyz") as tmp:
+        ase.io.write(tmp, frames, format="extxyz")
+    return 0
+
+
+def _cmd_conduction(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from gdyn.analysis import conduction, flag_states
+    from gdyn.analysis.transport import DEFAULT_CI
+    from gdyn.files import write_csv
+
+    settings = args.settings
+    temperature = settings.get("temperature_K")
+    if temperature is None:
+        raise InputError("--settings: key 'conduction/temperature_K': missing")
+    analysis = _analysis(args)
+    diffusion, cond = conduction(
+        analysis.pieces, None, analysis.tau_star_ps, float(temperature),
+        charges=settings.get("charges"), charge_frame=args.charge,
+        msd_window=float(settings.get("msd_window", 0.5)),
+        msd_points=int(settings.get("msd_points", 11)),
+        ci=args.koopman_settings.get("ci", DEFAULT_CI),
+        volume_A3=settings.get("volume_A3"),
+    )
+    if not math.isfinite(float(np.nansum(cond["sigma_S_per_m"]))):
+        raise InputError(f"{analysis.summary_path}: conductivity is not finite "
+                         f"(no valid pairs at tau*?)")
+    pair = ("from_state", "to_state")
+    write_csv(args.diffusion, flag_states(diffusion, analysis.near_empty_states, pair))
+    write_csv(args.conduction, flag_states(cond, analysis.near_empty_states, pair))
+    return 0
+
+
+def _standard_inputs(p: argparse.ArgumentParser) -> None:
+    """--test / --probs / --summary: the test pieces and their probabilities at tau*."""
     p.add_argument("--test", nargs="+", type=Path, required=True, metavar="PIECE.npz",
                    help="test split pieces")
     p.add_argument("--probs", nargs="+", type=Path, required=True, metavar="PROBS.npz",
@@ -33,40 +169,71 @@ def add_analysis_args(p: argparse.ArgumentParser) -> None:
                    help="Koopman summary.json of the model (tau_star_ps, probs_test)")
 
 
-def _cmd_analysis(args: argparse.Namespace) -> int:
-    from gdyn.analysis import REGISTRY, load_analysis
-
-    spec = REGISTRY[args.analysis]
-    analysis = (load_analysis(args.test, args.probs, args.summary)
-                if spec.standard_inputs else None)
-    outputs = [getattr(args, f"output_{i}") for i in range(len(spec.outputs))]
-    extra: dict[str, Any] = {name: getattr(args, f"input_{i}")
-                             for i, name in enumerate(spec.requires)}
-    extra.update({opt.dest: getattr(args, opt.dest) for opt in spec.options})
-    spec.run(analysis, args.settings, outputs, extra)
-    return 0
+def _settings(p: argparse.ArgumentParser, section: str) -> None:
+    p.add_argument("--settings", type=json_object, default={}, metavar="JSON",
+                   help=f"the system's '{section}' config section (the keys this analysis reads)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add one subcommand per registered analysis."""
-    from gdyn.analysis import REGISTRY
+    """Add the eight analysis subcommands, in pipeline order."""
+    from gdyn.analysis.profile import MAX_POSITION_ROWS  # numpy only
 
-    for spec in REGISTRY.values():
-        p = subparsers.add_parser(spec.name, help=spec.help)
-        for i, name in enumerate(spec.requires):
-            p.add_argument(f"input_{i}", type=Path, metavar=_metavar(name))
-        for i, name in enumerate(spec.outputs):
-            if name not in spec.output_flags:
-                p.add_argument(f"output_{i}", type=Path, metavar=_metavar(name))
-        for i, name in enumerate(spec.outputs):
-            if name in spec.output_flags:
-                p.add_argument(spec.output_flags[name], dest=f"output_{i}", type=Path,
-                               required=True, metavar=_metavar(name))
-        for opt in spec.options:
-            p.add_argument(opt.flag, type=_KINDS[opt.kind], default=opt.default,
-                           metavar=opt.metavar, help=opt.help)
-        if spec.standard_inputs:
-            add_analysis_args(p)
-        p.add_argument("--settings", type=json_object, default={}, metavar="JSON",
-                       help=f"the system's '{spec.section}' config section")
-        p.set_defaults(func=_cmd_analysis, analysis=spec.name)
+    p = subparsers.add_parser("rdf", help="state-weighted RDF and coordination number (Eq. 12)")
+    p.add_argument("output", type=Path, metavar="RDF.csv")
+    _standard_inputs(p)
+    _settings(p, "structure")  # its 'rdf': elements, r_max_A, n_bins, stride
+    p.set_defaults(func=_cmd_rdf)
+
+    p = subparsers.add_parser("charge", help="charge integral per state (Supp. Note 3)")
+    p.add_argument("rdf", type=Path, metavar="RDF.csv")
+    p.add_argument("output", type=Path, metavar="CHARGE.csv")
+    _settings(p, "structure")  # its 'charge': center, charges, reference, r_star_A
+    p.set_defaults(func=_cmd_charge)
+
+    p = subparsers.add_parser("profile", help="distribution of each state along an axis")
+    p.add_argument("output", type=Path, metavar="PROFILE.csv")
+    _standard_inputs(p)
+    _settings(p, "structure")  # its 'profile': axis, n_bins
+    p.set_defaults(func=_cmd_profile)
+
+    p = subparsers.add_parser("snapshot", help="one frame's state probabilities (extxyz + PNG)")
+    p.add_argument("output", type=Path, metavar="SNAPSHOT.extxyz")
+    p.add_argument("--png", type=Path, required=True, metavar="SNAPSHOT.png")
+    _standard_inputs(p)
+    _settings(p, "structure")  # its 'snapshot_frame' (default 0)
+    p.set_defaults(func=_cmd_snapshot)
+
+    p = subparsers.add_parser("positions", help="folded target positions + state probabilities")
+    p.add_argument("output", type=Path, metavar="POSITIONS.csv")
+    p.add_argument("--max-rows", type=int, default=MAX_POSITION_ROWS)
+    _standard_inputs(p)
+    _settings(p, "structure")  # reads none
+    p.set_defaults(func=_cmd_positions)
+
+    p = subparsers.add_parser("q3", help="Steinhardt q3 of the targets per state (Supp. Fig. 2)")
+    p.add_argument("output", type=Path, metavar="Q3.csv")
+    _standard_inputs(p)
+    _settings(p, "structure")  # its 'q3': element, n_neighbors, n_bins, stride
+    p.set_defaults(func=_cmd_q3)
+
+    p = subparsers.add_parser(
+        "representative", help="each state's representative configuration and solvation shell")
+    p.add_argument("output", type=Path, metavar="REPRESENTATIVE.extxyz")
+    # nargs="?": the rule passes `--charge` alone when structure/charge is off
+    p.add_argument("--charge", type=Path, nargs="?", default=None, metavar="CHARGE.csv",
+                   help="charge.csv: each state's r* is its shell radius")
+    _standard_inputs(p)
+    _settings(p, "structure")  # its 'representative': shell_radius_A
+    p.set_defaults(func=_cmd_representative)
+
+    p = subparsers.add_parser(
+        "conduction", help="transition MSDs, D_ij and Nernst-Einstein shares (Eqs. 13-16)")
+    p.add_argument("diffusion", type=Path, metavar="DIFFUSION.csv")
+    p.add_argument("conduction", type=Path, metavar="CONDUCTION.csv")
+    p.add_argument("--charge", type=Path, nargs="?", default=None, metavar="CHARGE.csv",
+                   help="per-state charges (gdyn charge); none: the target atoms' charge")
+    p.add_argument("--koopman-settings", type=json_object, default={}, metavar="JSON",
+                   help="the system's 'koopman' config section (its 'ci' sets the CI groups)")
+    _standard_inputs(p)
+    _settings(p, "conduction")  # temperature_K, charges, msd_window, msd_points, volume_A3
+    p.set_defaults(func=_cmd_conduction)

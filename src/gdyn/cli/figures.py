@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--configurations",
-        nargs="+",
+        nargs="*",
         metavar="STATE.extxyz",
         help="fig4: write each state's representative configuration here (one per state)",
     )

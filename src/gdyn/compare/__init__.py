@@ -42,6 +42,7 @@ from gdyn.compare.roles import (
     Role,
     Value,
     comparison_inputs,
+    comparison_settings,
     system_roles,
     toy_models,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "build_comparison",
     "caveat",
     "comparison_inputs",
+    "comparison_settings",
     "data_source",
     "global_from_local",
     "global_timescale_from_local",

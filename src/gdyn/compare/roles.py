@@ -150,6 +150,26 @@ def toy_models(settings: Mapping[str, Any]) -> dict[str, tuple[str, int]]:
     return out
 
 
+def comparison_settings(systems: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The part of each system's config that the comparison reads (``gdyn compare --systems``).
+
+    Its data source and caveat (``source``, ``description``, ``data_label``, ``simulate``),
+    its role (``figures``) and its models (``train/models``, ``koopman/model`` and
+    ``n_states``). Every number it reports comes from the files of
+    :func:`comparison_inputs`, so the workflow reruns the comparison when one of those
+    files or one of these keys changes, and for no other config edit.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, s in systems.items():
+        keep = {k: s[k] for k in ("source", "description", "data_label", "simulate", "figures")
+                if k in s}
+        keep["train"] = {"models": s["train"]["models"]}
+        k = s.get("koopman") or {}
+        keep["koopman"] = {key: k[key] for key in ("model", "n_states") if key in k}
+        out[name] = keep
+    return out
+
+
 def comparison_inputs(
     systems: Mapping[str, Mapping[str, Any]], results: str = layout.RESULTS
 ) -> dict[str, str]:
