@@ -344,14 +344,16 @@ def no_result_reason(table: pd.DataFrame) -> str | None:
     """Why the candidates give nothing to select, or None when some candidate is usable.
 
     Nothing to select: every (count, lag) is collapsed, or none of the others has a CK
-    test evaluable beyond step 1. Kept-dead models (only ``train.all_seeds_dead: keep``
+    test evaluable beyond step 1 (the test data too short for the lags). Kept-dead models (only ``train.all_seeds_dead: keep``
     keeps them) count as usable, as that setting asks.
     """
     # A kept-dead model is usually collapsed too (the same thresholds): kept all the same.
     usable = ~table["collapsed"].astype(bool) | table["kept_dead"].astype(bool)
     if not usable.any():
         return "every candidate model is collapsed (fewer than two states used) at every lag"
-    if not table.loc[usable, "ck_evaluable"].astype(bool).any():
+    # A collapsed model's CK test has no surviving states to test: it says nothing here.
+    live = ~table["collapsed"].astype(bool)
+    if live.any() and not table.loc[live, "ck_evaluable"].astype(bool).any():
         return f"no candidate's CK test is evaluable beyond step 1 at any lag ({NOT_EVALUABLE})"
     return None
 
@@ -359,10 +361,13 @@ def no_result_reason(table: pd.DataFrame) -> str | None:
 def koopman_no_result_reason(summary: Mapping[str, Any]) -> str | None:
     """Why one Koopman stage (``summary.json``) has no valid result, or None.
 
-    No valid result: the CK test could not be evaluated beyond step 1 at any lag
-    (``ck_by_lag[*].ck_steps_tested``), so no lag's model could be checked.
+    No valid result: the CK test could not be evaluated beyond step 1 at any lag whose
+    model is not collapsed (``ck_by_lag[*].ck_steps_tested``), so no lag's model could be
+    checked. (A model collapsed at every lag is flagged in every table, and its seeds are
+    dead: ``train.all_seeds_dead`` decided about it.)
     """
-    tested = [e.get("ck_steps_tested") for e in summary.get("ck_by_lag", [])]
+    tested = [e.get("ck_steps_tested") for e in summary.get("ck_by_lag", [])
+              if not e.get("collapsed", False)]  # a collapsed lag has nothing to test
     if tested and all(_is_num(x) and x <= 1 for x in tested):
         return f"the CK test is not evaluable beyond step 1 at any lag ({NOT_EVALUABLE})"
     return None

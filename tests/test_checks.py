@@ -1,0 +1,105 @@
+"""Checks that come early and say enough (issue 26): lag pairs of every split window and lag
+labels at DAG build, a too-short validation window before any epoch, dead seeds on data
+that are too short."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from gdyn import config as gc
+from gdyn.errors import InputError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_train import _cli, one_thread, two_trajectory_split  # noqa: F401 (autouse)
+from test_train_seeds import _dying
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tiny() -> dict:
+    # tiny.yaml: frame 0.1 ps, 60 ps per Li = 600 frames, lags 1 and 2 ps (10, 20 frames);
+    # val: li003 [0, 0.5) = 300 frames.
+    return gc.load_yaml(ROOT / "tests" / "e2e" / "tiny.yaml")
+
+
+def _problem(mutate) -> str:
+    cfg = _tiny()
+    gc.check(cfg)
+    mutate(cfg["systems"]["toy"])
+    with pytest.raises(InputError) as err:
+        gc.check(cfg)
+    return str(err.value)
+
+
+def test_validation_window_without_two_lag_pairs_is_refused_at_dag_build() -> None:
+    # val [289, 300) of 600 frames: 11 frames, one (t, t + 10) pair, none at 20 frames.
+    msg = _problem(lambda s: s["split"]["val"][0].update(start=0.4817, stop=0.5))
+    assert ("systems/toy/train/lags_ps[0] = 1: leaves 1 (t, t + lag) pair in the val window "
+            "of li003 (split/val[0]: 11 frames, 1 ps); every window needs at least 2") in msg
+    assert "systems/toy/train/lags_ps[1] = 2: leaves 0 (t, t + lag) pairs in the val window" in msg
+    # Exactly two pairs pass: 12 frames at lag 10 frames (val [288, 300)).
+    cfg = _tiny()
+    cfg["systems"]["toy"]["split"]["val"][0].update(start=0.48, stop=0.5)
+    cfg["systems"]["toy"]["train"]["lags_ps"] = [1]
+    gc.check(cfg)
+
+
+def test_train_window_and_stride_grid_pairs_are_counted() -> None:
+    # frame_stride 10: the 300-frame train windows hold 30 grid frames; a 29 ps lag (290
+    # frames, 29 grid steps) leaves one pair on the grid.
+    def mutate(s: dict) -> None:
+        s["train"].update(lags_ps=[1, 29], frame_stride=10)
+        s["split"]["test"][0].update(start=0.5, stop=1.0)
+        s["koopman"]["ck_steps"] = 2
+
+    msg = _problem(mutate)
+    assert ("systems/toy/train/lags_ps[1] = 29: leaves 1 (t, t + lag) pair on the "
+            "frame_stride 10 grid in the train window of li000") in msg
+
+
+def test_lags_with_one_label_are_refused() -> None:
+    msg = _problem(lambda s: s["train"].__setitem__("lags_ps", [1, 1.00000000001]))
+    assert msg == ("systems/toy/train/lags_ps[1] = 1.00000000001: same label 1ps as "
+                   "train/lags_ps[0] = 1 (lags name the model directories: give distinct "
+                   "lags)")
+
+
+def test_short_validation_pieces_fail_before_any_epoch(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    from gdyn.cli import main
+
+    long = two_trajectory_split(tmp_path / "long", 400, seed=3)
+    short = two_trajectory_split(tmp_path / "short", 22, seed=5)  # 11-frame halves
+    toy = {"parts": dict(long["parts"], val=short["parts"]["val"]),
+           "graphs": dict(long["graphs"], val=short["graphs"]["val"])}
+    args = _cli(toy, tmp_path / "m", {"epochs": 1, "batch_size": 16})[1:]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == ("gdyn train: error: --val: expected at least 2 (t, t + 1 ps) pairs within "
+                   "the validation pieces, got 1 (pieces of [11] frames, lag 10 frames): the "
+                   "validation window is too short for this lag; lengthen split/val or "
+                   "shorten train/lags_ps")
+    assert not (tmp_path / "m" / "metrics.csv").exists()
+
+
+def test_all_seeds_dead_on_short_data_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture) -> None:
+    from gdyn.cli import main
+
+    long = two_trajectory_split(tmp_path / "long", 400, seed=3)
+    short = two_trajectory_split(tmp_path / "short", 30, seed=5)  # 15 frames: 5 pairs
+    toy = {"parts": dict(long["parts"], val=short["parts"]["val"]),
+           "graphs": dict(long["graphs"], val=short["graphs"]["val"])}
+    _dying(monkeypatch, {0})
+    assert main(_cli(toy, tmp_path / "m", {"epochs": 1, "batch_size": 16, "seed": 0})[1:]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "every seed is dead" in err and "learning_rate" not in err
+    assert ("the data are too short: the validation pieces ([15] frames) hold 5 (t, t + 1 ps) "
+            "pairs x 1 target sets, fewer than 10 per state of 2") in err
+    # On long data the advice stays with seeds and learning rate.
+    assert main(_cli(long, tmp_path / "n", {"epochs": 1, "batch_size": 16, "seed": 0})[1:]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "try other train.seeds, another learning_rate" in err and "too short" not in err
