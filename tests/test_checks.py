@@ -103,3 +103,77 @@ def test_all_seeds_dead_on_short_data_says_so(tmp_path: Path, monkeypatch: pytes
     assert main(_cli(long, tmp_path / "n", {"epochs": 1, "batch_size": 16, "seed": 0})[1:]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "try other train.seeds, another learning_rate" in err and "too short" not in err
+
+
+# ----------------------------------------------------------------------------- gdyn import
+
+
+def test_import_with_too_few_species_says_so(tmp_path: Path) -> None:
+    from test_importers import frames, write_dump
+
+    from gdyn.importers import import_trajectory
+
+    pos, cells = frames(2)
+    path = tmp_path / "dump.lammpstrj"
+    write_dump(path, pos, cells, columns="id type x y z")  # types 1..4: Li, S, O, H
+    with pytest.raises(InputError) as err:
+        import_trajectory(path, tmp_path / "x.npz", "element:Li", fmt="lammps-dump-text",
+                          species=["Li", "S", "O"], progress=False)
+    assert str(err.value) == (
+        f"{path}: --species: expected one element per LAMMPS atom type (types 1, 2, 3, 4 in "
+        "frame 0, so at least 4 elements, type n = the n-th), got 3: Li,S,O")
+    assert not (tmp_path / "x.npz").exists()
+
+
+# ----------------------------------------------------------------------------- gdyn check
+
+
+def _write(path: Path, coords, lattices) -> Path:
+    import numpy as np
+
+    np.savez(path, traj_coords=np.asarray(coords, np.float64),
+             lattices=np.asarray(lattices, np.float64), atom_types=np.array([3, 16]),
+             target_index=np.array([0]))
+    return path
+
+
+def test_check_refuses_absurd_cells_and_coordinates(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    import numpy as np
+
+    from gdyn.cli import main
+    from gdyn.trajectory import MAX_CELLS_AWAY, MIN_FACE_WIDTH_A
+
+    assert (MIN_FACE_WIDTH_A, MAX_CELLS_AWAY) == (0.5, 100.0)  # the documented thresholds
+    coords = np.tile([[0.5, 0.5, 0.5], [2.0, 2.0, 2.0]], (3, 1, 1))
+    cells = np.tile(np.eye(3) * 5.0, (3, 1, 1))
+    assert main(["check", str(_write(tmp_path / "ok.npz", coords, cells))]) == 0
+    # A 0.001 A thick cell in frame 1 (a right-handed, non-singular one).
+    thin = cells.copy()
+    thin[1, 2, 2] = 0.001
+    assert main(["check", str(_write(tmp_path / "thin.npz", coords, thin))]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "key 'lattices': expected a cell at least 0.5 A wide between opposite faces, frame 1 "
+        "is 0.001 A wide (lattice vectors in Angstrom, rows a, b, c?)")
+    # A sheared cell whose vectors are long but whose faces are 0.4 A apart.
+    sheared = cells.copy()
+    sheared[2] = [[5, 0, 0], [0, 5, 0], [3, 3, 0.4]]
+    assert main(["check", str(_write(tmp_path / "s.npz", coords, sheared))]) == 2
+    assert "frame 2 is 0.4 A wide" in capsys.readouterr().err
+    # Just above the threshold passes.
+    edge = cells.copy()
+    edge[:, 2, 2] = 0.51
+    assert main(["check", str(_write(tmp_path / "e.npz", coords * 0.1, edge))]) == 0
+    capsys.readouterr()
+    # 1e12 A coordinates; and 101 cell lengths away (505 A in a 5 A cell), but not 99.
+    far = coords.copy()
+    far[2, 1] = [1e12, 0, 0]
+    assert main(["check", str(_write(tmp_path / "far.npz", far, cells))]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "key 'traj_coords': expected atoms within 100 cell lengths of the cell, frame 2 has "
+        "atom 1 at 2e+11 cell lengths along lattice vector a ([1000000000000.0, 0.0, 0.0] A)")
+    far[2, 1] = [2.0, -505.5, 0]
+    assert main(["check", str(_write(tmp_path / "f2.npz", far, cells))]) == 2
+    assert "at -101 cell lengths along lattice vector b" in capsys.readouterr().err
+    far[2, 1] = [2.0, -495.0, 2.0]
+    assert main(["check", str(_write(tmp_path / "f3.npz", far, cells))]) == 0
