@@ -6,6 +6,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from gdyn import config as gdyn_config
+from gdyn import files as gdyn_files
+from gdyn import layout as gdyn_layout
 from gdyn.errors import InputError
 
 min_version("9.0")
@@ -27,6 +29,12 @@ try:
     gdyn_config.check(config)
 except InputError as exc:
     raise WorkflowError(f"config: {exc}") from None
+
+# A read-only results/ (directory or file system) stops the run here in one line, not in a
+# traceback when Snakemake first removes or creates an output (issue 26).
+_unwritable = gdyn_files.unwritable_dir(gdyn_layout.RESULTS)
+if _unwritable:
+    raise WorkflowError(_unwritable)
 
 
 include: "workflow/rules/common.smk"

@@ -4,6 +4,10 @@ that are too short."""
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -177,3 +181,40 @@ def test_check_refuses_absurd_cells_and_coordinates(tmp_path: Path,
     assert "at -101 cell lengths along lattice vector b" in capsys.readouterr().err
     far[2, 1] = [2.0, -495.0, 2.0]
     assert main(["check", str(_write(tmp_path / "f3.npz", far, cells))]) == 0
+
+
+# ----------------------------------------------------------------------------- read-only
+
+
+def _read_only(cmd: list[str], ro: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` with directory ``ro`` read-only: by its mode for a normal user, by a
+    read-only bind mount in a user namespace for root (whom modes do not stop)."""
+    if os.geteuid() != 0:
+        ro.chmod(0o555)
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300)
+        finally:
+            ro.chmod(0o755)
+    if shutil.which("unshare") is None:
+        pytest.skip("root without unshare: no way to make a directory read-only")
+    script = (f"mount --bind {shlex.quote(str(ro))} {shlex.quote(str(ro))} && "
+              f"mount -o remount,ro,bind {shlex.quote(str(ro))} && exec {shlex.join(cmd)}")
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("no user namespaces: no way to make a directory read-only as root")
+    return subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("where", ["results", "results/models/toy"])
+def test_read_only_results_stop_the_run_in_one_line(tmp_path: Path, where: str) -> None:
+    work = tmp_path / "work"
+    (work / "results" / "models" / "toy").mkdir(parents=True)
+    cmd = [sys.executable, "-m", "snakemake", "all", "--cores", "1", "-s",
+           str(ROOT / "Snakefile"), "-d", str(work), "--configfile",
+           str(ROOT / "tests" / "e2e" / "tiny.yaml")]
+    proc = _read_only(cmd, work / where, ROOT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out and "Job stats" not in out, out
+    assert f"{where}: not writable (" in out
+    assert "every output is written under results/: make it writable" in out
