@@ -218,3 +218,124 @@ def test_read_only_results_stop_the_run_in_one_line(tmp_path: Path, where: str) 
     assert proc.returncode != 0 and "Traceback" not in out and "Job stats" not in out, out
     assert f"{where}: not writable (" in out
     assert "every output is written under results/: make it writable" in out
+
+
+# ----------------------------------------------------------------------------- docs
+
+
+def _fmt(value: object) -> str:
+    """A value as the YAML config writes it."""
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def test_training_defaults_are_documented_in_the_schema_and_readme() -> None:
+    from gdyn.train.settings import DEFAULTS
+
+    schema = gc.load_yaml(gc.SCHEMA_PATH)["definitions"]["train"]["properties"]
+    for key in ("atom_fea_len", "n_conv", "batch_norm", "learning_rate", "batch_size",
+                "epochs", "max_pairs_per_epoch", "seed"):
+        assert schema[key]["description"].endswith(f"(default {_fmt(DEFAULTS[key])})"), key
+    readme = (ROOT / "README.md").read_text()
+    for key in ("epochs", "learning_rate", "batch_size", "max_pairs_per_epoch", "seed"):
+        assert f"`{key}: {_fmt(DEFAULTS[key])}`" in readme, key
+
+
+def own_data_section() -> tuple[list[list[str]], dict]:
+    """The README's own-data walkthrough: its gdyn commands (split into words) and config."""
+    import yaml
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Bring your own trajectory"):]
+    section = section[:section.index("\n## ", 5)]
+    blocks = section.split("```")
+    commands = [shlex.split(line) for b in blocks[1::2] if b.startswith("bash")
+                for line in b.splitlines()[1:] if line.startswith("gdyn ")]
+    configs = [yaml.safe_load(b.removeprefix("yaml")) for b in blocks[1::2] if b.startswith("yaml")]
+    assert len(configs) == 1
+    return commands, configs[0]
+
+
+def test_readme_own_data_paths_are_one_path() -> None:
+    commands, config = own_data_section()
+    (name, system), = config["systems"].items()
+    path = system["files"]["run1"]["path"]
+    imports = [c for c in commands if c[1] == "import"]
+    checks = [c for c in commands if c[1] == "check"]
+    assert imports and checks
+    assert {c[3] for c in imports} == {c[2] for c in checks} == {path}
+    # The workflow's own copy must not be the user's file (a rule would read its output).
+    from gdyn.layout import raw
+
+    assert Path(path) != Path(raw(name, "run1")) and not path.startswith("results/")
+    gc.validate(config)
+
+
+# ----------------------------------------------------------------------------- graph stores
+
+
+def _store(tmp_path: Path) -> Path:
+    from test_graph_store import toy_piece
+
+    from gdyn.graph import build_store
+    from gdyn.trajectory import load_trajectory
+
+    piece, _, _ = toy_piece(tmp_path, 12, 0)
+    build_store(load_trajectory(piece), tmp_path / "store", 12, progress=False)
+    return tmp_path / "store"
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "reshape", "meta"])
+def test_a_damaged_store_is_named_and_only_a_store_is_discarded(tmp_path: Path,
+                                                                damage: str) -> None:
+    import numpy as np
+
+    from gdyn.graph import DamagedStore, discard_store, open_store, verify_store
+
+    store = _store(tmp_path)
+    meta = verify_store(store)
+    assert meta["n_frames"] == 12 and open_store(store).index.shape == (12, 5, 12)
+    if damage == "delete":
+        (store / "index.npy").unlink()
+        problem = "index.npy missing"
+    elif damage == "truncate":
+        f = store / "distance.npy"
+        size = f.stat().st_size
+        os.truncate(f, size - 7)
+        problem = f"distance.npy is {size - 7} bytes, its header says {size} (cut short)"
+    elif damage == "reshape":
+        np.save(store / "rows.npy", np.arange(4))
+        problem = "rows.npy has shape (4,), meta.json says (5,)"
+    else:
+        (store / "meta.json").write_text("{")
+        problem = "meta.json unreadable"
+    with pytest.raises(DamagedStore) as err:
+        open_store(store)
+    assert str(err.value).startswith(f"{store}: damaged graph store: {problem}")
+    assert str(err.value).endswith("rebuild it (gdyn graphs; the workflow rebuilds a missing "
+                                   "store)")
+    # Only a directory of store files is ever removed.
+    (store / "notes.txt").write_text("mine")
+    assert not discard_store(store) and store.is_dir()
+    (store / "notes.txt").unlink()
+    assert discard_store(store) and not store.exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(InputError, match="not a graph store") as err:
+        verify_store(other)
+    assert not isinstance(err.value, DamagedStore)
+
+
+def test_training_on_a_damaged_store_removes_it_and_says_rerun(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from gdyn.cli import main
+
+    toy = two_trajectory_split(tmp_path / "toy", 200, seed=3)
+    store = toy["graphs"]["val"][0]
+    (store / "index.npy").unlink()
+    assert main(_cli(toy, tmp_path / "m", {"epochs": 1, "batch_size": 16})[1:]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"gdyn train: error: {store}: damaged graph store: index.npy missing; "
+                   "removed it: run the workflow again to rebuild it")
+    assert not store.exists()

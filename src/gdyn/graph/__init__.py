@@ -33,24 +33,29 @@ from gdyn.graph.select import tie_salts
 from gdyn.graph.store import (
     CHUNK_BYTES,
     FORMAT_VERSION,
+    DamagedStore,
     GraphStore,
     build_store,
     decode_distance,
+    discard_store,
     encode_distance,
     frame_grid,
     frame_offset,
     open_store,
     receptive_field,
+    verify_store,
 )
 
 __all__ = [
     "CHUNK_BYTES",
     "FORMAT_VERSION",
+    "DamagedStore",
     "GraphStore",
     "NeighbourSearch",
     "build_store",
     "check_lattice",
     "decode_distance",
+    "discard_store",
     "encode_distance",
     "face_widths",
     "frame_grid",
@@ -62,4 +67,5 @@ __all__ = [
     "pairs_within",
     "receptive_field",
     "tie_salts",
+    "verify_store",
 ]
