@@ -319,7 +319,11 @@ def test_a_damaged_store_is_named_and_only_a_store_is_discarded(tmp_path: Path,
     (store / "notes.txt").write_text("mine")
     assert not discard_store(store) and store.is_dir()
     (store / "notes.txt").unlink()
+    from gdyn.graph import store_damage
+
+    assert store_damage(store).startswith(problem)
     assert discard_store(store) and not store.exists()
+    assert store_damage(store) is None
     other = tmp_path / "other"
     other.mkdir()
     with pytest.raises(InputError, match="not a graph store") as err:

@@ -43,6 +43,7 @@ from gdyn.graph.store import (
     frame_offset,
     open_store,
     receptive_field,
+    store_damage,
     verify_store,
 )
 
@@ -66,6 +67,7 @@ __all__ = [
     "open_store",
     "pairs_within",
     "receptive_field",
+    "store_damage",
     "tie_salts",
     "verify_store",
 ]

@@ -356,6 +356,21 @@ def verify_store(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def store_damage(path: str | Path) -> str | None:
+    """What is wrong with the directory ``path`` as a graph store (:func:`verify_store`),
+    e.g. ``"index.npy missing"``, or None when it is whole or does not exist (the workflow
+    checks every store this way at DAG build and rebuilds a damaged one)."""
+    if not Path(path).is_dir():
+        return None
+    try:
+        verify_store(path)
+    except DamagedStore as exc:
+        return exc.problem
+    except InputError:
+        return "no store file in it"
+    return None
+
+
 def discard_store(path: str | Path) -> bool:
     """Remove the directory of a damaged graph store so that the workflow rebuilds it.
 
