@@ -343,3 +343,25 @@ def test_training_on_a_damaged_store_removes_it_and_says_rerun(
     assert err == (f"gdyn train: error: {store}: damaged graph store: index.npy missing; "
                    "removed it: run the workflow again to rebuild it")
     assert not store.exists()
+
+
+def test_readme_python_snippet_states_its_cost() -> None:
+    """The work the README's "From Python" code does, as its text states it, follows from
+    the snippet's own settings and the default config's toy run."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## From Python\n", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    prose = " ".join(section[:section.index("```python")].split())
+    args = dict(re.findall(r"(\w+)=([\d_.e-]+)", code))
+    toy = gc.load_yaml(ROOT / "config" / "config.yaml")["systems"]["toy"]
+    frames = round(toy["simulate"]["duration_ps"] / toy["frame_interval_ps"])
+    n_li, half = toy["simulate"]["n_li"], frames // 2
+    stride, batch = int(args["frame_stride"]), int(args["batch_size"])
+    steps = int(args["epochs"]) * int(args["max_pairs_per_epoch"].replace("_", "")) // batch
+    assert "run Quick start command 1 first" in prose
+    assert f"every {stride}th frame of the {n_li} first halves ({n_li * half // stride:,} " \
+           "frames)" in prose
+    assert f"{steps} steps of {batch} lag pairs" in prose
+    assert f"predicts all {n_li * half:,} frames of the second halves" in prose
