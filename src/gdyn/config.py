@@ -195,10 +195,14 @@ def check(config: Mapping[str, Any], root: str | Path = ".") -> None:
 
     Per system: split windows (``0 <= start < stop <= 1``, known trajectories, train /
     val / test windows of one trajectory disjoint); every lag a whole number of frames and
-    of ``frame_stride`` frames; every lag, and the CK horizon ``tau_star_ps x ck_steps``,
-    shorter than each test window (from the ``simulate`` block, or the trajectory file's
-    header when the file exists: local files at their ``path``, others in
-    ``results/raw``); the frame interval agreeing with the one a file stores; the
+    of ``frame_stride`` frames, and lags with distinct labels (``1ps``: they name model
+    directories); every lag shorter than each test window and leaving at least two
+    ``(t, t + lag)`` pairs on the ``frame_stride`` grid in every train, val and test
+    window, and the CK horizon ``tau_star_ps x ck_steps`` shorter than each test window
+    (window lengths from the ``simulate`` block, or the trajectory file's header when the
+    file exists: local files at their ``path``, others in ``results/raw``; a downloaded
+    file is checked from the next run on, and its training job checks its validation
+    pieces before any epoch); the frame interval agreeing with the one a file stores; the
     elements of ``structure`` (rdf, charge, q3) present in the trajectories (when a file
     exists) and the charge integral's elements among the RDF's; ``tau_star_ps`` on the lag
     grid; ``koopman`` ``model`` and ``n_states`` among the trained models (``auto`` is
@@ -363,7 +367,8 @@ class _SystemCheck:
                 return
 
     def _windows(self, windows: Mapping[str, Any], part: str = "test"):
-        """(trajectory, label, frames, frame interval) of the known windows of ``part``."""
+        """(trajectory, label, frames, frame interval, first frame) of the known windows
+        of ``part``."""
         for traj, ws in windows.items():
             n = self.n_frames(traj)
             fi = self.interval(traj)
@@ -372,13 +377,22 @@ class _SystemCheck:
             for label, p, start, stop in ws:
                 if p == part:
                     lo, hi = frame_window(n, start, stop)
-                    yield traj, label, hi - lo, fi[0]
+                    yield traj, label, hi - lo, fi[0], lo
 
     def _lags(self, windows: Mapping[str, Any]) -> None:
         train = self.s["train"]
         stride = int(train.get("frame_stride", 1))
+        labels: dict[str, int] = {}
         for i, lag in enumerate(float(x) for x in train["lags_ps"]):
             where = f"train/lags_ps[{i}]"
+            # Lags become path labels (10ps): two lags with one label would share a model.
+            label = lag_label(lag)
+            if label in labels:
+                self.fail(where, f" = {lag!r}: same label {label} as train/lags_ps"
+                          f"[{labels[label]}] = {train['lags_ps'][labels[label]]!r} (lags "
+                          "name the model directories: give distinct lags)")
+                continue
+            labels[label] = i
             bad = False
             for traj in self.names:
                 known = self.interval(traj)
@@ -404,16 +418,36 @@ class _SystemCheck:
                 self.fail(where, f" = {_g(lag)}: longer than the test window of {traj} "
                           f"({label}: {n} frames, {_g((n - 1) * fi)} ps); no (t, t + lag) pair "
                           "fits in it")
-            longest = [(n, fi) for _, _, n, fi in self._windows(windows, "train")]
-            if longest and all(round(lag / fi) >= n for n, fi in longest):
-                n, fi = max(longest)
-                self.fail(where, f" = {_g(lag)}: longer than every train window (longest "
-                          f"{n} frames, {_g((n - 1) * fi)} ps); nothing to train on")
+            for part in PARTS:
+                few = self._fewest_pairs(windows, part, lag, stride)
+                if few is not None and not (part == "test" and short is not None):
+                    traj, label, n, fi, pairs = few
+                    on = f" on the frame_stride {stride} grid" if stride > 1 else ""
+                    self.fail(where, f" = {_g(lag)}: leaves {pairs} (t, t + lag) pair"
+                              f"{'' if pairs == 1 else 's'}{on} in the {part} window of {traj} "
+                              f"({label}: {n} frames, {_g((n - 1) * fi)} ps); every window "
+                              "needs at least 2 (VAMP-2 and the Koopman covariances are "
+                              "estimated from them): lengthen the window or shorten the lag")
+
+    def _fewest_pairs(self, windows: Mapping[str, Any], part: str, lag_ps: float,
+                      stride: int):
+        """The ``part`` window with the fewest lag pairs, when under 2, else None.
+
+        Pairs are counted as training forms them (gdyn.train.batches.PairIndex): on the
+        grid of raw frames that are multiples of ``stride``, within one window."""
+        worst = None
+        for traj, label, n, fi, lo in self._windows(windows, part):
+            first = -(-lo // stride) * stride
+            grid = len(range(first, lo + n, stride))
+            pairs = max(0, grid - round(lag_ps / fi) // stride)
+            if pairs < 2 and (worst is None or pairs < worst[4]):
+                worst = (traj, label, n, fi, pairs)
+        return worst
 
     def _shortest(self, windows: Mapping[str, Any], part: str, span_ps: float):
         """The shortest known ``part`` window that ``span_ps`` does not fit in, else None."""
         worst = None
-        for traj, label, n, fi in self._windows(windows, part):
+        for traj, label, n, fi, _ in self._windows(windows, part):
             if round(span_ps / fi) >= n and (worst is None or n < worst[2]):
                 worst = (traj, label, n, fi)
         return worst

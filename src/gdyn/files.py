@@ -59,6 +59,30 @@ def describe_os_error(exc: OSError) -> str:
     return text
 
 
+def unwritable_dir(root: str | os.PathLike[str]) -> str | None:
+    """The first directory at or under ``root`` that cannot be written, as a one-line
+    reason, or None (also when ``root`` does not exist yet).
+
+    The workflow writes (and replaces) every output under ``results/``: a read-only
+    directory or file system there would otherwise surface as a traceback from Snakemake
+    when it first removes or creates an output. Symbolic links are not followed.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    for here, dirs, _ in os.walk(root):
+        if not os.access(here, os.W_OK | os.X_OK):
+            ro = False
+            with contextlib.suppress(OSError):
+                ro = bool(os.statvfs(here).f_flag & os.ST_RDONLY)
+            why = "on a read-only file system" if ro else "a read-only directory"
+            return (f"{here}: not writable ({why}); every output is written under {root}/: "
+                    f"make it writable (e.g. chmod -R u+w {root}) or run in another "
+                    "directory (snakemake -d DIR)")
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(here, d))]
+    return None
+
+
 def _blame(exc: BaseException, dest: Path, tmp: Path) -> BaseException:
     """An OSError about the temporary file, renamed to the destination the user knows."""
     if not isinstance(exc, OSError):

@@ -75,6 +75,7 @@ def _ase_source(path: Path, fmt: str | None, species: list[str] | None) -> Sourc
 
     kwargs = {}
     if species:
+        _check_species(path, fmt, species)
         kwargs["specorder"] = species
     try:
         frames = ase.io.iread(str(path), index=":", format=fmt, **kwargs)
@@ -120,6 +121,26 @@ def _ase_source(path: Path, fmt: str | None, species: list[str] | None) -> Sourc
             i += 1
 
     return Source(numbers, resnames, residue_ids, stream())
+
+
+def _check_species(path: Path, fmt: str | None, species: list[str]) -> None:
+    """One element per LAMMPS atom type: ``--species`` must name types 1..max type."""
+    import ase.io
+
+    try:
+        first = next(ase.io.iread(str(path), index=":", format=fmt))
+    except Exception:  # unreadable without species too: the read with them says why
+        return
+    types = first.arrays.get("type")
+    if types is None or not len(types):
+        return  # not typed atoms (e.g. an element column): species are not used
+    present = sorted({int(t) for t in types})
+    if present[-1] > len(species) or present[0] < 1:
+        raise InputError(
+            f"{path}: --species: expected one element per LAMMPS atom type (types "
+            f"{', '.join(map(str, present))} in frame 0, so at least {present[-1]} "
+            f"elements, type n = the n-th), got {len(species)}: {','.join(species)}"
+        )
 
 
 def _mda_source(path: Path, topology: Path | None, fmt: str | None) -> Source:

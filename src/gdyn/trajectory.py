@@ -26,10 +26,19 @@ from typing import Any
 
 import numpy as np
 
+from gdyn.cells import (
+    MAX_CELLS_AWAY,
+    MIN_FACE_WIDTH_A,
+    check_far,
+    check_lattices,
+    frame_name,
+)
 from gdyn.errors import InputError
 from gdyn.files import atomic_path, save_npz
 
 __all__ = [
+    "MAX_CELLS_AWAY",
+    "MIN_FACE_WIDTH_A",
     "REQUIRED_KEYS",
     "Trajectory",
     "TrajectoryHeader",
@@ -50,12 +59,11 @@ REQUIRED_KEYS: tuple[str, ...] = ("traj_coords", "lattices", "atom_types", "targ
 # Chunk size (bytes of coordinates) for the full-trajectory scans of the validator, so a
 # memory-mapped trajectory of any length is checked in bounded memory.
 _SCAN_BYTES = 64 * 2**20
-# |det| below this fraction of |a||b||c| means the three lattice vectors are (nearly) coplanar.
-_SINGULAR_RTOL = 1e-8
 _ZIP_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _ZIP_LOCAL_MAGIC = b"PK\x03\x04"
 # Coordinates and lattices narrower than this (float16: ~3 significant digits) are refused.
 _MIN_FLOAT_BYTES = 4
+
 
 
 @dataclass
@@ -359,8 +367,9 @@ def validate_trajectory(traj: Trajectory, name: str, n_neighbors: int | None = N
 
     Checks ranks and shapes, F/N consistency, at least float32 precision, finite
     coordinates and lattices (scanned in chunks so memmaps stay cheap), right-handed
-    non-singular cells, integer atom types, target indices in range and unique, and that
-    M = ``n_neighbors`` neighbours exist. Frames are named by their raw index
+    non-singular cells at least :data:`MIN_FACE_WIDTH_A` wide between opposite faces,
+    atoms within :data:`MAX_CELLS_AWAY` cell lengths of the cell, integer atom types,
+    target indices in range and unique, and that M = ``n_neighbors`` neighbours exist. Frames are named by their raw index
     (``frame_offset + f`` for a split piece).
     """
     coords, lat = traj.traj_coords, traj.lattices
@@ -458,16 +467,11 @@ def validate_trajectory(traj: Trajectory, name: str, n_neighbors: int | None = N
             f = lo + int(np.argmin(finite))
             raise InputError(
                 f"{name}: key 'traj_coords': expected finite coordinates, "
-                f"{_frame_name(f, offset)} has NaN or inf"
+                f"{frame_name(f, offset)} has NaN or inf"
             )
-        _check_lattices(np.asarray(lat[lo:hi], dtype=np.float64), lo, name, offset)
-
-
-def _frame_name(f: int, offset: int) -> str:
-    """``frame <raw index>``, plus the local index when the arrays start at a later frame."""
-    if not offset:
-        return f"frame {f}"
-    return f"frame {offset + f} (raw frame index; frame {f} of this piece)"
+        cells = np.asarray(lat[lo:hi], dtype=np.float64)
+        check_lattices(cells, lo, name, offset)
+        check_far(c, cells, lo, name, offset)
 
 
 def _check_precision(arr: np.ndarray, name: str, key: str) -> None:
@@ -478,33 +482,6 @@ def _check_precision(arr: np.ndarray, name: str, key: str) -> None:
             f"{name}: key {key!r}: expected float32 or float64, got {arr.dtype} (relative "
             f"precision {eps:.1e}, e.g. {eps * 16:.3f} A steps at 20 A: too coarse for the "
             "neighbour distances of the graphs); store the file in float32 or float64"
-        )
-
-
-def _check_lattices(lat: np.ndarray, first_frame: int, name: str, offset: int = 0) -> None:
-    finite = np.isfinite(lat).all(axis=(1, 2))
-    if not finite.all():
-        f = first_frame + int(np.argmin(finite))
-        raise InputError(
-            f"{name}: key 'lattices': expected finite lattice vectors, "
-            f"{_frame_name(f, offset)} has NaN or inf"
-        )
-    det = np.linalg.det(lat)
-    scale = np.prod(np.linalg.norm(lat, axis=2), axis=1)
-    singular = np.abs(det) <= _SINGULAR_RTOL * scale
-    if singular.any():
-        i = int(np.argmax(singular))
-        raise InputError(
-            f"{name}: key 'lattices': expected a non-singular cell, "
-            f"{_frame_name(first_frame + i, offset)} has det = {det[i]:.3g} "
-            "(lattice vectors coplanar or zero)"
-        )
-    left = det < 0
-    if left.any():
-        i = int(np.argmax(left))
-        raise InputError(
-            f"{name}: key 'lattices': expected a right-handed cell (det > 0), "
-            f"{_frame_name(first_frame + i, offset)} has det = {det[i]:.6g}"
         )
 
 

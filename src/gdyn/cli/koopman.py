@@ -15,6 +15,7 @@ def _cmd_koopman(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from gdyn.koopman import run_koopman
+    from gdyn.koopman.model_selection import check_result, koopman_no_result_reason
 
     summary = run_koopman(
         args.outdir,
@@ -25,6 +26,9 @@ def _cmd_koopman(args: argparse.Namespace) -> int:
         args.n_states,
         progress=functools.partial(tqdm, desc="koopman lags", unit="lag"),
     )
+    # A stage with no valid result fails the job (and the run) unless the config says keep.
+    check_result(koopman_no_result_reason(summary), args.settings,
+                 f"gdyn koopman ({summary['model']}-s{summary['n_states']})")
     pops = [None if x is None else round(x, 4) for x in summary["populations"]]
     excluded = summary["near_empty_states"]
     print(

@@ -81,6 +81,7 @@ def stop_like_ctrl_c() -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from gdyn.graph import DamagedStore, discard_store
     from gdyn.train import train
 
     parts = {p: getattr(args, p) or [] for p in PARTS}
@@ -97,6 +98,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         res = train(args.model, args.outdir, args.n_states, args.lag, parts, graphs, settings,
                     reference=args.reference, graph=args.graph)
+    except DamagedStore as exc:
+        # The store is the graphs rule's output: once removed, the next run rebuilds it
+        # (Snakemake takes a store that is there for up to date, whatever is in it).
+        if discard_store(exc.path):
+            raise InputError(f"{exc.path}: damaged graph store: {exc.problem}; removed it: "
+                             "run the workflow again to rebuild it") from None
+        raise
     except KeyboardInterrupt:
         ckpt = args.outdir / "checkpoint.pt"
         if ckpt.exists() or any(args.outdir.glob("seed*.pt")):

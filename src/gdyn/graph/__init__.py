@@ -33,24 +33,30 @@ from gdyn.graph.select import tie_salts
 from gdyn.graph.store import (
     CHUNK_BYTES,
     FORMAT_VERSION,
+    DamagedStore,
     GraphStore,
     build_store,
     decode_distance,
+    discard_store,
     encode_distance,
     frame_grid,
     frame_offset,
     open_store,
     receptive_field,
+    store_damage,
+    verify_store,
 )
 
 __all__ = [
     "CHUNK_BYTES",
     "FORMAT_VERSION",
+    "DamagedStore",
     "GraphStore",
     "NeighbourSearch",
     "build_store",
     "check_lattice",
     "decode_distance",
+    "discard_store",
     "encode_distance",
     "face_widths",
     "frame_grid",
@@ -61,5 +67,7 @@ __all__ = [
     "open_store",
     "pairs_within",
     "receptive_field",
+    "store_damage",
     "tie_salts",
+    "verify_store",
 ]

@@ -28,6 +28,7 @@ import itertools
 import json
 import mmap
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -270,29 +271,142 @@ class GraphStore:
         )
 
 
+# Every file build_store writes (distance_scale.npy with uint16 distances only).
+STORE_FILES = ("meta.json", "index.npy", "distance.npy", "rows.npy", "distance_scale.npy")
+# Left in a directory output by Snakemake.
+_FOREIGN_OK = (".snakemake_timestamp",)
+
+
+class DamagedStore(InputError):
+    """A graph store with a file missing, short or at odds with its ``meta.json``."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: damaged graph store: {problem}; rebuild it (gdyn graphs; "
+                         "the workflow rebuilds a missing store)")
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) from a .npy header, reading nothing else."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:  # 2.0 and 3.0 share the header layout
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        return tuple(int(x) for x in shape), np.dtype(dtype), fh.tell()
+
+
+def verify_store(path: str | Path) -> dict[str, Any]:
+    """Check that every file of the graph store ``path`` is there, whole and consistent.
+
+    Cheap (headers and file sizes only): ``meta.json`` readable, ``index.npy``,
+    ``distance.npy``, ``rows.npy`` (and ``distance_scale.npy`` for uint16 distances)
+    present, each as long as its header says, with the shapes ``meta.json`` records.
+
+    Returns
+    -------
+    dict
+        The store's ``meta.json``.
+
+    Raises
+    ------
+    InputError
+        ``path`` is no graph store at all (no file of one in it).
+    DamagedStore
+        A file is missing, short, unreadable or does not match the others.
+    """
+    p = Path(path)
+    present = {f.name for f in p.iterdir()} if p.is_dir() else set()
+    if not present & set(STORE_FILES):
+        raise InputError(f"{p}: not a graph store (expected {', '.join(STORE_FILES[:4])})")
+    try:
+        meta = json.loads((p / "meta.json").read_text())
+    except FileNotFoundError:
+        raise DamagedStore(p, "meta.json missing") from None
+    except (OSError, ValueError) as exc:
+        raise DamagedStore(p, f"meta.json unreadable ({exc})") from None
+    if not isinstance(meta, dict):
+        raise DamagedStore(p, "meta.json is not a JSON object")
+    names = ["index.npy", "distance.npy", "rows.npy"]
+    if meta.get("distance_encoding", "float32") == "uint16":
+        names.append("distance_scale.npy")
+    shapes = {}
+    for name in names:
+        f = p / name
+        if not f.is_file():
+            raise DamagedStore(p, f"{name} missing")
+        try:
+            shape, dtype, offset = _npy_header(f)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise DamagedStore(p, f"{name} unreadable ({exc})") from None
+        need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        size = f.stat().st_size
+        if size < need:
+            raise DamagedStore(p, f"{name} is {size} bytes, its header says {need} (cut short)")
+        shapes[name] = shape
+    want = tuple(meta.get(k) for k in ("n_frames", "n_rows", "n_neighbors"))
+    expected = {"index.npy": want, "distance.npy": want, "rows.npy": (want[1],),
+                "distance_scale.npy": (want[0],)}
+    for name, shape in shapes.items():
+        wanted = expected[name]
+        if all(isinstance(x, int) for x in wanted) and shape != wanted:
+            raise DamagedStore(p, f"{name} has shape {shape}, meta.json says {wanted}")
+    return meta
+
+
+def store_damage(path: str | Path) -> str | None:
+    """What is wrong with the directory ``path`` as a graph store (:func:`verify_store`),
+    e.g. ``"index.npy missing"``, or None when it is whole or does not exist (the workflow
+    checks every store this way at DAG build and rebuilds a damaged one)."""
+    if not Path(path).is_dir():
+        return None
+    try:
+        verify_store(path)
+    except DamagedStore as exc:
+        return exc.problem
+    except InputError:
+        return "no store file in it"
+    return None
+
+
+def discard_store(path: str | Path) -> bool:
+    """Remove the directory of a damaged graph store so that the workflow rebuilds it.
+
+    Only a directory holding nothing but store files is removed (never a directory
+    given by mistake). Returns whether it was removed.
+    """
+    p = Path(path)
+    if not p.is_dir() or p.is_symlink():
+        return False
+    if any(f.name not in STORE_FILES + _FOREIGN_OK or not f.is_file() for f in p.iterdir()):
+        return False
+    shutil.rmtree(p)
+    return True
+
+
 def open_store(path: str | Path) -> GraphStore:
     """Open a graph store written by :func:`build_store` (arrays memory-mapped read-only).
 
     Reads format 2 (this version) and format 1 (no ``format_version`` in meta.json: every
-    frame, int32 ids, float32 distances); a newer format is an InputError.
+    frame, int32 ids, float32 distances); a newer format is an InputError, a file missing,
+    short or inconsistent a :class:`DamagedStore` (:func:`verify_store`).
     """
     p = Path(path)
-    try:
-        meta = json.loads((p / "meta.json").read_text())
-        index = np.load(p / "index.npy", mmap_mode="r")
-        distance = np.load(p / "distance.npy", mmap_mode="r")
-        rows = np.load(p / "rows.npy")
-        version = meta.get("format_version", 1)
-        if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-            raise InputError(
-                f"{p}/meta.json: key 'format_version': expected 1..{FORMAT_VERSION} (this "
-                f"gdyn's formats), got {version!r}; rebuild the store with this gdyn"
-            )
-        scale = None
-        if meta.get("distance_encoding", "float32") == "uint16":
-            scale = np.load(p / "distance_scale.npy")
-    except FileNotFoundError as exc:
-        raise InputError(f"{p}: not a graph store ({exc.filename} missing)") from None
+    meta = verify_store(p)
+    version = meta.get("format_version", 1)
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise InputError(
+            f"{p}/meta.json: key 'format_version': expected 1..{FORMAT_VERSION} (this "
+            f"gdyn's formats), got {version!r}; rebuild the store with this gdyn"
+        )
+    index = np.load(p / "index.npy", mmap_mode="r")
+    distance = np.load(p / "distance.npy", mmap_mode="r")
+    rows = np.load(p / "rows.npy")
+    scale = None
+    if meta.get("distance_encoding", "float32") == "uint16":
+        scale = np.load(p / "distance_scale.npy")
     n_stored = int(index.shape[0]) if index.ndim else 0
     if version == 1:  # every frame of the piece, as built before format 2
         meta = {"frame_start": 0, "frame_stride": 1, "n_piece_frames": n_stored, **meta}
@@ -301,10 +415,8 @@ def open_store(path: str | Path) -> GraphStore:
         + int(meta.get("frame_stride", 1)) * np.arange(n_stored, dtype=np.int64)
     )
     if scale is not None and scale.shape != (n_stored,):
-        raise InputError(
-            f"{p}/distance_scale.npy: expected shape ({n_stored},) (one scale per stored "
-            f"frame of index.npy), got {scale.shape}"
-        )
+        raise DamagedStore(p, f"distance_scale.npy has shape {scale.shape}, expected "
+                           f"({n_stored},) (one scale per stored frame of index.npy)")
     return GraphStore(index=index, distance=distance, rows=rows, meta=meta, frames=frames,
                       distance_scale=scale)
 

@@ -216,6 +216,9 @@ def _lag_entry(km: KoopmanModel, ck: CKTest) -> dict[str, Any]:
         "lag_ps": km.lag_ps,
         "ck_pass": bool(ck.passed and not km.collapsed),
         "ck_max_abs_deviation": _finite(ck.max_deviation),
+        # Steps whose estimate K(n tau) exists: 1 alone means the CK test could not be
+        # evaluated (step 1 agrees by construction, its deviation 0 says nothing).
+        "ck_steps_tested": int(np.isfinite(ck.verdict.element_pass).any(axis=(1, 2)).sum()),
         "n_surviving_states": km.n_surviving,
         "near_empty_states": km.near_empty_states,
         "collapsed": km.collapsed,
@@ -230,6 +233,7 @@ def run_koopman(
     model: str | None = None,
     n_states: int | None = None,
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    tau_star_source: str = "config",
 ) -> dict[str, Any]:
     """The whole stage: read the probs of every lag, write the tables and ``summary.json``.
 
@@ -245,6 +249,10 @@ def run_koopman(
         Model name for the tables and the expected state count.
     progress : callable, optional
         Wraps the iteration over lags (e.g. a tqdm progress bar).
+    tau_star_source : str
+        Who set ``settings["tau_star_ps"]`` when it is set: ``"config"`` (the user), or
+        e.g. ``"selection"`` (``gdyn select-koopman`` passes the selected lag), so the log
+        and ``summary.json`` do not credit the config with a choice it did not make.
 
     Returns
     -------
@@ -319,8 +327,9 @@ def run_koopman(
     auto = its.select_tau_star()
     auto_ps = None if auto.index is None else lags[auto.index]
     if opts["tau_star_ps"] is not None:
-        tau, source = opts["tau_star_ps"], "config"
-        reason = f"set in config (tau_star_ps = {tau:g}); automatic choice: " + (
+        tau, source = opts["tau_star_ps"], tau_star_source
+        given = "set in config" if source == "config" else f"given by the {source}"
+        reason = f"{given} (tau_star_ps = {tau:g}); automatic choice: " + (
             f"{auto_ps:g} ps, {auto.reason}" if auto_ps is not None else auto.reason
         )
     elif auto_ps is not None:

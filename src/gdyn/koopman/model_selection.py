@@ -19,9 +19,19 @@ timescales have converged (``its_converged``) and the lag is not below
 chosen at the smallest converged lag whose CK test passes (with ``koopman.tau_star_ps`` set,
 only that lag is considered); a collapsed candidate, or one whose kept model is dead, is
 never chosen. Larger counts that also pass are reported as ties (the smallest count is
-the criterion). When no candidate passes, the (count, lag) with the smallest CK deviation
-among converged lags (all lags when none converged) is taken, ``passed`` is false and the
-reason says so.
+the criterion). When no candidate passes, the fallback is taken among the lags whose CK
+test could be evaluated beyond step 1 (``ck_evaluable``: step 1 agrees by construction, so
+a deviation of 0 there says nothing): a passing CK first, then the smallest CK deviation,
+among converged lags (all lags when none converged); ``passed`` is false and the reason
+says so.
+
+**No result** (:func:`no_result_reason`). The fallback is a flagged result, not a
+missing one; but when no live, non-collapsed candidate exists, or none has a CK test
+evaluable beyond step 1 at any lag, there is nothing to select: ``gdyn select`` (and
+``gdyn koopman`` when no lag's CK test is evaluable) exits non-zero with the reason
+(:class:`NoResult`), unless ``koopman.no_valid_result: keep`` asks to go on with the
+flagged fallback. Candidates whose every seed was dead are kept (as the fallback) without
+it when ``train.all_seeds_dead: keep`` kept them (the ``kept_dead`` models).
 """
 
 from __future__ import annotations
@@ -42,10 +52,15 @@ from gdyn.koopman.analysis import parse_settings, run_koopman
 from gdyn.layout import lag_label
 
 __all__ = [
+    "NO_VALID_RESULT",
     "SELECTION_COLUMNS",
     "SELECTION_RULE",
+    "NoResult",
     "Selection",
     "candidate_table",
+    "check_result",
+    "koopman_no_result_reason",
+    "no_result_reason",
     "run_select",
     "run_select_koopman",
     "select",
@@ -64,7 +79,7 @@ SELECTION_COLUMNS: list[str] = [
     "val_vamp2", "val_vamp2_min", "val_vamp2_median", "val_vamp2_max",
     "test_vamp2", "test_vamp2_min", "test_vamp2_median", "test_vamp2_max",
     "n_seeds", "n_dead_seeds", "kept_seed", "kept_dead",
-    "ck_pass", "ck_max_abs_deviation", "n_surviving_states",
+    "ck_pass", "ck_evaluable", "ck_max_abs_deviation", "n_surviving_states",
     "its_converged", "converged", "collapsed", "tau_star", "eligible", "selected",
 ]  # fmt: skip
 
@@ -159,6 +174,9 @@ def candidate_table(
                                  f"{lag_label(lag)} (a lag of {where}), got none")
             _need(cfg, "best_val_vamp2", cfg_where, "a number (or null)",
                   lambda v: v is None or _is_num(v))
+            # Steps tested (issue 26): with step 1 alone the deviation (0) means nothing.
+            tested = verdict.get("ck_steps_tested")
+            evaluable = not (_is_num(tested) and tested <= 1)
             spread = cfg.get("seed_spread") or {}
             val_s, test_s = spread.get("val_vamp2") or {}, spread.get("test_vamp2") or {}
             seeds = cfg.get("seeds") or [{"seed": cfg.get("seed")}]
@@ -177,7 +195,9 @@ def candidate_table(
                 "kept_seed": cfg.get("seed"),
                 "kept_dead": bool(cfg.get("kept_dead", False)),
                 "ck_pass": bool(verdict["ck_pass"]),
-                "ck_max_abs_deviation": _num(verdict.get("ck_max_abs_deviation")),
+                "ck_evaluable": evaluable,
+                "ck_max_abs_deviation": _num(verdict.get("ck_max_abs_deviation"))
+                if evaluable else math.nan,
                 "n_surviving_states": verdict.get("n_surviving_states", n),
                 "its_converged": its,
                 "converged": its and _is_num(auto) and lag >= float(auto) * (1 - 1e-9),
@@ -257,6 +277,10 @@ def select(table: pd.DataFrame, tau_star_ps: float | None = None) -> Selection:
             cons = rows[considered.loc[rows.index] & usable.loc[rows.index]]
             if not len(cons):
                 verdicts[int(n)] = "kept models dead at every considered lag"
+            elif not cons["ck_evaluable"].any():
+                verdicts[int(n)] = (f"CK test not evaluable beyond step 1 at any "
+                                    f"{'converged ' if tau_star_ps is None else ''}lag "
+                                    f"({NOT_EVALUABLE})")
             else:
                 worst = cons["ck_max_abs_deviation"].min()
                 where = ", ".join(lag_label(float(x)) for x in cons["lag_ps"])
@@ -279,20 +303,96 @@ def select(table: pd.DataFrame, tau_star_ps: float | None = None) -> Selection:
             reason += "; also passing, not needed: " + "; ".join(ties)
         passed = True
     else:
-        pool = t[considered & usable]
+        # A lag whose CK test was not evaluable beyond step 1 never wins the fallback.
+        evaluable = t["ck_evaluable"].astype(bool)
+        pool = t[considered & usable & evaluable]
         basis = "converged lags"
         if not len(pool):
-            pool, basis = t[usable] if usable.any() else t, "all lags (none converged)"
-        dev = pool["ck_max_abs_deviation"].fillna(math.inf)
-        best = pool.loc[dev.sort_values(kind="stable").index[0]]
+            basis = "all lags (none converged)"
+            for pick in (usable & evaluable, evaluable, usable, t["n_states"] > 0):
+                if pick.any():
+                    pool = t[pick]
+                    break
+        rank = pd.DataFrame({"fail": ~pool["ck_pass"].astype(bool),
+                             "dev": pool["ck_max_abs_deviation"].fillna(math.inf)})
+        best = pool.loc[rank.sort_values(["fail", "dev"], kind="stable").index[0]]
         n, lag = int(best["n_states"]), float(best["lag_ps"])
         reason = (f"no candidate passes the criterion ({'; '.join(f'{m} states: {verdicts[m]}' for m in counts)}); "
-                  f"fell back to {n} states at {lag_label(lag)}, the smallest CK deviation "
-                  f"({_fmt_dev(float(best['ck_max_abs_deviation']))}) among {basis}")
+                  f"fell back to {n} states at {lag_label(lag)}, "
+                  + ("a passing CK test " if best["ck_pass"] else "the smallest CK deviation ")
+                  + f"({_fmt_dev(float(best['ck_max_abs_deviation']))}) among {basis}")
         passed = False
     sel = (t["n_states"] == n) & t["lag_ps"].map(lambda x: _close(float(x), lag))
     t["selected"] = sel
     return Selection(n, lag, passed, reason, verdicts, t)
+
+
+# --------------------------------------------------------------------------------------
+# No result (issue 26): kept apart from the rule, which always names a (flagged) choice
+
+# koopman.no_valid_result: what gdyn select / gdyn koopman do when there is no result.
+NO_VALID_RESULT = ("fail", "keep")
+NOT_EVALUABLE = ("no (t, t + 2 lag) pair in the test windows: the test data are too short "
+                 "for the lags")
+
+
+class NoResult(InputError):
+    """The stage has no valid result (the CLI prints the one-line reason, exit 2)."""
+
+
+def no_result_reason(table: pd.DataFrame) -> str | None:
+    """Why the candidates give nothing to select, or None when some candidate is usable.
+
+    Nothing to select: every (count, lag) is collapsed, or none of the others has a CK
+    test evaluable beyond step 1 (the test data too short for the lags). Kept-dead models (only ``train.all_seeds_dead: keep``
+    keeps them) count as usable, as that setting asks.
+    """
+    # A kept-dead model is usually collapsed too (the same thresholds): kept all the same.
+    usable = ~table["collapsed"].astype(bool) | table["kept_dead"].astype(bool)
+    if not usable.any():
+        return "every candidate model is collapsed (fewer than two states used) at every lag"
+    # A collapsed model's CK test has no surviving states to test: it says nothing here.
+    live = ~table["collapsed"].astype(bool)
+    if live.any() and not table.loc[live, "ck_evaluable"].astype(bool).any():
+        return f"no candidate's CK test is evaluable beyond step 1 at any lag ({NOT_EVALUABLE})"
+    return None
+
+
+def koopman_no_result_reason(summary: Mapping[str, Any]) -> str | None:
+    """Why one Koopman stage (``summary.json``) has no valid result, or None.
+
+    No valid result: the CK test could not be evaluated beyond step 1 at any lag whose
+    model is not collapsed (``ck_by_lag[*].ck_steps_tested``), so no lag's model could be
+    checked. (A model collapsed at every lag is flagged in every table, and its seeds are
+    dead: ``train.all_seeds_dead`` decided about it.)
+    """
+    tested = [e.get("ck_steps_tested") for e in summary.get("ck_by_lag", [])
+              if not e.get("collapsed", False)]  # a collapsed lag has nothing to test
+    if tested and all(_is_num(x) and x <= 1 for x in tested):
+        return f"the CK test is not evaluable beyond step 1 at any lag ({NOT_EVALUABLE})"
+    return None
+
+
+def check_result(reason: str | None, settings: Mapping[str, Any] | None, what: str) -> None:
+    """Raise :class:`NoResult` for a ``reason`` unless ``koopman.no_valid_result: keep``.
+
+    Parameters
+    ----------
+    reason : str or None
+        :func:`no_result_reason` / :func:`koopman_no_result_reason`.
+    settings : mapping, optional
+        The system's ``koopman`` block.
+    what : str
+        The stage, named in the message.
+    """
+    mode = (settings or {}).get("no_valid_result", "fail")
+    if mode not in NO_VALID_RESULT:
+        raise InputError(f"koopman settings key 'no_valid_result': expected one of "
+                         f"{', '.join(NO_VALID_RESULT)}, got {mode!r}")
+    if reason is not None and mode == "fail":
+        raise NoResult(f"{what}: no valid result: {reason}; lengthen the trajectories or the "
+                       "test window, shorten train.lags_ps, or set koopman.no_valid_result: "
+                       "keep to go on with the flagged fallback")
 
 
 # --------------------------------------------------------------------------------------
@@ -329,6 +429,7 @@ def run_select(
     table = candidate_table(summaries, configs)
     lags = sorted(set(table["lag_ps"].astype(float)))
     tau = parse_settings(settings or {}, lags)["tau_star_ps"]
+    check_result(no_result_reason(table), settings, f"gdyn select ({table['model'].iloc[0]})")
     sel = select(table, tau)
     out = {
         "model": str(table["model"].iloc[0]),
@@ -385,7 +486,9 @@ def run_select_koopman(
                          f"of {selection_path}), got none with {n} states")
     koop = dict(settings or {})
     koop["tau_star_ps"] = tau
-    summary = run_koopman(Path(outdir), mine_p, mine_l, koop, model, n, progress=progress)
+    source = "config" if sel.get("tau_star_source") == "config" else "selection"
+    summary = run_koopman(Path(outdir), mine_p, mine_l, koop, model, n, progress=progress,
+                          tau_star_source=source)
     if sel.get("tau_star_source") != "config":
         summary["tau_star_source"] = "selection"
         summary["tau_star_reason"] = f"chosen with n_states ({sel.get('reason', '')})"

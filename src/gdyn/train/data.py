@@ -18,7 +18,6 @@ to raw frame numbers, so every part and every lag agree).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import numpy as np
 
 from gdyn.errors import InputError
 from gdyn.graph import (
+    DamagedStore,
     NeighbourSearch,
     decode_distance,
     encode_distance,
@@ -122,18 +122,15 @@ class Graphs:
 def open_graphs(graph_dir: Path) -> Graphs:
     """Open a graph store (:func:`gdyn.graph.open_store`) with file-naming errors."""
     where = str(graph_dir)
-    # Checked here so a missing file names itself (open_store's message is generic).
-    if not (graph_dir / "meta.json").is_file():
-        raise InputError(f"{where}/meta.json: file not found (expected a graph store)")
-    for name in ("index.npy", "distance.npy", "rows.npy"):
-        if not (graph_dir / name).is_file():
-            raise InputError(f"{where}: {name}: file not found")
+    if not graph_dir.is_dir():
+        raise InputError(f"{where}: directory not found (expected a graph store)")
+    # A file missing, short or inconsistent is a DamagedStore (open_store verifies).
     try:
         store = open_store(graph_dir)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}/meta.json: not valid JSON ({exc})") from None
+    except InputError:
+        raise
     except ValueError as exc:
-        raise InputError(f"{where}: unreadable .npy ({exc})") from None
+        raise DamagedStore(graph_dir, f"unreadable .npy ({exc})") from None
     names = ("index.npy", "distance.npy") + ("distance_scale.npy",) * (
         store.distance_scale is not None)
     return Graphs(

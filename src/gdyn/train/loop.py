@@ -439,7 +439,15 @@ def fit(
     if not problem.parts.get("val"):
         log.info("no validation data: the last epoch is kept")
     elif val_pairs < 2:
-        log.warning("validation pieces hold %d lag pairs: the last epoch is kept", val_pairs)
+        # Caught before any epoch (issue 26): otherwise every epoch's validation VAMP-2 is
+        # NaN, every seed is dead and the message blames seeds and learning rate.
+        frames = [p.n_frames for p in problem.parts["val"]]
+        raise InputError(
+            f"--val: expected at least 2 (t, t + {problem.lag_ps:g} ps) pairs within the "
+            f"validation pieces, got {val_pairs} (pieces of {frames} frames, lag "
+            f"{problem.lag_frames} frames): the validation window is too short for this "
+            "lag; lengthen split/val or shorten train/lags_ps"
+        )
 
     torch.manual_seed(int(settings["seed"]))
     model = build(problem.kind, problem.n_states, settings, problem.dims).to(device)

@@ -377,10 +377,8 @@ def fit_seeds(
     if kept_dead:
         reasons = "; ".join(f"seed {r.seed}: {r.dead}" for r in runs)
         if settings.get("all_seeds_dead", "keep") != "keep":
-            raise AllSeedsDead(
-                f"{label}: every seed is dead, no model to keep ({reasons}); try other "
-                "train.seeds, another learning_rate or more epochs (or all_seeds_dead: keep)"
-            )
+            raise AllSeedsDead(f"{label}: every seed is dead, no model to keep ({reasons}); "
+                               + _dead_advice(problem, part, runs[0].probs))
         log.warning("%s: every seed is dead (%s); keeping the best one as all_seeds_dead: "
                     "keep asks", label, reasons)
         live = runs
@@ -393,6 +391,27 @@ def fit_seeds(
     log.info("%s: kept seed %d (%s VAMP-2 %.4f); states %s", label, best.seed, part,
              best.val_vamp2, alignment["rule"])
     return SeedsFit(runs, best, alignment, kept_dead, metrics)
+
+
+# Fewer scored samples (lag pairs x target sets) per state than this: the data, not the
+# seeds, are the likely cause of dead models (the Koopman stage's near-empty rule asks for
+# 10 effective transitions per state, gdyn.koopman.selection.DEFAULT_MIN_SAMPLES).
+MIN_SAMPLES_PER_STATE = 10
+
+
+def _dead_advice(problem: Problem, part: str, probs: np.ndarray) -> str:
+    """What to try when every seed is dead: longer data when they are too short."""
+    pairs = PairIndex(problem.parts[part], problem.lag_frames).n_pairs
+    n_sets = int(probs.shape[1]) if probs.ndim == 3 else 1
+    frames = [p.n_frames for p in problem.parts[part]]
+    if pairs * n_sets < MIN_SAMPLES_PER_STATE * problem.n_states:
+        which = "validation" if part == "val" else "training"
+        return (f"the data are too short: the {which} pieces ({frames} frames) hold "
+                f"{pairs} (t, t + {problem.lag_ps:g} ps) pairs x {n_sets} target sets, fewer "
+                f"than {MIN_SAMPLES_PER_STATE} per state of {problem.n_states}; use longer "
+                "trajectories or split windows, or shorter lags (or all_seeds_dead: keep)")
+    return ("try other train.seeds, another learning_rate or more epochs (or "
+            "all_seeds_dead: keep)")
 
 
 def _align(problem: Problem, best: SeedRun, live: list[SeedRun],
