@@ -32,12 +32,12 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gdyn.errors import InputError
-from gdyn.koopman.ci import CISpec, resolve_groups, t_interval
 from gdyn.koopman.ck import CKTest, grid_spec
 from gdyn.koopman.estimate import check_estimator, estimate_koopman, lag_pairs
 from gdyn.koopman.probs import Probs, ProbsLike, as_probs
@@ -51,7 +51,8 @@ from gdyn.koopman.spectrum import (
     state_order,
     timescales_from_eigenvalues,
 )
-from gdyn.koopman.verdict import DEFAULT_CK_TOLERANCE
+from gdyn.koopman.uncertainty import CISpec, Replicates, replicate_koopman, resolve_replicates
+from gdyn.koopman.verdict import DEFAULT_CK_ALPHA, DEFAULT_CK_TOLERANCE
 from gdyn.layout import lag_label
 
 if TYPE_CHECKING:
@@ -112,12 +113,12 @@ class KoopmanModel:
     koopman_matrix: np.ndarray = field(repr=False)  # (s, s)
     state_order: np.ndarray = field(repr=False)  # (S,)
     spectrum: Spectrum = field(repr=False)
-    group_matrices: np.ndarray = field(repr=False)  # (n_groups, s, s)
-    group_spectra: tuple[Spectrum, ...] = field(repr=False)
+    group_matrices: np.ndarray = field(repr=False)  # (n_replicates, s, s)
     n_samples: int
     ci: CISpec = field(default=None, repr=False)
     selection: StateSelection | None = field(default=None, repr=False)
     estimator: str = "nonreversible"
+    replicates: Replicates | None = field(default=None, repr=False)
 
     @classmethod
     def estimate(
@@ -158,7 +159,6 @@ class KoopmanModel:
         """
         check_estimator(estimator)
         data = as_probs(probs, lag_ps, frame_interval_ps, traj, frame)
-        groups = resolve_groups(ci, data.traj, data.frame, data.n_sets)
         lf = data.frames_for(data.lag_ps)
         if lag_pairs(data.traj, data.frame, lf)[0].size == 0:
             raise _no_pairs(data, lf)
@@ -169,12 +169,16 @@ class KoopmanModel:
         s = surv.size
         if s == 0:
             empty = np.zeros((0, 0))
+            reps = resolve_replicates(
+                ci, data.traj, data.frame, data.n_sets, data.frame_interval_ps, data.lag_ps
+            )
+            n_rep = 0 if reps is None else reps.n
             return cls(
                 lag_ps=data.lag_ps, frame_interval_ps=data.frame_interval_ps,
                 koopman_matrix=empty, state_order=ex_order, spectrum=spectrum(empty),
-                group_matrices=np.zeros((len(groups), 0, 0)),
-                group_spectra=tuple(spectrum(empty) for _ in groups), n_samples=0, ci=ci,
-                selection=sel, estimator=estimator,
+                group_matrices=np.zeros((n_rep, 0, 0)),
+                n_samples=0, ci=ci,
+                selection=sel, estimator=estimator, replicates=reps,
             )  # fmt: skip
         q = sel.apply(data.probs)
         k, count = estimate_koopman(q, data.traj, data.frame, lf, estimator=estimator)
@@ -184,24 +188,34 @@ class KoopmanModel:
         k = permute_states(k, within)
         spec = spectrum(k)
         qm = q[..., within]
-        g_k, g_spec = [], []
-        for g in groups:
-            gk = estimate_koopman(qm, data.traj, data.frame, lf, g.rows, g.sets, estimator)[0]
-            g_k.append(gk)
-            g_spec.append(align_spectrum(spectrum(gk), spec))
+        # Bootstrap blocks as long as the slowest process (and at least one lag).
+        reps = resolve_replicates(
+            ci, data.traj, data.frame, data.n_sets, data.frame_interval_ps,
+            _block_want(spec, data.lag_ps, data.lag_ps),
+        )  # fmt: skip
+        if reps is None:
+            g_k = np.zeros((0, s, s))
+        else:
+            g_k = replicate_koopman(qm, data.traj, data.frame, lf, reps, estimator)
         return cls(
             lag_ps=data.lag_ps,
             frame_interval_ps=data.frame_interval_ps,
             koopman_matrix=k,
             state_order=np.concatenate([surv[within], ex_order]).astype(np.int64),
             spectrum=spec,
-            group_matrices=np.array(g_k).reshape(len(groups), s, s),
-            group_spectra=tuple(g_spec),
+            group_matrices=np.asarray(g_k).reshape(-1, s, s),
             n_samples=count,
             ci=ci,
             selection=sel,
             estimator=estimator,
+            replicates=reps,
         )
+
+    @cached_property
+    def group_spectra(self) -> tuple[Spectrum, ...]:
+        """Spectra of the replicate matrices, eigenvector signs aligned with the pooled ones
+        (computed on first use: the CK test does not need them)."""
+        return tuple(align_spectrum(spectrum(gk), self.spectrum) for gk in self.group_matrices)
 
     def __repr__(self) -> str:
         ts = np.round(self.timescales_ps, 4).tolist()
@@ -257,6 +271,16 @@ class KoopmanModel:
         """(s-1,) relaxation timescales in ps, slowest first."""
         return timescales_from_eigenvalues(self.spectrum.eigenvalues[1:], self.lag_ps)
 
+    def interval(
+        self, samples: np.ndarray, log_scale: bool = False, probability: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Interval of a quantity from its (R, ...) replicate values (NaN without CIs)."""
+        x = np.asarray(samples, dtype=float)
+        if self.replicates is None or x.shape[0] == 0:
+            nan = np.full(x.shape[1:], np.nan)
+            return nan, nan.copy()
+        return self.replicates.interval(x, log_scale=log_scale, probability=probability)
+
     def model_probs(self, probs: np.ndarray) -> np.ndarray:
         """Probabilities (F, n_sets, S) in model output order -> what K describes: the
         surviving states in this model's order, renormalised (rows mostly in excluded states
@@ -274,14 +298,18 @@ class KoopmanModel:
         traj: np.ndarray | None = None,
         frame: np.ndarray | None = None,
         tolerance: float = DEFAULT_CK_TOLERANCE,
+        alpha: float = DEFAULT_CK_ALPHA,
     ) -> CKTest:
         """CK test: this model's ``K(tau)^n`` against ``K(n tau)`` estimated from ``probs``.
 
         ``probs`` takes the forms of :meth:`estimate` (frame interval defaults to the
         model's) and goes through the model's state selection; CI groups follow the model's
-        ``ci`` (a list of groups must fit these rows), and the predictions' CIs come from
-        the model's group matrices. ``tolerance`` is the verdict's absolute tolerance where
-        a CI is degenerate (:func:`~gdyn.koopman.verdict.ck_verdict`).
+        ``ci`` (a list of groups must fit these rows). On every replicate (bootstrap
+        resample, with blocks at least ``steps`` lags long, or CI group) both
+        ``K(tau)^n`` and ``K(n tau)`` are recomputed, so the verdict
+        (:func:`~gdyn.koopman.verdict.ck_verdict_replicates`, family-wise error ``alpha``)
+        tests their difference; ``tolerance`` decides elements whose difference has no
+        spread (and every element without CIs).
         """
         if frame_interval_ps is None and not isinstance(probs, Probs | str | os.PathLike):
             frame_interval_ps = self.frame_interval_ps  # arrays: the model's frame interval
@@ -290,7 +318,10 @@ class KoopmanModel:
             raise ValueError(
                 f"probs: expected {self.n_states} states like the model, got {data.n_states}"
             )
-        groups = resolve_groups(self.ci, data.traj, data.frame, data.n_sets)
+        reps = resolve_replicates(
+            self.ci, data.traj, data.frame, data.n_sets, data.frame_interval_ps,
+            _block_want(self.spectrum, self.lag_ps, steps * self.lag_ps),
+        )  # fmt: skip
         lf = data.frames_for(self.lag_ps)
         q = self.model_probs(data.probs)
 
@@ -309,16 +340,34 @@ class KoopmanModel:
                     n,
                     lag_label(n * self.lag_ps),
                 )
-        g_pred = [ck_predictions(gk, steps) for gk in self.group_matrices]
-        g_est = [np.stack(ks(g.rows, g.sets)) for g in groups] if s else []
+        n_rep = 0 if reps is None else reps.n
+        g_pred = np.zeros((n_rep, steps, s, s))
+        g_est = np.zeros((n_rep, steps, s, s))
+        starts: list[np.ndarray] = []
+        if reps is not None and s:
+            k1 = None
+            for n in range(1, steps + 1):
+                kn = replicate_koopman(
+                    q, data.traj, data.frame, n * lf, reps, self.estimator, starts
+                )  # (R, s, s): the same resamples at every step
+                k1 = kn if k1 is None else k1
+                g_est[:, n - 1] = kn
+                g_pred[:, n - 1] = np.linalg.matrix_power(k1, n)
         return CKTest(
             lag_ps=self.lag_ps,
             predicted=ck_predictions(self.koopman_matrix, steps),
             estimated=np.stack(pooled),
-            group_predicted=np.array(g_pred).reshape(len(g_pred), steps, s, s),
-            group_estimated=np.array(g_est).reshape(len(g_est) if s else len(groups), steps, s, s),
+            group_predicted=g_pred,
+            group_estimated=g_est,
             n_states=self.n_states,
             tolerance=float(tolerance),
+            alpha=float(alpha),
+            replicates=reps,
+            # Independent starts per state and step: pairs n lags long overlap, so the
+            # soft count of starts is divided by the pair length in frames.
+            effective_starts=(
+                np.array(starts) / (np.arange(1, steps + 1) * lf)[:, None] if starts else None
+            ),
         )
 
     def _selection_columns(self) -> tuple[np.ndarray, np.ndarray]:
@@ -347,7 +396,9 @@ class KoopmanModel:
             g_comp[:, :, 0] = np.array([g.stationary for g in self.group_spectra]).reshape(
                 n_groups, s
             )
-        lo, hi = t_interval(g_comp)
+        lo, hi = self.interval(g_comp)
+        if s:  # process 0 is the stationary distribution: a probability
+            lo[:, 0], hi[:, 0] = self.interval(g_comp[:, :, 0], probability=True)
         ts = timescales_from_eigenvalues(spec.eigenvalues, self.lag_ps)
         nan = float("nan")
         rows = []
@@ -381,8 +432,9 @@ class KoopmanModel:
         pi = np.full(total, np.nan)
         lo, hi = np.full(total, np.nan), np.full(total, np.nan)
         pi[:s] = self.spectrum.stationary
-        lo[:s], hi[:s] = t_interval(
-            np.array([g.stationary for g in self.group_spectra]).reshape(len(self.group_spectra), s)
+        lo[:s], hi[:s] = self.interval(
+            np.array([g.stationary for g in self.group_spectra]).reshape(len(self.group_spectra), s),
+            probability=True,
         )
         mean, n_eff = self._selection_columns()
         return pd.DataFrame(
@@ -412,3 +464,11 @@ class KoopmanModel:
         fig, spec = grid_spec(ax, 1.8 * max(self.n_surviving - 1, 1) + 0.8, 2.4, top_in=0.3)
         return plot_eigen(fig, spec, self.eigen_frame())
 
+
+
+def _block_want(spec: Spectrum, lag_ps: float, span_ps: float) -> float:
+    """The bootstrap block a quantity asks for: the slowest finite implied timescale of
+    ``spec`` or ``span_ps`` (the longest lag the quantity spans), whichever is longer."""
+    t = timescales_from_eigenvalues(spec.eigenvalues[1:], lag_ps)
+    t = t[np.isfinite(t)]
+    return max(float(span_ps), float(t.max()) if t.size else 0.0)
