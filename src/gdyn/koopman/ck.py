@@ -89,6 +89,7 @@ class CKTest:
     alpha: float = DEFAULT_CK_ALPHA
     replicates: Replicates | None = field(default=None, repr=False)
     effective_starts: np.ndarray | None = field(default=None, repr=False)  # (steps, s)
+    frame_interval_ps: float = float("nan")
 
     def __post_init__(self) -> None:
         if self.n_states < 0:

@@ -299,6 +299,7 @@ class KoopmanModel:
         frame: np.ndarray | None = None,
         tolerance: float = DEFAULT_CK_TOLERANCE,
         alpha: float = DEFAULT_CK_ALPHA,
+        ci: CISpec | str = "model",
     ) -> CKTest:
         """CK test: this model's ``K(tau)^n`` against ``K(n tau)`` estimated from ``probs``.
 
@@ -309,7 +310,8 @@ class KoopmanModel:
         ``K(tau)^n`` and ``K(n tau)`` are recomputed, so the verdict
         (:func:`~gdyn.koopman.verdict.ck_verdict_replicates`, family-wise error ``alpha``)
         tests their difference; ``tolerance`` decides elements whose difference has no
-        spread (and every element without CIs).
+        spread (and every element without CIs). ``ci`` replaces the model's ``ci`` for the
+        test (default ``"model"``: the model's).
         """
         if frame_interval_ps is None and not isinstance(probs, Probs | str | os.PathLike):
             frame_interval_ps = self.frame_interval_ps  # arrays: the model's frame interval
@@ -319,7 +321,8 @@ class KoopmanModel:
                 f"probs: expected {self.n_states} states like the model, got {data.n_states}"
             )
         reps = resolve_replicates(
-            self.ci, data.traj, data.frame, data.n_sets, data.frame_interval_ps,
+            self.ci if isinstance(ci, str) and ci == "model" else ci,
+            data.traj, data.frame, data.n_sets, data.frame_interval_ps,
             _block_want(self.spectrum, self.lag_ps, steps * self.lag_ps),
         )  # fmt: skip
         lf = data.frames_for(self.lag_ps)
@@ -365,6 +368,7 @@ class KoopmanModel:
             replicates=reps,
             # Independent starts per state and step: pairs n lags long overlap, so the
             # soft count of starts is divided by the pair length in frames.
+            frame_interval_ps=float(data.frame_interval_ps),
             effective_starts=(
                 np.array(starts) / (np.arange(1, steps + 1) * lf)[:, None] if starts else None
             ),

@@ -534,6 +534,10 @@ def replicate_koopman(
     from gdyn.koopman.estimate import lag_pairs
 
     i0, i1 = lag_pairs(traj, frame, lag_frames)
+    if not reps.bootstrap:
+        # A CI group is estimated on its own rows: both ends of a pair in the group.
+        same = reps.unit[i0] == reps.unit[i1]
+        i0, i1 = i0[same], i1[same]
     n_units = reps.unit_weights.shape[1]
     rev = estimator == "reversible"
     a00, a01, a11 = unit_sums(probs, i0, i1, reps.unit, n_units, with_c11=rev)
