@@ -335,7 +335,25 @@ class KoopmanModel:
             ]
 
         s = self.n_surviving
-        pooled = ks(None, None) if s else [np.zeros((0, 0))] * steps
+        n_rep = 0 if reps is None else reps.n
+        g_pred = np.zeros((n_rep, steps, s, s))
+        g_est = np.zeros((n_rep, steps, s, s))
+        starts: list[np.ndarray] = []
+        # A bootstrap's sums give the pooled K too (every pair kept); groups drop the pairs
+        # that straddle two groups, so their pooled K is estimated separately.
+        pooled: list[np.ndarray] = []
+        if reps is not None and s:
+            k1 = None
+            for n in range(1, steps + 1):
+                kn = replicate_koopman(
+                    q, data.traj, data.frame, n * lf, reps, self.estimator, starts,
+                    pooled if reps.bootstrap else None,
+                )  # (R, s, s): the same resamples at every step
+                k1 = kn if k1 is None else k1
+                g_est[:, n - 1] = kn
+                g_pred[:, n - 1] = np.linalg.matrix_power(k1, n)
+        if len(pooled) != steps:
+            pooled = ks(None, None) if s else [np.zeros((0, 0))] * steps
         for n, k in enumerate(pooled[1:], start=2):
             if not np.all(np.isfinite(k)):
                 log.warning(
@@ -343,19 +361,6 @@ class KoopmanModel:
                     n,
                     lag_label(n * self.lag_ps),
                 )
-        n_rep = 0 if reps is None else reps.n
-        g_pred = np.zeros((n_rep, steps, s, s))
-        g_est = np.zeros((n_rep, steps, s, s))
-        starts: list[np.ndarray] = []
-        if reps is not None and s:
-            k1 = None
-            for n in range(1, steps + 1):
-                kn = replicate_koopman(
-                    q, data.traj, data.frame, n * lf, reps, self.estimator, starts
-                )  # (R, s, s): the same resamples at every step
-                k1 = kn if k1 is None else k1
-                g_est[:, n - 1] = kn
-                g_pred[:, n - 1] = np.linalg.matrix_power(k1, n)
         return CKTest(
             lag_ps=self.lag_ps,
             predicted=ck_predictions(self.koopman_matrix, steps),

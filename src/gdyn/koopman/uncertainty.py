@@ -525,11 +525,13 @@ def replicate_koopman(
     reps: Replicates,
     estimator: str = "nonreversible",
     starts: list[np.ndarray] | None = None,
+    pooled: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """K at ``lag_frames`` on every replicate: (R, S, S); NaN where a replicate has no pair.
 
     ``starts``, when given, receives the pooled soft count of pairs starting in each state
-    (the row sums of the pooled ``C00``: memberships sum to one).
+    (the row sums of the pooled ``C00``: memberships sum to one); ``pooled`` the K of all
+    pairs (every unit and set with weight one; bootstrap only, where no pair is dropped).
     """
     from gdyn.koopman.estimate import lag_pairs
 
@@ -544,6 +546,10 @@ def replicate_koopman(
     w, v = reps.unit_weights, reps.set_weights
     if starts is not None:
         starts.append(a00.sum(axis=(0, 1, 3)))
+    if pooled is not None:
+        one = (a00.sum(axis=(0, 1)), a01.sum(axis=(0, 1)))
+        c11p = None if a11 is None else a11.sum(axis=(0, 1))[None]
+        pooled.append(koopman_matrices(one[0][None], one[1][None], c11p, estimator)[0])
     c00 = weighted_sums(a00, w, v)
     c01 = weighted_sums(a01, w, v)
     c11 = weighted_sums(a11, w, v) if a11 is not None else None
