@@ -425,16 +425,21 @@ class Replicates:
         samples: np.ndarray,
         log_scale: bool = False,
         probability: bool = False,
+        point: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Interval of a quantity from its (R, ...) replicate values.
 
         Percentile (bootstrap) or Student-t over groups (``log_scale``: geometric, for
-        timescales); ``probability`` clips to [0, 1].
+        timescales; ``point``: the half-width around this pooled value instead of the
+        group mean); ``probability`` clips to [0, 1].
         """
         if self.bootstrap:
             lo, hi = percentile_interval(samples, self.settings.level)
         else:
             lo, hi = t_interval(samples, log_scale=log_scale, level=self.settings.level)
+            if point is not None and not log_scale:
+                half = 0.5 * (hi - lo)
+                lo, hi = point - half, point + half
         if probability:
             lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
         return lo, hi
@@ -479,18 +484,20 @@ def unit_sums(
 
 
 def weighted_sums(a: np.ndarray, w: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``sum_{u,s} w[r,u] v[r,s] a[u,s]`` for every replicate r: (R, S, S)."""
-    n_units, n_sets, s, _ = a.shape
+    """``sum_{u,s} w[r,u] v[r,s] a[u,s]`` for every replicate r: (R, ...) from (U, n_sets, ...)."""
+    n_units, n_sets = a.shape[:2]
+    rest = a.shape[2:]
+    m = int(np.prod(rest))
     r = w.shape[0]
     if np.all(v == 1.0):  # sets not resampled: sum them first (one matrix product)
-        return (w @ a.sum(axis=1).reshape(n_units, s * s)).reshape(r, s, s)
-    flat = a.reshape(n_units, n_sets * s * s)
-    out = np.empty((r, s * s))
+        return (w @ a.sum(axis=1).reshape(n_units, m)).reshape(r, *rest)
+    flat = a.reshape(n_units, n_sets * m)
+    out = np.empty((r, m))
     for start in range(0, r, _BATCH):
         sl = slice(start, start + _BATCH)
-        t = (w[sl] @ flat).reshape(-1, n_sets, s * s)
+        t = (w[sl] @ flat).reshape(-1, n_sets, m)
         out[sl] = np.matmul(v[sl, None, :], t)[:, 0]
-    return out.reshape(r, s, s)
+    return out.reshape(r, *rest)
 
 
 def koopman_matrices(
