@@ -274,6 +274,14 @@ def _lag_entry(km: KoopmanModel, ck: CKTest) -> dict[str, Any]:
     }
 
 
+def _fallback_lag(lags: Sequence[float], its: ImpliedTimescales) -> float:
+    """The lag the tables describe when there is no tau*: the largest lag whose slowest
+    process is resolved and none flagged, else the smallest lag."""
+    f = its.flags
+    ok = np.flatnonzero(f.resolved[:, 0] & ~f.flagged.any(axis=1))
+    return float(lags[int(ok[-1])]) if ok.size else float(lags[0])
+
+
 def _load_lag(path: str, lag: float) -> Probs:
     data = load_probs(path)
     if not math.isclose(data.lag_ps, lag, rel_tol=1e-6):
@@ -389,19 +397,29 @@ def run_koopman(
     ci_n = 0 if fits[0][0].replicates is None else fits[0][0].replicates.n
     its = ImpliedTimescales(tuple(results))
 
-    auto = its.select_tau_star()
+    ck_ok = [bool(c.passed and not m.collapsed) for m, c in fits]
+    auto = its.select_tau_star(ck_ok)
     auto_ps = None if auto.index is None else lags[auto.index]
+    disagrees = False
     if opts["tau_star_ps"] is not None:
         tau, source = opts["tau_star_ps"], "config"
+        disagrees = auto_ps is None or not math.isclose(auto_ps, tau, rel_tol=1e-9)
         reason = f"set in config (tau_star_ps = {tau:g}); automatic choice: " + (
-            f"{auto_ps:g} ps, {auto.reason}" if auto_ps is not None else auto.reason
+            f"{auto_ps:g} ps, {auto.reason}" if auto_ps is not None else f"none, {auto.reason}"
         )
+        tau_star: float | None = tau
     elif auto_ps is not None:
         tau, source, reason = auto_ps, "auto", auto.reason
+        tau_star = tau
     else:
-        tau, source = lags[0], "auto"
-        reason = f"{auto.reason}; fell back to the smallest lag"
-    log.info("tau* = %s (%s): %s", lag_label(tau), source, reason)
+        # No tau*: the tables (and the analyses downstream) describe a stated lag instead.
+        tau, source, tau_star = _fallback_lag(lags, its), "none", None
+        reason = (
+            f"{auto.reason}; no tau*: the tables describe {lag_label(tau)} (largest lag with a "
+            "resolved, unflagged slowest process, else the smallest lag)"
+        )
+    log.info("tau* = %s (%s): %s", "none" if tau_star is None else lag_label(tau), source,
+             reason)  # fmt: skip
 
     k_star = lags.index(tau)
     tau_path = paths[k_star]
@@ -431,10 +449,12 @@ def run_koopman(
     summary = {
         "model": model,
         "n_states": n_states,
-        "tau_star_ps": tau,
+        "tau_star_ps": tau_star,
         "tau_star_source": source,
         "tau_star_reason": reason,
         "tau_star_auto_ps": auto_ps,
+        "tau_star_disagrees": disagrees,
+        "analysis_lag_ps": tau,
         "lags_ps": lags,
         "probs_test": tau_path,
         "timescales_ps": [_finite(x) for x in star_ts],
