@@ -400,6 +400,8 @@ def run_koopman(
     ck_ok = [bool(c.passed and not m.collapsed) for m, c in fits]
     auto = its.select_tau_star(ck_ok)
     auto_ps = None if auto.index is None else lags[auto.index]
+    conv = its.select_tau_star()  # the timescale conditions alone (model selection)
+    conv_ps = None if conv.index is None else lags[conv.index]
     disagrees = False
     if opts["tau_star_ps"] is not None:
         tau, source = opts["tau_star_ps"], "config"
@@ -454,6 +456,7 @@ def run_koopman(
         "tau_star_reason": reason,
         "tau_star_auto_ps": auto_ps,
         "tau_star_disagrees": disagrees,
+        "its_converged_from_ps": conv_ps,
         "analysis_lag_ps": tau,
         "lags_ps": lags,
         "probs_test": tau_path,
