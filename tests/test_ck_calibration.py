@@ -154,3 +154,35 @@ def test_ck_power_on_a_lumped_chain() -> None:
     FAIL in >= 90 % of 200 replicates."""
     rate = _fail_rate(lambda r: lumped_chain(8000, 16, seed=7000 + r), 200)
     assert rate >= 0.90
+
+
+def test_lifetimes_and_mfpt_match_deeptime_on_a_known_chain() -> None:
+    from deeptime.markov import TransitionCountEstimator
+    from deeptime.markov.msm import MarkovStateModel, MaximumLikelihoodMSM
+
+    lag = 4
+    p = markov_chain(3, 4000, 8, seed=11)
+    states = p.argmax(axis=2)
+    km = kp.KoopmanModel.estimate(p, lag * 0.5, 0.5, ci={"n": 100}, selection=None)
+    counts = TransitionCountEstimator(lag, "sliding").fit([states[:, a] for a in range(8)])
+    msm = MaximumLikelihoodMSM(reversible=False).fit(counts.fetch_model()).fetch_model()
+    order = km.state_order  # model state a = raw state order[a]
+    for a in range(3):
+        for b in range(3):
+            if a != b:  # deeptime: in frames; 0.5 ps per frame
+                want = msm.mfpt([order[a]], [order[b]]) * 0.5
+                assert km.mfpt_ps[a, b] == pytest.approx(want, rel=1e-8)
+        others = [order[b] for b in range(3) if b != a]
+        assert km.lifetimes_ps[a] == pytest.approx(msm.mfpt([order[a]], others) * 0.5, rel=1e-8)
+    # Against the exact chain (T at one frame, MFPT in frames x 0.5 ps): within 10 %.
+    from _markov_chains import reversible_chain
+
+    exact = MarkovStateModel(reversible_chain(3, 0.03, 0.03, np.random.default_rng(0)))
+    t01 = exact.mfpt([order[0]], [order[1]]) * 0.5
+    assert km.mfpt_ps[0, 1] == pytest.approx(t01, rel=0.10)
+    table = km.kinetics_frame()
+    assert list(table.columns) == ["quantity", "from_state", "to_state", "value_ps",
+                                   "ci_low_ps", "ci_high_ps"]
+    life = table[table.quantity == "lifetime"]
+    assert (life.ci_low_ps <= life.value_ps).all() and (life.value_ps <= life.ci_high_ps).all()
+    assert len(table) == 3 + 6

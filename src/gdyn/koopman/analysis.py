@@ -440,6 +440,7 @@ def run_koopman(
         "ck": ck.to_frame(model),
         "eigen": km.eigen_frame(model),
         "populations": km.populations_frame(model),
+        "kinetics": km.kinetics_frame(model),
     }
     outdir = Path(outdir)
     for name in KOOPMAN_TABLES:

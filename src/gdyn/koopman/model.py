@@ -40,6 +40,7 @@ import numpy as np
 from gdyn.errors import InputError
 from gdyn.koopman.ck import CKTest, grid_spec
 from gdyn.koopman.estimate import check_estimator, estimate_koopman, lag_pairs
+from gdyn.koopman.kinetics import KINETICS_COLUMNS, lifetimes, mfpt_matrix
 from gdyn.koopman.probs import Probs, ProbsLike, as_probs
 from gdyn.koopman.selection import SelectionSpec, StateSelection, resolve_selection
 from gdyn.koopman.spectrum import (
@@ -270,6 +271,43 @@ class KoopmanModel:
     def timescales_ps(self) -> np.ndarray:
         """(s-1,) relaxation timescales in ps, slowest first."""
         return timescales_from_eigenvalues(self.spectrum.eigenvalues[1:], self.lag_ps)
+
+    @property
+    def lifetimes_ps(self) -> np.ndarray:
+        """(s,) mean lifetime of each surviving state, ``tau / (1 - K_ii)`` in ps
+        (:mod:`~gdyn.koopman.kinetics`)."""
+        return lifetimes(self.koopman_matrix, self.lag_ps)
+
+    @property
+    def mfpt_ps(self) -> np.ndarray:
+        """(s, s) mean first-passage times ``i -> j`` in ps between the surviving states
+        (diagonal 0; :mod:`~gdyn.koopman.kinetics`)."""
+        return mfpt_matrix(self.koopman_matrix, self.lag_ps)
+
+    def kinetics_frame(self, model: str = "unknown") -> pd.DataFrame:
+        """``kinetics.csv``: lifetimes (``to_state`` empty) and MFPTs between the surviving
+        states with the engine's intervals over the replicate matrices."""
+        import pandas as pd
+
+        del model  # the directory names the model; the columns are the contract's
+        s = self.n_surviving
+        g = self.group_matrices
+        life_lo, life_hi = self.interval(lifetimes(g, self.lag_ps), log_scale=True)
+        m_lo, m_hi = self.interval(mfpt_matrix(g, self.lag_ps), log_scale=True)
+        life, mfpt = self.lifetimes_ps, self.mfpt_ps
+        rows = [
+            {"quantity": "lifetime", "from_state": i, "to_state": None, "value_ps": life[i],
+             "ci_low_ps": life_lo[i], "ci_high_ps": life_hi[i]}
+            for i in range(s)
+        ]  # fmt: skip
+        rows += [
+            {"quantity": "mfpt", "from_state": i, "to_state": j, "value_ps": mfpt[i, j],
+             "ci_low_ps": m_lo[i, j], "ci_high_ps": m_hi[i, j]}
+            for i in range(s) for j in range(s) if i != j
+        ]  # fmt: skip
+        table = pd.DataFrame(rows, columns=KINETICS_COLUMNS)
+        table["to_state"] = table["to_state"].astype("Int64")
+        return table
 
     def interval(
         self, samples: np.ndarray, log_scale: bool = False, probability: bool = False
