@@ -188,3 +188,31 @@ def test_lifetimes_and_mfpt_match_deeptime_on_a_known_chain() -> None:
     life = table[table.quantity == "lifetime"]
     assert (life.ci_low_ps <= life.value_ps).all() and (life.value_ps <= life.ci_high_ps).all()
     assert len(table) == 3 + 6
+
+
+def test_a_rising_curve_is_not_converged() -> None:
+    """The issue's liquid electrolyte: 83, 198, 331, 529, 771 ps over lags 2-40 ps with
+    wide per-lag intervals (a resample-wide factor exp(N(0, 0.5)) shared by every lag, as
+    the same resamples give). The old rule (later estimates inside this lag's CI) calls it
+    converged from 20 ps; the difference-and-trend rule never does, and a flat curve with
+    the same noise is converged from the first lag."""
+    from gdyn.koopman.tau_star import timescale_flags
+
+    rng = np.random.default_rng(0)
+    lags = np.array([2.0, 5.0, 10.0, 20.0, 40.0])
+    r = 500
+    common = np.exp(rng.normal(0.0, 0.5, size=r))
+    reps = CISettings("bootstrap", r).replicates(np.zeros(40, int), np.arange(40), 1)
+    for curve, want_old, want_new in (
+        (np.array([83.0, 198.0, 331.0, 529.0, 771.0]), True, [False] * 4),
+        (np.full(5, 300.0), True, [True] * 4),
+    ):
+        rep_t = curve[:, None] * common[None, :] * np.exp(rng.normal(0, 0.02, size=(5, r)))
+        rep_t = rep_t[:, :, None]  # (lags, R, 1 process)
+        lo, hi = percentile_interval(np.swapaxes(rep_t, 0, 1))
+        t = curve[:, None]
+        lam = np.exp(-lags[:, None] / t).astype(complex)
+        old = timescale_flags(lags, lam, t, lo, hi)
+        new = timescale_flags(lags, lam, t, lo, hi, rep_t, reps.interval)
+        assert bool(old.converged[3, 0]) is want_old  # from 20 ps, as the issue saw
+        assert new.converged[:4, 0].tolist() == want_new
