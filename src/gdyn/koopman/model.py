@@ -12,7 +12,8 @@ workflow's CSVs, docs/contracts.md) and draw themselves (``plot``: the paper's p
     ck.passed, ck.worst(), ck.to_frame()
     implied_timescales({1.0: p1, 2.0: p2, 5.0: p5}, frame_interval_ps=0.1).plot()
 
-``probs`` is the softmax output (F, n_sets, n_states) of one contiguous trajectory, a list
+Intervals come from the uncertainty engine (:mod:`~gdyn.koopman.uncertainty`): a block
+bootstrap by default, the paper's CI groups on request. ``probs`` is the softmax output (F, n_sets, n_states) of one contiguous trajectory, a list
 of such arrays, a :class:`~gdyn.koopman.probs.Probs` or a probs npz path (see
 :func:`~gdyn.koopman.probs.as_probs`). ``ci`` selects the CI groups as the workflow's
 ``koopman.ci`` block does; without it the CI columns are NaN. ``selection`` applies the
@@ -148,9 +149,12 @@ class KoopmanModel:
             Trajectory and frame of every row of an array ``probs`` (rows in any order,
             gaps allowed).
         ci : mapping, optional
-            CI groups as the config's ``koopman.ci`` block (``{"method": "chunks", "n": 5,
-            "seed": 0}``), or a list of :class:`~gdyn.koopman.ci.Group` of these rows;
-            None: no CIs (NaN columns).
+            The uncertainty engine's settings as the config's ``koopman.ci`` block
+            (``{"method": "bootstrap", "n": 500, "seed": 0}``, the default block rule;
+            or the paper's groups ``{"method": "chunks", "n": 5}``,
+            :mod:`~gdyn.koopman.uncertainty`), or a list of
+            :class:`~gdyn.koopman.uncertainty.Group` of these rows; None: no CIs (NaN
+            columns). ``group_matrices`` holds K on every replicate.
         selection : "auto", mapping, StateSelection or None
             The near-empty rule with default thresholds (``"auto"``), with given
             thresholds (``{"min_population": 0.005, "min_samples": 25}``), a ready
