@@ -119,7 +119,12 @@ def test_nernst_einstein_units() -> None:
 
 
 def test_t_interval_and_groups() -> None:
-    lo, hi = cd.t_interval(np.array(2.0), np.array([1.0, 2.0, 3.0]))
+    # Issue 22: the interval comes from the Koopman uncertainty engine (groups: Student-t
+    # half-width centred on the pooled value, as transport's own t_interval did before).
+    from gdyn.koopman.uncertainty import CISettings
+
+    reps = CISettings("chunks", 3).replicates(np.zeros(9, int), np.arange(9), 1)
+    lo, hi = reps.interval(np.array([1.0, 2.0, 3.0]), point=np.array(2.0))
     half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t_{0.975, 2}
     assert (lo, hi) == (pytest.approx(2.0 - half), pytest.approx(2.0 + half))
 
@@ -157,12 +162,13 @@ def _write_brownian_inputs(tmp: Path, swap: bool) -> tuple[list[str], list[int]]
             str(tmp / "summary.json")], lags
 
 
-@pytest.mark.parametrize("method", ["trajectories", "chunks", "target_subsets"])
+@pytest.mark.parametrize("method", ["trajectories", "chunks", "target_subsets", "bootstrap"])
 def test_conduction_cli_on_wrapped_brownian_system(tmp_path: Path, method: str) -> None:
     args, lags = _write_brownian_inputs(tmp_path, swap=True)
     dif, con = tmp_path / "diffusion.csv", tmp_path / "conduction.csv"
     settings = json.dumps({"temperature_K": 300.0, "charges": {"Li": 1}})
-    ci = json.dumps({"ci": {"method": method, "n": 2 if method == "trajectories" else 4}})
+    n = {"trajectories": 2, "bootstrap": 200}.get(method, 4)
+    ci = json.dumps({"ci": {"method": method, "n": n}})
     assert main(["conduction", str(dif), str(con), *args, "--settings", settings,
                  "--koopman-settings", ci]) == 0
     d = pd.read_csv(dif)

@@ -19,6 +19,8 @@ from gdyn import koopman as kp
 from gdyn.errors import InputError
 
 CONTRACT = {
+    # issue 22: lifetimes and MFPTs
+    "kinetics": ["quantity", "from_state", "to_state", "value_ps", "ci_low_ps", "ci_high_ps"],
     "timescales": [
         "model",
         "n_states",
@@ -314,6 +316,9 @@ def test_api_frames_equal_stage_outputs(tmp_path, monkeypatch) -> None:
     pd.testing.assert_frame_equal(km.populations_frame("gdynet"), csv("populations"))
     ck = km.ck_test(paths[1.0], steps=3)
     pd.testing.assert_frame_equal(ck.to_frame("gdynet"), csv("ck"))
+    kin = csv("kinetics")
+    assert list(kin.columns) == CONTRACT["kinetics"]
+    np.testing.assert_allclose(kin["value_ps"], km.kinetics_frame()["value_ps"], rtol=1e-12)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ck_max_abs_deviation"] == ck.max_deviation
     assert summary["state_order"] == km.state_order.tolist()

@@ -16,7 +16,7 @@ from gdyn.errors import InputError
 RESULTS = "results"
 PARTS: tuple[str, ...] = ("train", "val", "test")
 
-KOOPMAN_TABLES: tuple[str, ...] = ("timescales", "ck", "eigen", "populations")
+KOOPMAN_TABLES: tuple[str, ...] = ("timescales", "ck", "eigen", "populations", "kinetics")
 MODEL_FILES: tuple[str, ...] = (
     "model.pt",
     "config.json",

@@ -186,13 +186,21 @@ def _check_probs(p: np.ndarray, n_frames: int, sets: np.ndarray, i: int) -> np.n
 # The workflow's inputs: split pieces, probs files, Koopman summary
 
 
+def summary_lag_ps(summary: dict[str, Any]) -> Any:
+    """The lag a Koopman summary's tables describe: ``tau_star_ps``, or ``analysis_lag_ps``
+    when the data gave no tau* (``tau_star_ps`` null, issue 22)."""
+    tau = summary.get("tau_star_ps")
+    return summary.get("analysis_lag_ps") if tau is None else tau
+
+
 def load_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Koopman ``summary.json`` with the keys this stage needs checked."""
     path = Path(path)
     summary = read_json(path)
-    tau = summary.get("tau_star_ps")
+    tau = summary_lag_ps(summary)
     if not isinstance(tau, int | float) or not math.isfinite(tau) or tau <= 0:
-        raise InputError(f"{path}: key 'tau_star_ps': expected a positive number, got {tau!r}")
+        key = "tau_star_ps" if summary.get("tau_star_ps") is not None else "analysis_lag_ps"
+        raise InputError(f"{path}: key '{key}': expected a positive number, got {tau!r}")
     return summary
 
 
@@ -223,7 +231,7 @@ def tau_star_probs_path(
                 p.exists() and Path(want).exists() and os.path.samefile(p, want)
             ):
                 return p
-    tau = float(summary["tau_star_ps"])
+    tau = float(summary_lag_ps(summary))
     for p in paths:
         try:
             with np.load(p, allow_pickle=False) as z:
@@ -318,7 +326,7 @@ def load_analysis(
     here from the same probabilities, which is how the Koopman stage orders its outputs.
     """
     summary = load_summary(summary_path)
-    tau = float(summary["tau_star_ps"])
+    tau = float(summary_lag_ps(summary))
     ppath = tau_star_probs_path(probs_paths, summary, summary_path)
     probs = read_probs(ppath)
     n_states = int(probs["probs"].shape[2])

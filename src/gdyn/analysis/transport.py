@@ -21,13 +21,14 @@ frames and trajectories. For the toy system every Li is simulated alone in its o
 5-atom cell (Li-Li interactions off), so N / V = 1 / a^3: the conductivity of a lattice
 holding one non-interacting Li per cubic cell.
 
-Confidence intervals: the pairs are divided into groups as the Koopman CIs are
-(``koopman.ci.method``: ``chunks`` = n contiguous chunks of every trajectory by the pair's
-first frame, ``trajectories`` = the test trajectories in n consecutive groups,
-``target_subsets`` = n random subsets of the target sets of all trajectories); every
-quantity is recomputed per group and the 95% interval is estimate +- t_{0.975, G-1} s_G /
-sqrt(G), s_G the standard deviation over the G groups (the Koopman stage's Student-t
-half-width, centred here on the pooled estimate so the interval always brackets it).
+Confidence intervals come from the Koopman uncertainty engine
+(:mod:`gdyn.koopman.uncertainty`, the ``koopman.ci`` block read by the same parser): the
+(frame, target set) starts of the pairs are summed per (unit, target set), units being
+the engine's bootstrap blocks of each test trajectory (default; the block of the Koopman
+summary's ``ci_block_ps``) or its CI groups (``chunks``, ``trajectories``,
+``target_subsets``); every quantity is recomputed on each replicate (a resample, or one
+group) and the interval is the engine's: percentile over the bootstrap, or Student-t over
+the groups centred on the pooled estimate (so it always brackets it).
 
 The module is ``transport``, not ``conduction``: ``gdyn.analysis.conduction`` is the API
 function, and a submodule of that name would shadow it.
@@ -38,8 +39,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,7 @@ from gdyn.analysis.inputs import Piece, as_pieces
 from gdyn.config import lag_to_frames
 from gdyn.errors import InputError
 from gdyn.koopman import koopman_matrix, spectrum
+from gdyn.koopman.uncertainty import Replicates, parse_ci, weighted_sums
 from gdyn.trajectory import Trajectory
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 ELEMENTARY_CHARGE_C = 1.602176634e-19
 BOLTZMANN_J_PER_K = 1.380649e-23
 A2_PER_PS_TO_CM2_PER_S = 1e-4  # 1 A^2/ps = 1e-16 cm^2 / 1e-12 s
-DEFAULT_CI = {"method": "chunks", "n": 5}
+DEFAULT_CI = {"method": "bootstrap"}
 
 
 def unwrap(positions: np.ndarray, lattices: np.ndarray) -> np.ndarray:
@@ -105,7 +106,7 @@ def accumulate(
 
     ``x`` (F, n, 3) unwrapped centres, ``probs`` (F, n, S) with NaN rows for unscored
     frames, ``lags`` frame lags of the MSD, ``tau`` the Koopman lag in frames, ``groups``
-    (F, n) the group of a pair starting at (frame, set).
+    (F, n) the cell (engine unit x target set, or group) of a pair starting at (frame, set).
     """
     valid = np.isfinite(probs).all(axis=2)
     # Unscored rows get zero weight, so they drop out of every product below.
@@ -121,20 +122,28 @@ def accumulate(
             a = p0 * np.einsum("tsk,tsk->ts", dx, dx)[..., None]
         else:
             a = p0 * valid[lag:, :, None]  # C00 only over pairs whose end is scored too
-        g = groups[:-lag]
-        for gi in present:
-            if present.size == 1:
-                aa, bb = a.reshape(-1, n_states), pt.reshape(-1, n_states)
-                cc = p0.reshape(-1, n_states)
-            else:
-                m = g == gi
-                aa, bb, cc = a[m], pt[m], p0[m]
+        g = groups[:-lag].reshape(-1)
+        aa, bb, cc = (v.reshape(-1, n_states) for v in (a, pt, p0))
+        if present.size == 1:
+            gi = int(present[0])
             if k < len(lags):
                 sums.num[gi, k] += aa.T @ bb
                 sums.den[gi, k] += cc.T @ bb
             else:
                 sums.c0t[gi] += cc.T @ bb
                 sums.c00[gi] += aa.T @ cc
+            continue
+        # Per-cell outer products by bincount: one pass per state pair, whatever the
+        # number of cells (bootstrap blocks x target sets can be thousands).
+        n_cells = sums.num.shape[0]
+        for i in range(n_states):
+            for j in range(n_states):
+                if k < len(lags):
+                    sums.num[:, k, i, j] += np.bincount(g, aa[:, i] * bb[:, j], n_cells)
+                    sums.den[:, k, i, j] += np.bincount(g, cc[:, i] * bb[:, j], n_cells)
+                else:
+                    sums.c0t[:, i, j] += np.bincount(g, cc[:, i] * bb[:, j], n_cells)
+                    sums.c00[:, i, j] += np.bincount(g, aa[:, i] * cc[:, j], n_cells)
 
 
 def transition_msd(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -195,52 +204,32 @@ def transport(
     return Transport(pi, k, d, sigma, percent)
 
 
-def t_interval(estimate: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """95% interval estimate +- t_{0.975, G-1} sd(samples) / sqrt(G) over axis 0."""
-    from scipy import stats
+def assign_cells(
+    pieces: Sequence[Piece], ci: Mapping[str, Any] | None, block_ps: float | None = None,
+    where: str = "--koopman-settings: key 'ci",
+) -> tuple[list[np.ndarray], Replicates]:
+    """Per piece the (F, n) cell of every (frame, target set) and the engine's replicates.
 
-    g = np.isfinite(samples).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        # A transition seen in fewer than two groups has no spread: NaN, not a warning.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        sd = np.nanstd(samples, axis=0, ddof=1)
-        half = stats.t.ppf(0.975, np.maximum(g - 1, 1)) * sd / np.sqrt(g)
-    half = np.where(g >= 2, half, np.nan)
-    return estimate - half, estimate + half
-
-
-def assign_groups(pieces: Sequence[Piece], ci: dict[str, Any]) -> tuple[list[np.ndarray], int]:
-    """(per piece (F, n) group ids, number of groups) for the configured CI method."""
-    method = ci.get("method", "chunks")
-    n = int(ci.get("n", 5))
-    if method == "trajectories":
-        # As the Koopman CIs: the test trajectories split into n consecutive groups.
-        k = min(n, len(pieces))
-        if k != n:
-            log.warning("ci: only %d test trajectories for n = %d groups", len(pieces), n)
-        label = np.zeros(len(pieces), dtype=np.int64)
-        for g, part in enumerate(np.array_split(np.arange(len(pieces)), k)):
-            label[part] = g
-        return [np.full((pc.n_frames, pc.target_sets.shape[0]), label[i], dtype=np.int64)
-                for i, pc in enumerate(pieces)], k
-    if method == "chunks":
-        out = []
-        for pc in pieces:
-            chunk = np.minimum(np.arange(pc.n_frames) * n // pc.n_frames, n - 1)
-            out.append(np.repeat(chunk[:, None], pc.target_sets.shape[0], axis=1))
-        return out, n
-    if method == "target_subsets":
-        sizes = [pc.target_sets.shape[0] for pc in pieces]
-        rng = np.random.default_rng(int(ci.get("seed", 0)))
-        label = np.empty(sum(sizes), dtype=np.int64)
-        label[rng.permutation(label.size)] = np.arange(label.size) % n
-        out, start = [], 0
-        for pc, size in zip(pieces, sizes, strict=True):
-            out.append(np.repeat(label[None, start : start + size], pc.n_frames, axis=0))
-            start += size
-        return out, min(n, label.size)
-    raise InputError(f"--koopman-settings: key 'ci/method': expected chunks, trajectories or "
-                     f"target_subsets, got {method!r}")
+    The cell is ``unit * n_sets + set`` (units: the engine's bootstrap blocks of each
+    piece, ``block_ps`` long by default, or its CI groups' row patterns).
+    """
+    settings = parse_ci(ci if ci is not None else DEFAULT_CI, where)
+    sizes = {pc.target_sets.shape[0] for pc in pieces}
+    if len(sizes) != 1:
+        raise InputError(f"test trajectories: expected the same number of target sets in "
+                         f"every trajectory, got {sorted(sizes)}")
+    n_sets = sizes.pop()
+    traj = np.concatenate([np.full(pc.n_frames, i) for i, pc in enumerate(pieces)])
+    frame = np.concatenate([np.arange(pc.n_frames) for pc in pieces])
+    fi = pieces[0].frame_interval_ps
+    reps = settings.replicates(traj, frame, n_sets, fi if math.isfinite(fi) else 1.0,
+                               block_ps)  # fmt: skip
+    cells, start = [], 0
+    for pc in pieces:
+        unit = reps.unit[start : start + pc.n_frames]
+        cells.append(unit[:, None] * n_sets + np.arange(n_sets)[None, :])
+        start += pc.n_frames
+    return cells, reps
 
 
 def number_density(pieces: Sequence[Piece]) -> float:
@@ -285,10 +274,14 @@ def state_charges(
 
 def conduction_tables(
     pieces: Sequence[Piece], tau_ps: float, z_state: np.ndarray, temperature_K: float,
-    msd_window: float = 0.5, msd_points: int = 11, ci: dict[str, Any] | None = None,
-    volume_A3: float | None = None,
+    msd_window: float = 0.5, msd_points: int = 11, ci: Mapping[str, Any] | None = None,
+    volume_A3: float | None = None, block_ps: float | None = None,
 ) -> tuple[Any, Any]:
-    """(diffusion, conduction) DataFrames per the contract (docs/contracts.md)."""
+    """(diffusion, conduction) DataFrames per the contract (docs/contracts.md).
+
+    ``ci`` is the Koopman ``ci`` block and ``block_ps`` the bootstrap block (default: the
+    longest MSD lag), both read by :mod:`gdyn.koopman.uncertainty`.
+    """
     import pandas as pd
     from tqdm import tqdm
 
@@ -301,9 +294,11 @@ def conduction_tables(
     lags_ps = np.asarray(lags, dtype=np.float64) * fi
     log.info("tau* = %g ps (%d frames); MSD slope over lags %s ps", tau_ps, tau,
              ", ".join(f"{v:g}" for v in lags_ps))
-    groups, n_groups = assign_groups(pieces, DEFAULT_CI if ci is None else ci)
+    want = float(max(block_ps or 0.0, max(lags) * fi))
+    groups, reps = assign_cells(pieces, ci, want)
     n_states = pieces[0].probs.shape[2]
-    sums = TransitionSums.zeros(n_groups, len(lags), n_states)
+    n_units, n_sets = reps.unit_weights.shape[1], reps.set_weights.shape[1]
+    sums = TransitionSums.zeros(n_units * n_sets, len(lags), n_states)
     for pc, grp in tqdm(list(zip(pieces, groups, strict=True)), desc="conduction"):
         lat = np.asarray(pc.lattices, dtype=np.float64)
         x = unwrap(set_centres(np.asarray(pc.coords, dtype=np.float64), lat, pc.target_sets), lat)
@@ -315,10 +310,15 @@ def conduction_tables(
     temperature = float(temperature_K)
     log.info("N/V = %.6g A^-3, T = %g K, z = %s", density, temperature, z_state.tolist())
     est = transport(sums.total(), lags_ps, z_state, density, temperature)
-    per = [transport(sums.group(g), lags_ps, z_state, density, temperature)
-           for g in range(n_groups)]
-    d_lo, d_hi = t_interval(est.d, np.stack([p.d for p in per]))
-    p_lo, p_hi = t_interval(est.percent, np.stack([p.percent for p in per]))
+    w, v = reps.unit_weights, reps.set_weights
+    rep_sums = [
+        weighted_sums(a.reshape(n_units, n_sets, *a.shape[1:]), w, v)
+        for a in (sums.num, sums.den, sums.c00, sums.c0t)
+    ]
+    per = [transport(TransitionSums(*(a[r : r + 1] for a in rep_sums)), lags_ps, z_state,
+                     density, temperature) for r in range(reps.n)]  # fmt: skip
+    d_lo, d_hi = reps.interval(np.stack([p.d for p in per]), point=est.d)
+    p_lo, p_hi = reps.interval(np.stack([p.percent for p in per]), point=est.percent)
     ii, jj = np.meshgrid(np.arange(n_states), np.arange(n_states), indexing="ij")
     ii, jj = ii.ravel(), jj.ravel()
     conv = A2_PER_PS_TO_CM2_PER_S
@@ -352,6 +352,7 @@ def conduction(
     ci: dict[str, Any] | None = None,
     volume_A3: float | None = None,
     frame_interval_ps: float | None = None,
+    block_ps: float | None = None,
 ) -> tuple[Any, Any]:
     """Transition MSDs, D_ij(tau) and cluster Nernst-Einstein shares (Methods Eqs. 13-16).
 
@@ -375,12 +376,15 @@ def conduction(
         D_ij is the least-squares slope / 6 of the MSD over ``msd_points`` lags spread over
         [tau (1 - w), tau (1 + w)].
     ci : dict, optional
-        The Koopman ``ci`` settings (``method``: chunks | trajectories | target_subsets,
-        ``n``, ``seed``) that define the CI groups; default 5 time chunks.
+        The Koopman ``ci`` block (:func:`gdyn.koopman.uncertainty.parse_ci`: ``bootstrap``
+        by default, or the groups ``chunks`` | ``trajectories`` | ``target_subsets``).
     volume_A3 : float, optional
         Cell volume for N / V (default: each frame's cell).
     frame_interval_ps : float, optional
         Time between frames, for trajectories without a ``frame_interval_ps`` extra.
+    block_ps : float, optional
+        The bootstrap block (default: the longest MSD lag; the workflow passes the Koopman
+        summary's ``ci_block_ps``).
 
     Returns
     -------
@@ -397,4 +401,5 @@ def conduction(
         charge_frame = pd.read_csv(charge_frame)
     z_state = state_charges(pieces, n_states, charges, charge_frame, where)
     return conduction_tables(pieces, tau_ps, z_state, temperature_K, msd_window, msd_points,
-                             ci, volume_A3)
+                             ci, volume_A3, block_ps)
+

@@ -148,7 +148,7 @@ def _cmd_conduction(args: argparse.Namespace) -> int:
         msd_window=float(settings.get("msd_window", 0.5)),
         msd_points=int(settings.get("msd_points", 11)),
         ci=args.koopman_settings.get("ci", DEFAULT_CI),
-        volume_A3=settings.get("volume_A3"),
+        volume_A3=settings.get("volume_A3"), block_ps=analysis.summary.get("ci_block_ps"),
     )
     if not math.isfinite(float(np.nansum(cond["sigma_S_per_m"]))):
         raise InputError(f"{analysis.summary_path}: conductivity is not finite "

@@ -31,9 +31,12 @@ def _cmd_koopman(args: argparse.Namespace) -> int:
                  f"gdyn koopman ({summary['model']}-s{summary['n_states']})")
     pops = [None if x is None else round(x, 4) for x in summary["populations"]]
     excluded = summary["near_empty_states"]
+    tau = summary["tau_star_ps"]
+    tau_text = (f"{tau:g} ps" if tau is not None
+                else f"none (tables at {summary['analysis_lag_ps']:g} ps)")  # fmt: skip
     print(
         f"koopman: {summary['model']} {summary['n_states']} states: tau* = "
-        f"{summary['tau_star_ps']:g} ps ({summary['tau_star_source']}), timescales "
+        f"{tau_text} ({summary['tau_star_source']}), timescales "
         f"{summary['timescales_ps']} ps, populations {pops}; CK "
         f"{'PASS' if summary['ck_pass'] else 'FAIL'}"
         + (f"; near-empty states {excluded} excluded" if excluded else "")

@@ -42,7 +42,7 @@ def _cmd_select_koopman(args: argparse.Namespace) -> int:
                                  args.settings,
                                  progress=functools.partial(tqdm, desc="koopman lags"))
     print(f"select-koopman: {summary['model']} {summary['n_states']} states at tau* = "
-          f"{summary['tau_star_ps']:g} ps -> {args.outdir}")
+          f"{summary.get('analysis_lag_ps', summary['tau_star_ps']):g} ps -> {args.outdir}")
     return 0
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from gdyn import config as gc
 from gdyn import layout
+from gdyn.analysis.inputs import summary_lag_ps
 from gdyn.plots.io import charge_per_state
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def timescale(model_key: str, process: int, scale: float = 1.0) -> Callable[[Con
         ts = list(summary.get("timescales_ps", []))
         if process > len(ts):
             return Value(status=f"{model} has {n} states: no process {process}")
-        tau = float(summary["tau_star_ps"])
+        tau = float(summary_lag_ps(summary))
         flags = list(summary.get("timescale_flags") or [])
         flag = flags[process - 1] if process <= len(flags) else "resolved"
         if ts[process - 1] is None:
@@ -147,7 +148,7 @@ def global_from_local(ctx: Context) -> Value:
     summary = ctx.json("gdynet-s2:summary.json")
     if summary is None:
         return Value(status="not computed")
-    tau = float(summary["tau_star_ps"])
+    tau = float(summary_lag_ps(summary))
     if summary["timescales_ps"][0] is None or None in summary["populations"][:2]:
         return Value(status="the 2-state GDyNet has a near-empty state: no global model")
     t1 = float(summary["timescales_ps"][0])
@@ -179,7 +180,7 @@ def toy_tet_population(ctx: Context) -> Value:
     table = ctx.csv("gdynet-s2:populations.csv", "populations") if summary else None
     if summary is None or table is None:
         return Value(status="not computed")
-    tau = float(summary["tau_star_ps"])
+    tau = float(summary_lag_ps(summary))
     rows = _at_tau(table, "tau_ps", tau)
     row = rows[rows["state"] == 1]  # states are ordered by decreasing population
     if row.empty:
@@ -207,7 +208,7 @@ def population(state: int) -> Callable[[Context], Value]:
             n = int(summary["n_states"])
             if state >= n:
                 return Value(status=f"{model} has {n} states (selected): no state {state}")
-        tau = float(summary["tau_star_ps"])
+        tau = float(summary_lag_ps(summary))
         rows = _at_tau(table, "tau_ps", tau)
         row = rows[rows["state"] == state]
         if row.empty:
@@ -227,7 +228,7 @@ def population(state: int) -> Callable[[Context], Value]:
 def _tau_star(ctx: Context) -> float | None:
     model, n = gc.analysed(ctx.settings)
     summary = ctx.json(f"{model}-s{n}:summary.json")
-    return None if summary is None else float(summary["tau_star_ps"])
+    return None if summary is None else float(summary_lag_ps(summary))
 
 
 def conduction_share(i: int, j: int) -> Callable[[Context], Value]:

@@ -10,17 +10,19 @@ Koopman model (Methods, "Determination of the relaxation timescales"):
 * Near-empty states (too little population or too few effective samples to estimate their
   row of K) are excluded and K is estimated on the surviving states; collapsed models are
   detected (:mod:`.selection`). Optional reversible estimator (:mod:`.estimate`).
-* Flags per process: faster than the lag, complex / negative eigenvalue, converged
-  (:mod:`.tau_star`). tau*: the smallest lag from which every resolved timescale stays
-  constant within its 95 % confidence interval, never one with a flagged process (a config
-  value overrides it).
+* Flags per process: faster than the lag, complex / negative eigenvalue, converged (no
+  bootstrap-significant difference to later lags, no trend) (:mod:`.tau_star`). tau*: the
+  smallest lag with converged timescales whose CK passes, never one with a flagged process
+  (none when no lag qualifies; a config value overrides it).
 * CK test: ``K(tau)^n`` against ``K(n tau)`` re-estimated from the same probabilities at
-  the longer lag, with a pass/fail verdict (:mod:`.verdict`), at tau* and at every lag.
+  the longer lag, both on the same bootstrap resamples, with a calibrated verdict
+  (studentised max-statistic, family-wise alpha; :mod:`.verdict`), at tau* and every lag.
+* Lifetimes and mean first-passage times of the states (:mod:`.kinetics`).
 * Eigen-decomposition of ``K(tau*)``: right eigenvectors in the state basis (Figs. 3e, 4e)
   and the stationary distribution (state populations).
 
-Confidence intervals (:mod:`.ci`) are Student-t intervals over disjoint groups of the test
-data. The API for notebooks is :mod:`.model` (:class:`KoopmanModel`), :mod:`.ck`
+Every interval comes from one uncertainty engine (:mod:`.uncertainty`): a block bootstrap
+over time by default (percentile intervals), or the paper's CI groups (Student-t). The API for notebooks is :mod:`.model` (:class:`KoopmanModel`), :mod:`.ck`
 (:class:`CKTest`) and :mod:`.timescales` (:class:`ImpliedTimescales`,
 :func:`implied_timescales`); the workflow stage
 (:func:`run_koopman`, :mod:`.analysis`) is built on it. Probs files: :mod:`.probs`.
@@ -64,6 +66,7 @@ from gdyn.koopman.estimate import (
     lag_pairs,
     lagged_covariances,
 )
+from gdyn.koopman.kinetics import lifetimes, mfpt_matrix
 from gdyn.koopman.model import KoopmanModel
 from gdyn.koopman.probs import Probs, as_probs, load_probs
 from gdyn.koopman.selection import (
@@ -89,7 +92,14 @@ from gdyn.koopman.spectrum import (
 )
 from gdyn.koopman.tau_star import TauStar, TimescaleFlags, select_tau_star, timescale_flags
 from gdyn.koopman.timescales import ImpliedTimescales, LagResult, analyse_lag, implied_timescales
-from gdyn.koopman.verdict import DEFAULT_CK_TOLERANCE, CKVerdict, ck_verdict
+from gdyn.koopman.uncertainty import Replicates, percentile_interval
+from gdyn.koopman.verdict import (
+    DEFAULT_CK_ALPHA,
+    DEFAULT_CK_TOLERANCE,
+    CKVerdict,
+    ck_verdict,
+    ck_verdict_replicates,
+)
 
 __all__ = [
     "C00_EPSILON",
@@ -97,6 +107,7 @@ __all__ = [
     "CI_LEVEL",
     "CI_METHODS",
     "DEFAULT_CI_N",
+    "DEFAULT_CK_ALPHA",
     "DEFAULT_CK_TOLERANCE",
     "DEFAULT_MIN_POPULATION",
     "DEFAULT_MIN_SAMPLES",
@@ -111,6 +122,7 @@ __all__ = [
     "KoopmanModel",
     "LagResult",
     "Probs",
+    "Replicates",
     "Spectrum",
     "StateSelection",
     "TauStar",
@@ -126,6 +138,7 @@ __all__ = [
     "ck_predictions",
     "ck_table",
     "ck_verdict",
+    "ck_verdict_replicates",
     "covariance_sums",
     "effective_samples",
     "eigen_table",
@@ -134,9 +147,12 @@ __all__ = [
     "koopman_matrix",
     "lag_pairs",
     "lagged_covariances",
+    "lifetimes",
     "load_probs",
+    "mfpt_matrix",
     "parse_ci",
     "parse_settings",
+    "percentile_interval",
     "permute_states",
     "populations_table",
     "renormalise",

@@ -24,7 +24,6 @@ import numpy as np
 
 from gdyn.errors import InputError
 from gdyn.files import write_csv, write_json
-from gdyn.koopman.ci import CI_FORMULA, CISettings, Group, parse_ci
 from gdyn.koopman.ck import CKTest
 from gdyn.koopman.estimate import ESTIMATORS, check_estimator
 from gdyn.koopman.model import KoopmanModel
@@ -36,7 +35,8 @@ from gdyn.koopman.selection import (
 )
 from gdyn.koopman.spectrum import Spectrum, timescales_from_eigenvalues
 from gdyn.koopman.timescales import ImpliedTimescales, LagResult, analyse_lag
-from gdyn.koopman.verdict import DEFAULT_CK_TOLERANCE
+from gdyn.koopman.uncertainty import CISettings, Group, parse_ci
+from gdyn.koopman.verdict import DEFAULT_CK_ALPHA, DEFAULT_CK_TOLERANCE
 from gdyn.layout import KOOPMAN_TABLES, lag_label, parse_lag
 
 __all__ = [
@@ -70,12 +70,15 @@ def parse_settings(settings: Mapping[str, Any], lags_ps: Sequence[float]) -> dic
     """The koopman block with defaults filled in and checked against the lag grid."""
     if not isinstance(settings, Mapping):
         raise InputError(f"koopman settings: expected a JSON object, got {type(settings).__name__}")
-    ci = parse_ci(settings.get("ci") or {"method": "chunks"})
-    ck_steps = settings.get("ck_steps", 5)
-    if not isinstance(ck_steps, int) or ck_steps < 1:
+    ci = parse_ci(settings.get("ci"))
+    ck_steps = settings.get("ck_steps")
+    if ck_steps is not None and (not isinstance(ck_steps, int) or ck_steps < 1):
         raise InputError(
             f"koopman settings key 'ck_steps': expected an integer >= 1, got {ck_steps!r}"
         )
+    horizon = settings.get("ck_horizon_ps")
+    if horizon is not None:
+        horizon = _number(settings, "ck_horizon_ps", 0.0, 1e-12)
     tau = settings.get("tau_star_ps")
     if tau is not None:
         matches = [x for x in lags_ps if math.isclose(x, float(tau), rel_tol=1e-9)]
@@ -90,6 +93,9 @@ def parse_settings(settings: Mapping[str, Any], lags_ps: Sequence[float]) -> dic
     return {
         "tau_star_ps": tau,
         "ck_steps": ck_steps,
+        "ck_horizon_ps": horizon,
+        "ck_alpha": _number(settings, "ck_alpha", DEFAULT_CK_ALPHA, 1e-6, 0.5),
+        "ci": ci,
         "ci_method": ci.method,
         "ci_n": ci.n,
         "ci_seed": ci.seed,
@@ -154,14 +160,50 @@ class TauStarResult:
 
 
 def analyse_tau_star(
-    data: Probs, groups: Sequence[Group], ck_steps: int, selection: Any = "auto",
+    data: Probs, groups: Sequence[Group] | CISettings, ck_steps: int, selection: Any = "auto",
     estimator: str = "nonreversible", ck_tolerance: float = DEFAULT_CK_TOLERANCE,
+    ck_alpha: float = DEFAULT_CK_ALPHA,
 ) -> TauStarResult:
-    """K(tau*), its eigen-decomposition and the CK test, pooled and per group."""
-    km = KoopmanModel.estimate(
-        data, data.lag_ps, ci=list(groups), selection=selection, estimator=estimator
+    """K(tau*), its eigen-decomposition and the CK test, pooled and per replicate
+    (``groups``: CI groups or uncertainty settings, :mod:`~gdyn.koopman.uncertainty`)."""
+    ci = groups if isinstance(groups, CISettings) else list(groups)
+    km = KoopmanModel.estimate(data, data.lag_ps, ci=ci, selection=selection, estimator=estimator)
+    return TauStarResult(km, km.ck_test(data, ck_steps, tolerance=ck_tolerance, alpha=ck_alpha))
+
+
+# Most CK steps the horizon rule asks for (each step is one more K estimate per resample).
+MAX_CK_STEPS = 10
+# The CK horizon, in slowest resolved timescales, when neither ck_steps nor ck_horizon_ps is set.
+CK_HORIZON_TIMESCALES = 5.0
+
+
+def ck_steps_for(km: KoopmanModel, data: Probs, opts: Mapping[str, Any]) -> tuple[int, str]:
+    """CK steps at one lag: ``ck_steps`` if set, else ``ceil(horizon / tau)`` with the
+    horizon ``ck_horizon_ps`` or 5x the slowest resolved timescale, capped at
+    :data:`MAX_CK_STEPS` and at half the longest test trajectory, at least 2."""
+    if opts.get("ck_steps") is not None:
+        return int(opts["ck_steps"]), "ck_steps"
+    lag = km.lag_ps
+    if opts.get("ck_horizon_ps") is not None:
+        horizon, source = float(opts["ck_horizon_ps"]), "ck_horizon_ps"
+    else:
+        t = km.timescales_ps
+        t = t[np.isfinite(t) & (t > lag)]
+        horizon = CK_HORIZON_TIMESCALES * float(t.max()) if t.size else 2 * lag
+        source = f"{CK_HORIZON_TIMESCALES:g} x slowest resolved timescale"
+    span = max(
+        int(data.frame[data.traj == j].max() - data.frame[data.traj == j].min())
+        for j in np.unique(data.traj)
     )
-    return TauStarResult(km, km.ck_test(data, ck_steps, tolerance=ck_tolerance))
+    window = max(1, (span // 2) // data.frames_for(lag))
+    steps = min(max(2, math.ceil(horizon / lag - 1e-9)), MAX_CK_STEPS, max(window, 2))
+    return steps, source
+
+
+def _slowest_resolved(km: KoopmanModel) -> float:
+    t = km.timescales_ps
+    t = t[np.isfinite(t) & (t > km.lag_ps)]
+    return float(t.max()) if t.size else 0.0
 
 
 # --------------------------------------------------------------------------------------
@@ -210,6 +252,14 @@ def _finite(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _block_ps(obj: KoopmanModel | CKTest) -> float | None:
+    """The bootstrap block in ps of a model's or CK test's replicates (None: groups)."""
+    reps = obj.replicates
+    if reps is None or reps.block_frames is None:
+        return None
+    return float(reps.block_frames * obj.frame_interval_ps)
+
+
 def _lag_entry(km: KoopmanModel, ck: CKTest) -> dict[str, Any]:
     """One ``ck_by_lag`` entry: the CK verdict of one lag's own model."""
     return {
@@ -219,10 +269,29 @@ def _lag_entry(km: KoopmanModel, ck: CKTest) -> dict[str, Any]:
         # Steps whose estimate K(n tau) exists: 1 alone means the CK test could not be
         # evaluated (step 1 agrees by construction, its deviation 0 says nothing).
         "ck_steps_tested": int(np.isfinite(ck.verdict.element_pass).any(axis=(1, 2)).sum()),
+        "ck_p_value": _finite(ck.verdict.p_value),
+        "ck_steps": ck.steps,
         "n_surviving_states": km.n_surviving,
         "near_empty_states": km.near_empty_states,
         "collapsed": km.collapsed,
     }
+
+
+def _fallback_lag(lags: Sequence[float], its: ImpliedTimescales) -> float:
+    """The lag the tables describe when there is no tau*: the largest lag whose slowest
+    process is resolved and none flagged, else the smallest lag."""
+    f = its.flags
+    ok = np.flatnonzero(f.resolved[:, 0] & ~f.flagged.any(axis=1))
+    return float(lags[int(ok[-1])]) if ok.size else float(lags[0])
+
+
+def _load_lag(path: str, lag: float) -> Probs:
+    data = load_probs(path)
+    if not math.isclose(data.lag_ps, lag, rel_tol=1e-6):
+        raise InputError(
+            f"{path}: key 'lag_ps': expected {lag:g} (from --lags), got {data.lag_ps:g}"
+        )
+    return data
 
 
 def run_koopman(
@@ -271,20 +340,29 @@ def run_koopman(
     lags = [lg for lg, _ in pairs]
     paths = [p for _, p in pairs]
     opts = parse_settings(settings, lags)
-    ci = CISettings(opts["ci_method"], opts["ci_n"], opts["ci_seed"])
+    ci: CISettings = opts["ci"]
     dir_model, dir_states = _name_from_outdir(Path(outdir))
     model = model or dir_model or "unknown"
 
+    # Pass 1 (pooled, no CIs): the slowest resolved timescale over the grid fixes one
+    # bootstrap block for every lag's timescales, so that the same resample is drawn at
+    # every lag and their differences have bootstrap intervals (convergence).
+    want = max(lags)
+    for lag, path in zip(lags, paths, strict=True):
+        data = _load_lag(path, lag)
+        km = KoopmanModel.estimate(data, data.lag_ps, selection=opts["selection"],
+                                   estimator=opts["estimator"])  # fmt: skip
+        want = max(want, _slowest_resolved(km))
+        del data
+    ci_its = ci.with_block(want)
+
     results: list[LagResult] = []
     fits: list[tuple[KoopmanModel, CKTest]] = []
+    sources: list[str] = []
     n_sets = traj_ids = None
     lag_paths: Iterable[Any] = list(zip(lags, paths, strict=True))
     for lag, path in progress(lag_paths) if progress else lag_paths:
-        data = load_probs(path)
-        if not math.isclose(data.lag_ps, lag, rel_tol=1e-6):
-            raise InputError(
-                f"{path}: key 'lag_ps': expected {lag:g} (from --lags), got {data.lag_ps:g}"
-            )
+        data = _load_lag(path, lag)
         expected = n_states or dir_states or data.n_states
         if data.n_states != expected:
             raise InputError(
@@ -298,12 +376,15 @@ def run_koopman(
                 f"{path}: key 'probs': expected {n_sets} target sets like "
                 f"{paths[0]}, got {data.n_sets}"
             )
-        groups = ci.groups(data.traj, data.frame, data.n_sets)
         km = KoopmanModel.estimate(
-            data, data.lag_ps, ci=groups, selection=opts["selection"],
+            data, data.lag_ps, ci=ci_its, selection=opts["selection"],
             estimator=opts["estimator"],
         )  # fmt: skip
-        ck = km.ck_test(data, opts["ck_steps"], tolerance=opts["ck_tolerance"])
+        steps, steps_source = ck_steps_for(km, data, opts)
+        sources.append(steps_source)
+        # The CK draws its own resamples (blocks at least as long as its horizon).
+        ck = km.ck_test(data, steps, tolerance=opts["ck_tolerance"], alpha=opts["ck_alpha"],
+                        ci=ci)  # fmt: skip
         res = LagResult.from_model(km)
         log.info(
             "%s: %d samples, %d surviving states %s, timescales %s ps, CI low %s, high %s; "
@@ -321,23 +402,35 @@ def run_koopman(
         results.append(res)
         fits.append((km, ck))
         del data
-    ci_n = len(groups)
+    ci_n = 0 if fits[0][0].replicates is None else fits[0][0].replicates.n
     its = ImpliedTimescales(tuple(results))
 
-    auto = its.select_tau_star()
+    ck_ok = [bool(c.passed and not m.collapsed) for m, c in fits]
+    auto = its.select_tau_star(ck_ok)
     auto_ps = None if auto.index is None else lags[auto.index]
+    conv = its.select_tau_star()  # the timescale conditions alone (model selection)
+    conv_ps = None if conv.index is None else lags[conv.index]
+    disagrees = False
     if opts["tau_star_ps"] is not None:
         tau, source = opts["tau_star_ps"], tau_star_source
+        disagrees = auto_ps is None or not math.isclose(auto_ps, tau, rel_tol=1e-9)
         given = "set in config" if source == "config" else f"given by the {source}"
         reason = f"{given} (tau_star_ps = {tau:g}); automatic choice: " + (
-            f"{auto_ps:g} ps, {auto.reason}" if auto_ps is not None else auto.reason
+            f"{auto_ps:g} ps, {auto.reason}" if auto_ps is not None else f"none, {auto.reason}"
         )
+        tau_star: float | None = tau
     elif auto_ps is not None:
         tau, source, reason = auto_ps, "auto", auto.reason
+        tau_star = tau
     else:
-        tau, source = lags[0], "auto"
-        reason = f"{auto.reason}; fell back to the smallest lag"
-    log.info("tau* = %s (%s): %s", lag_label(tau), source, reason)
+        # No tau*: the tables (and the analyses downstream) describe a stated lag instead.
+        tau, source, tau_star = _fallback_lag(lags, its), "none", None
+        reason = (
+            f"{auto.reason}; no tau*: the tables describe {lag_label(tau)} (largest lag with a "
+            "resolved, unflagged slowest process, else the smallest lag)"
+        )
+    log.info("tau* = %s (%s): %s", "none" if tau_star is None else lag_label(tau), source,
+             reason)  # fmt: skip
 
     k_star = lags.index(tau)
     tau_path = paths[k_star]
@@ -356,6 +449,7 @@ def run_koopman(
         "ck": ck.to_frame(model),
         "eigen": km.eigen_frame(model),
         "populations": km.populations_frame(model),
+        "kinetics": km.kinetics_frame(model),
     }
     outdir = Path(outdir)
     for name in KOOPMAN_TABLES:
@@ -367,10 +461,13 @@ def run_koopman(
     summary = {
         "model": model,
         "n_states": n_states,
-        "tau_star_ps": tau,
+        "tau_star_ps": tau_star,
         "tau_star_source": source,
         "tau_star_reason": reason,
         "tau_star_auto_ps": auto_ps,
+        "tau_star_disagrees": disagrees,
+        "its_converged_from_ps": conv_ps,
+        "analysis_lag_ps": tau,
         "lags_ps": lags,
         "probs_test": tau_path,
         "timescales_ps": [_finite(x) for x in star_ts],
@@ -380,9 +477,17 @@ def run_koopman(
         "ci_method": opts["ci_method"],
         "ci_n": ci_n,
         "ci_seed": opts["ci_seed"],
-        "ci_formula": CI_FORMULA,
+        "ci_formula": ci.formula,
+        "ci_level": ci.level,
+        "ci_block_ps": _block_ps(km),
+        "ci_block_rule": None if km.replicates is None else km.replicates.block_rule,
+        "ck_block_ps": _block_ps(ck),
+        "ck_block_rule": None if ck.replicates is None else ck.replicates.block_rule,
         "estimator": opts["estimator"],
-        "ck_steps": opts["ck_steps"],
+        "ck_steps": ck.steps,
+        "ck_steps_source": sources[k_star],
+        "ck_alpha": opts["ck_alpha"],
+        "ck_p_value": _finite(ck.verdict.p_value),
         "ck_tolerance": opts["ck_tolerance"],
         "ck_max_abs_deviation": _finite(ck.max_deviation),
         "ck_pass": bool(ck.passed and not km.collapsed),

@@ -14,9 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gdyn.koopman.ci import t_interval
 from gdyn.koopman.spectrum import ck_deviation
-from gdyn.koopman.verdict import DEFAULT_CK_TOLERANCE, CKVerdict, ck_verdict
+from gdyn.koopman.uncertainty import Replicates
+from gdyn.koopman.verdict import (
+    DEFAULT_CK_ALPHA,
+    DEFAULT_CK_TOLERANCE,
+    CKVerdict,
+    ck_verdict,
+    ck_verdict_replicates,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,6 +86,10 @@ class CKTest:
     group_estimated: np.ndarray = field(repr=False)
     n_states: int = -1
     tolerance: float = DEFAULT_CK_TOLERANCE
+    alpha: float = DEFAULT_CK_ALPHA
+    replicates: Replicates | None = field(default=None, repr=False)
+    effective_starts: np.ndarray | None = field(default=None, repr=False)  # (steps, s)
+    frame_interval_ps: float = float("nan")
 
     def __post_init__(self) -> None:
         if self.n_states < 0:
@@ -104,16 +114,34 @@ class CKTest:
         """Largest ``|predicted - estimated|`` over steps and surviving state pairs."""
         return ck_deviation(self.predicted, self.estimated)
 
+    def _interval(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.replicates is None or samples.shape[0] < 2:
+            nan = np.full(self.predicted.shape, np.nan)
+            return nan, nan.copy()
+        return self.replicates.interval(samples, probability=True)
+
     @cached_property
     def estimated_ci(self) -> tuple[np.ndarray, np.ndarray]:
-        """95 % CI of the estimates (steps, s, s), NaN without CI groups."""
-        return t_interval(self.group_estimated)
+        """95 % interval of the estimates (steps, s, s) within [0, 1], NaN without CIs."""
+        return self._interval(self.group_estimated)
+
+    @cached_property
+    def predicted_ci(self) -> tuple[np.ndarray, np.ndarray]:
+        """95 % interval of the predictions (steps, s, s) within [0, 1], NaN without CIs."""
+        return self._interval(self.group_predicted)
 
     @cached_property
     def verdict(self) -> CKVerdict:
-        """The CK verdict (:func:`~gdyn.koopman.verdict.ck_verdict`)."""
-        lo, hi = self.estimated_ci
-        return ck_verdict(self.predicted, self.estimated, lo, hi, self.tolerance)
+        """The CK verdict (:func:`~gdyn.koopman.verdict.ck_verdict_replicates`; without
+        replicates the tolerance rule of :func:`~gdyn.koopman.verdict.ck_verdict`)."""
+        if self.replicates is None or self.group_estimated.shape[0] < 2:
+            nan = np.full(self.predicted.shape, np.nan)
+            return ck_verdict(self.predicted, self.estimated, nan, nan, self.tolerance)
+        return ck_verdict_replicates(
+            self.predicted, self.estimated, self.group_predicted, self.group_estimated,
+            bootstrap=self.replicates.bootstrap, alpha=self.alpha, tolerance=self.tolerance,
+            effective_starts=self.effective_starts,
+        )  # fmt: skip
 
     @property
     def passed(self) -> bool:
@@ -135,7 +163,7 @@ class CKTest:
         (empty where untested)."""
         import pandas as pd
 
-        plo, phi = t_interval(self.group_predicted)
+        plo, phi = self.predicted_ci
         elo, ehi = self.estimated_ci
         verdict = self.verdict.element_pass
         s, total = self.n_surviving, self.n_states

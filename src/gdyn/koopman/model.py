@@ -12,7 +12,8 @@ workflow's CSVs, docs/contracts.md) and draw themselves (``plot``: the paper's p
     ck.passed, ck.worst(), ck.to_frame()
     implied_timescales({1.0: p1, 2.0: p2, 5.0: p5}, frame_interval_ps=0.1).plot()
 
-``probs`` is the softmax output (F, n_sets, n_states) of one contiguous trajectory, a list
+Intervals come from the uncertainty engine (:mod:`~gdyn.koopman.uncertainty`): a block
+bootstrap by default, the paper's CI groups on request. ``probs`` is the softmax output (F, n_sets, n_states) of one contiguous trajectory, a list
 of such arrays, a :class:`~gdyn.koopman.probs.Probs` or a probs npz path (see
 :func:`~gdyn.koopman.probs.as_probs`). ``ci`` selects the CI groups as the workflow's
 ``koopman.ci`` block does; without it the CI columns are NaN. ``selection`` applies the
@@ -32,14 +33,15 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gdyn.errors import InputError
-from gdyn.koopman.ci import CISpec, resolve_groups, t_interval
 from gdyn.koopman.ck import CKTest, grid_spec
 from gdyn.koopman.estimate import check_estimator, estimate_koopman, lag_pairs
+from gdyn.koopman.kinetics import KINETICS_COLUMNS, lifetimes, mfpt_matrix
 from gdyn.koopman.probs import Probs, ProbsLike, as_probs
 from gdyn.koopman.selection import SelectionSpec, StateSelection, resolve_selection
 from gdyn.koopman.spectrum import (
@@ -51,7 +53,8 @@ from gdyn.koopman.spectrum import (
     state_order,
     timescales_from_eigenvalues,
 )
-from gdyn.koopman.verdict import DEFAULT_CK_TOLERANCE
+from gdyn.koopman.uncertainty import CISpec, Replicates, replicate_koopman, resolve_replicates
+from gdyn.koopman.verdict import DEFAULT_CK_ALPHA, DEFAULT_CK_TOLERANCE
 from gdyn.layout import lag_label
 
 if TYPE_CHECKING:
@@ -112,12 +115,12 @@ class KoopmanModel:
     koopman_matrix: np.ndarray = field(repr=False)  # (s, s)
     state_order: np.ndarray = field(repr=False)  # (S,)
     spectrum: Spectrum = field(repr=False)
-    group_matrices: np.ndarray = field(repr=False)  # (n_groups, s, s)
-    group_spectra: tuple[Spectrum, ...] = field(repr=False)
+    group_matrices: np.ndarray = field(repr=False)  # (n_replicates, s, s)
     n_samples: int
     ci: CISpec = field(default=None, repr=False)
     selection: StateSelection | None = field(default=None, repr=False)
     estimator: str = "nonreversible"
+    replicates: Replicates | None = field(default=None, repr=False)
 
     @classmethod
     def estimate(
@@ -146,9 +149,12 @@ class KoopmanModel:
             Trajectory and frame of every row of an array ``probs`` (rows in any order,
             gaps allowed).
         ci : mapping, optional
-            CI groups as the config's ``koopman.ci`` block (``{"method": "chunks", "n": 5,
-            "seed": 0}``), or a list of :class:`~gdyn.koopman.ci.Group` of these rows;
-            None: no CIs (NaN columns).
+            The uncertainty engine's settings as the config's ``koopman.ci`` block
+            (``{"method": "bootstrap", "n": 500, "seed": 0}``, the default block rule;
+            or the paper's groups ``{"method": "chunks", "n": 5}``,
+            :mod:`~gdyn.koopman.uncertainty`), or a list of
+            :class:`~gdyn.koopman.uncertainty.Group` of these rows; None: no CIs (NaN
+            columns). ``group_matrices`` holds K on every replicate.
         selection : "auto", mapping, StateSelection or None
             The near-empty rule with default thresholds (``"auto"``), with given
             thresholds (``{"min_population": 0.005, "min_samples": 25}``), a ready
@@ -158,7 +164,6 @@ class KoopmanModel:
         """
         check_estimator(estimator)
         data = as_probs(probs, lag_ps, frame_interval_ps, traj, frame)
-        groups = resolve_groups(ci, data.traj, data.frame, data.n_sets)
         lf = data.frames_for(data.lag_ps)
         if lag_pairs(data.traj, data.frame, lf)[0].size == 0:
             raise _no_pairs(data, lf)
@@ -169,12 +174,16 @@ class KoopmanModel:
         s = surv.size
         if s == 0:
             empty = np.zeros((0, 0))
+            reps = resolve_replicates(
+                ci, data.traj, data.frame, data.n_sets, data.frame_interval_ps, data.lag_ps
+            )
+            n_rep = 0 if reps is None else reps.n
             return cls(
                 lag_ps=data.lag_ps, frame_interval_ps=data.frame_interval_ps,
                 koopman_matrix=empty, state_order=ex_order, spectrum=spectrum(empty),
-                group_matrices=np.zeros((len(groups), 0, 0)),
-                group_spectra=tuple(spectrum(empty) for _ in groups), n_samples=0, ci=ci,
-                selection=sel, estimator=estimator,
+                group_matrices=np.zeros((n_rep, 0, 0)),
+                n_samples=0, ci=ci,
+                selection=sel, estimator=estimator, replicates=reps,
             )  # fmt: skip
         q = sel.apply(data.probs)
         k, count = estimate_koopman(q, data.traj, data.frame, lf, estimator=estimator)
@@ -184,24 +193,34 @@ class KoopmanModel:
         k = permute_states(k, within)
         spec = spectrum(k)
         qm = q[..., within]
-        g_k, g_spec = [], []
-        for g in groups:
-            gk = estimate_koopman(qm, data.traj, data.frame, lf, g.rows, g.sets, estimator)[0]
-            g_k.append(gk)
-            g_spec.append(align_spectrum(spectrum(gk), spec))
+        # Bootstrap blocks as long as the slowest process (and at least one lag).
+        reps = resolve_replicates(
+            ci, data.traj, data.frame, data.n_sets, data.frame_interval_ps,
+            _block_want(spec, data.lag_ps, data.lag_ps),
+        )  # fmt: skip
+        if reps is None:
+            g_k = np.zeros((0, s, s))
+        else:
+            g_k = replicate_koopman(qm, data.traj, data.frame, lf, reps, estimator)
         return cls(
             lag_ps=data.lag_ps,
             frame_interval_ps=data.frame_interval_ps,
             koopman_matrix=k,
             state_order=np.concatenate([surv[within], ex_order]).astype(np.int64),
             spectrum=spec,
-            group_matrices=np.array(g_k).reshape(len(groups), s, s),
-            group_spectra=tuple(g_spec),
+            group_matrices=np.asarray(g_k).reshape(-1, s, s),
             n_samples=count,
             ci=ci,
             selection=sel,
             estimator=estimator,
+            replicates=reps,
         )
+
+    @cached_property
+    def group_spectra(self) -> tuple[Spectrum, ...]:
+        """Spectra of the replicate matrices, eigenvector signs aligned with the pooled ones
+        (computed on first use: the CK test does not need them)."""
+        return tuple(align_spectrum(spectrum(gk), self.spectrum) for gk in self.group_matrices)
 
     def __repr__(self) -> str:
         ts = np.round(self.timescales_ps, 4).tolist()
@@ -257,6 +276,53 @@ class KoopmanModel:
         """(s-1,) relaxation timescales in ps, slowest first."""
         return timescales_from_eigenvalues(self.spectrum.eigenvalues[1:], self.lag_ps)
 
+    @property
+    def lifetimes_ps(self) -> np.ndarray:
+        """(s,) mean lifetime of each surviving state, ``tau / (1 - K_ii)`` in ps
+        (:mod:`~gdyn.koopman.kinetics`)."""
+        return lifetimes(self.koopman_matrix, self.lag_ps)
+
+    @property
+    def mfpt_ps(self) -> np.ndarray:
+        """(s, s) mean first-passage times ``i -> j`` in ps between the surviving states
+        (diagonal 0; :mod:`~gdyn.koopman.kinetics`)."""
+        return mfpt_matrix(self.koopman_matrix, self.lag_ps)
+
+    def kinetics_frame(self, model: str = "unknown") -> pd.DataFrame:
+        """``kinetics.csv``: lifetimes (``to_state`` empty) and MFPTs between the surviving
+        states with the engine's intervals over the replicate matrices."""
+        import pandas as pd
+
+        del model  # the directory names the model; the columns are the contract's
+        s = self.n_surviving
+        g = self.group_matrices
+        life_lo, life_hi = self.interval(lifetimes(g, self.lag_ps), log_scale=True)
+        m_lo, m_hi = self.interval(mfpt_matrix(g, self.lag_ps), log_scale=True)
+        life, mfpt = self.lifetimes_ps, self.mfpt_ps
+        rows = [
+            {"quantity": "lifetime", "from_state": i, "to_state": None, "value_ps": life[i],
+             "ci_low_ps": life_lo[i], "ci_high_ps": life_hi[i]}
+            for i in range(s)
+        ]  # fmt: skip
+        rows += [
+            {"quantity": "mfpt", "from_state": i, "to_state": j, "value_ps": mfpt[i, j],
+             "ci_low_ps": m_lo[i, j], "ci_high_ps": m_hi[i, j]}
+            for i in range(s) for j in range(s) if i != j
+        ]  # fmt: skip
+        table = pd.DataFrame(rows, columns=KINETICS_COLUMNS)
+        table["to_state"] = table["to_state"].astype("Int64")
+        return table
+
+    def interval(
+        self, samples: np.ndarray, log_scale: bool = False, probability: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Interval of a quantity from its (R, ...) replicate values (NaN without CIs)."""
+        x = np.asarray(samples, dtype=float)
+        if self.replicates is None or x.shape[0] == 0:
+            nan = np.full(x.shape[1:], np.nan)
+            return nan, nan.copy()
+        return self.replicates.interval(x, log_scale=log_scale, probability=probability)
+
     def model_probs(self, probs: np.ndarray) -> np.ndarray:
         """Probabilities (F, n_sets, S) in model output order -> what K describes: the
         surviving states in this model's order, renormalised (rows mostly in excluded states
@@ -274,14 +340,20 @@ class KoopmanModel:
         traj: np.ndarray | None = None,
         frame: np.ndarray | None = None,
         tolerance: float = DEFAULT_CK_TOLERANCE,
+        alpha: float = DEFAULT_CK_ALPHA,
+        ci: CISpec | str = "model",
     ) -> CKTest:
         """CK test: this model's ``K(tau)^n`` against ``K(n tau)`` estimated from ``probs``.
 
         ``probs`` takes the forms of :meth:`estimate` (frame interval defaults to the
         model's) and goes through the model's state selection; CI groups follow the model's
-        ``ci`` (a list of groups must fit these rows), and the predictions' CIs come from
-        the model's group matrices. ``tolerance`` is the verdict's absolute tolerance where
-        a CI is degenerate (:func:`~gdyn.koopman.verdict.ck_verdict`).
+        ``ci`` (a list of groups must fit these rows). On every replicate (bootstrap
+        resample, with blocks at least ``steps`` lags long, or CI group) both
+        ``K(tau)^n`` and ``K(n tau)`` are recomputed, so the verdict
+        (:func:`~gdyn.koopman.verdict.ck_verdict_replicates`, family-wise error ``alpha``)
+        tests their difference; ``tolerance`` decides elements whose difference has no
+        spread (and every element without CIs). ``ci`` replaces the model's ``ci`` for the
+        test (default ``"model"``: the model's).
         """
         if frame_interval_ps is None and not isinstance(probs, Probs | str | os.PathLike):
             frame_interval_ps = self.frame_interval_ps  # arrays: the model's frame interval
@@ -290,7 +362,11 @@ class KoopmanModel:
             raise ValueError(
                 f"probs: expected {self.n_states} states like the model, got {data.n_states}"
             )
-        groups = resolve_groups(self.ci, data.traj, data.frame, data.n_sets)
+        reps = resolve_replicates(
+            self.ci if isinstance(ci, str) and ci == "model" else ci,
+            data.traj, data.frame, data.n_sets, data.frame_interval_ps,
+            _block_want(self.spectrum, self.lag_ps, steps * self.lag_ps),
+        )  # fmt: skip
         lf = data.frames_for(self.lag_ps)
         q = self.model_probs(data.probs)
 
@@ -301,7 +377,25 @@ class KoopmanModel:
             ]
 
         s = self.n_surviving
-        pooled = ks(None, None) if s else [np.zeros((0, 0))] * steps
+        n_rep = 0 if reps is None else reps.n
+        g_pred = np.zeros((n_rep, steps, s, s))
+        g_est = np.zeros((n_rep, steps, s, s))
+        starts: list[np.ndarray] = []
+        # A bootstrap's sums give the pooled K too (every pair kept); groups drop the pairs
+        # that straddle two groups, so their pooled K is estimated separately.
+        pooled: list[np.ndarray] = []
+        if reps is not None and s:
+            k1 = None
+            for n in range(1, steps + 1):
+                kn = replicate_koopman(
+                    q, data.traj, data.frame, n * lf, reps, self.estimator, starts,
+                    pooled if reps.bootstrap else None,
+                )  # (R, s, s): the same resamples at every step
+                k1 = kn if k1 is None else k1
+                g_est[:, n - 1] = kn
+                g_pred[:, n - 1] = np.linalg.matrix_power(k1, n)
+        if len(pooled) != steps:
+            pooled = ks(None, None) if s else [np.zeros((0, 0))] * steps
         for n, k in enumerate(pooled[1:], start=2):
             if not np.all(np.isfinite(k)):
                 log.warning(
@@ -309,16 +403,22 @@ class KoopmanModel:
                     n,
                     lag_label(n * self.lag_ps),
                 )
-        g_pred = [ck_predictions(gk, steps) for gk in self.group_matrices]
-        g_est = [np.stack(ks(g.rows, g.sets)) for g in groups] if s else []
         return CKTest(
             lag_ps=self.lag_ps,
             predicted=ck_predictions(self.koopman_matrix, steps),
             estimated=np.stack(pooled),
-            group_predicted=np.array(g_pred).reshape(len(g_pred), steps, s, s),
-            group_estimated=np.array(g_est).reshape(len(g_est) if s else len(groups), steps, s, s),
+            group_predicted=g_pred,
+            group_estimated=g_est,
             n_states=self.n_states,
             tolerance=float(tolerance),
+            alpha=float(alpha),
+            replicates=reps,
+            # Independent starts per state and step: pairs n lags long overlap, so the
+            # soft count of starts is divided by the pair length in frames.
+            frame_interval_ps=float(data.frame_interval_ps),
+            effective_starts=(
+                np.array(starts) / (np.arange(1, steps + 1) * lf)[:, None] if starts else None
+            ),
         )
 
     def _selection_columns(self) -> tuple[np.ndarray, np.ndarray]:
@@ -347,7 +447,9 @@ class KoopmanModel:
             g_comp[:, :, 0] = np.array([g.stationary for g in self.group_spectra]).reshape(
                 n_groups, s
             )
-        lo, hi = t_interval(g_comp)
+        lo, hi = self.interval(g_comp)
+        if s:  # process 0 is the stationary distribution: a probability
+            lo[:, 0], hi[:, 0] = self.interval(g_comp[:, :, 0], probability=True)
         ts = timescales_from_eigenvalues(spec.eigenvalues, self.lag_ps)
         nan = float("nan")
         rows = []
@@ -381,8 +483,9 @@ class KoopmanModel:
         pi = np.full(total, np.nan)
         lo, hi = np.full(total, np.nan), np.full(total, np.nan)
         pi[:s] = self.spectrum.stationary
-        lo[:s], hi[:s] = t_interval(
-            np.array([g.stationary for g in self.group_spectra]).reshape(len(self.group_spectra), s)
+        lo[:s], hi[:s] = self.interval(
+            np.array([g.stationary for g in self.group_spectra]).reshape(len(self.group_spectra), s),
+            probability=True,
         )
         mean, n_eff = self._selection_columns()
         return pd.DataFrame(
@@ -412,3 +515,11 @@ class KoopmanModel:
         fig, spec = grid_spec(ax, 1.8 * max(self.n_surviving - 1, 1) + 0.8, 2.4, top_in=0.3)
         return plot_eigen(fig, spec, self.eigen_frame())
 
+
+
+def _block_want(spec: Spectrum, lag_ps: float, span_ps: float) -> float:
+    """The bootstrap block a quantity asks for: the slowest finite implied timescale of
+    ``spec`` or ``span_ps`` (the longest lag the quantity spans), whichever is longer."""
+    t = timescales_from_eigenvalues(spec.eigenvalues[1:], lag_ps)
+    t = t[np.isfinite(t)]
+    return max(float(span_ps), float(t.max()) if t.size else 0.0)

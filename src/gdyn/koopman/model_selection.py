@@ -152,7 +152,9 @@ def candidate_table(
                    "(a list of {lag_ps, ck_pass, ck_max_abs_deviation, n_surviving_states})",
                    lambda v: isinstance(v, list))
         its = bool(_need(s, "its_converged", where, "true or false", lambda v: isinstance(v, bool)))
-        auto = s.get("tau_star_auto_ps")
+        # The smallest lag with converged timescales (issue 22: tau_star_auto_ps also asks
+        # for a CK pass, which this table judges per lag itself).
+        auto = s.get("its_converged_from_ps", s.get("tau_star_auto_ps"))
         tau = _num(s.get("tau_star_ps"))
         collapsed = bool(s.get("collapsed", False))
         ck_at: dict[float, Mapping[str, Any]] = {}

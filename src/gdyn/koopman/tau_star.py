@@ -9,20 +9,26 @@ Flags of process i at lag tau (``timescales.csv`` columns, :func:`timescale_flag
 * ``faster_than_lag``: ``t_i <= tau`` (below the t = tau line: the process decays within
   one lag and is not resolved);
 * ``resolved``: a finite ``t_i > tau`` of a real, positive eigenvalue;
-* ``converged``: resolved, and at every later lag where the process is resolved its
-  estimate lies inside the 95 % CI at this lag (the tau* rule below);
+* ``converged``: resolved, and, with replicate timescales (the uncertainty engine draws
+  the same resamples at every lag), for every later lag where the process is resolved the
+  95 % interval of the replicate differences ``t_i(tau_m) - t_i(tau)`` contains 0, and the
+  95 % interval of the replicate slopes of ``t_i`` against ``ln tau`` over this and the
+  later lags contains 0 (no significant trend; needs two later lags). Without replicates:
+  the estimate at every later lag lies inside this lag's 95 % CI (the old rule, which
+  accepts a rising curve when the CIs are wide);
 * a process the lag's model does not have (fewer surviving states) is ``present`` False
   and carries NaN.
 
-tau* is the smallest lag from which every resolved timescale stays constant within its
-95 % confidence interval, i.e. the estimates at all later lags fall inside the CI at tau*,
-and at which no process above the t = tau line has a complex or negative eigenvalue (a
-config value overrides it).
+tau* is the smallest lag whose slowest process is resolved, at which every resolved
+process is converged, no process above the t = tau line has a complex or negative
+eigenvalue, and whose own CK test passes (when the verdicts are given). When no lag
+qualifies there is no tau* (``index`` None, with the reason); a config value overrides it
+and is flagged when the data disagree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,17 +88,59 @@ def _bounds(t: np.ndarray, ci_low: np.ndarray, ci_high: np.ndarray) -> tuple[np.
     return low, high
 
 
+Interval = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _excludes_zero(interval: Interval, samples: np.ndarray) -> np.ndarray:
+    """Where the interval of (R, ...) replicate values lies entirely on one side of 0."""
+    lo, hi = interval(samples)
+    with np.errstate(invalid="ignore"):
+        return (lo > 0) | (hi < 0)
+
+
+def _converged_by_replicates(
+    lags: np.ndarray, rep_t: np.ndarray, resolved: np.ndarray, interval: Interval
+) -> np.ndarray:
+    """The difference-and-trend rule (module docstring) on (n_lags, R, P) replicates."""
+    n_lags, _, n_proc = rep_t.shape
+    converged = resolved.copy()
+    with np.errstate(invalid="ignore"):
+        finite = np.where(np.isfinite(rep_t), rep_t, np.nan)
+    logs = np.log(lags)
+    for k in range(n_lags):
+        for i in range(n_proc):
+            if not converged[k, i]:
+                continue
+            later = [m for m in range(k + 1, n_lags) if resolved[m, i]]
+            for m in later:
+                if _excludes_zero(interval, (finite[m, :, i] - finite[k, :, i])[:, None])[0]:
+                    converged[k, i] = False
+                    break
+            if converged[k, i] and len(later) >= 2:
+                idx = [k, *later]
+                x = logs[idx] - logs[idx].mean()
+                y = finite[idx, :, i]  # (n_pts, R)
+                slope = (x[:, None] * (y - np.nanmean(y, axis=0))).sum(axis=0) / (x @ x)
+                if _excludes_zero(interval, slope[:, None])[0]:
+                    converged[k, i] = False
+    return converged
+
+
 def timescale_flags(
     lags_ps: Sequence[float],
     eigenvalues: np.ndarray,
     timescales: np.ndarray,
     ci_low: np.ndarray,
     ci_high: np.ndarray,
+    replicate_timescales: np.ndarray | None = None,
+    interval: Interval | None = None,
 ) -> TimescaleFlags:
     """Flags of every (lag, process); arrays are (n_lags, n_processes), slowest first.
 
     ``eigenvalues`` are complex (NaN where the lag's model has no such process); a missing
-    CI counts as a zero-width interval at the point value.
+    CI counts as a zero-width interval at the point value. ``replicate_timescales``
+    (n_lags, R, n_processes), the same resamples at every lag, with the engine's
+    ``interval`` give the difference-and-trend convergence rule.
     """
     lags = np.asarray(lags_ps, dtype=float)[:, None]
     lam = np.asarray(eigenvalues, dtype=complex)
@@ -105,6 +153,11 @@ def timescale_flags(
         faster = present & ~(t > lags)
     resolved = above & ~cplx & ~neg
     low, high = _bounds(t, np.asarray(ci_low, float), np.asarray(ci_high, float))
+    if replicate_timescales is not None and interval is not None:
+        rep = np.asarray(replicate_timescales, dtype=float)
+        if rep.ndim == 3 and rep.shape[1] >= 2:
+            conv = _converged_by_replicates(lags[:, 0], rep, resolved, interval)
+            return TimescaleFlags(present, cplx, neg, faster, resolved, conv)
     converged = resolved.copy()
     n_lags = t.shape[0]
     for k in range(n_lags):
@@ -122,26 +175,25 @@ def select_tau_star(
     ci_low: np.ndarray,
     ci_high: np.ndarray,
     eigenvalues: np.ndarray | None = None,
+    flags: TimescaleFlags | None = None,
+    ck_pass: Sequence[bool] | None = None,
 ) -> TauStar:
-    """Smallest lag from which every resolved timescale stays constant within its 95 % CI.
+    """Smallest lag whose slowest process is resolved, every resolved process converged,
+    no process above the t = tau line complex or negative, and (``ck_pass``) CK passed.
 
     ``timescales``, ``ci_low``, ``ci_high`` (and ``eigenvalues``) are (n_lags, n_processes),
-    slowest first. Lag k is accepted when its slowest process is resolved, no process above
-    the t = tau line is flagged complex or negative (needs ``eigenvalues``; without them
-    every finite eigenvalue counts as real and positive), and for every later lag m and
-    every process resolved at both k and m the estimate ``t_i(tau_m)`` lies inside the
-    95 % CI of ``t_i(tau_k)``. Processes faster than the lag carry no information and are
-    skipped. A missing CI counts as a zero-width interval at the point value. When no lag
-    qualifies, the largest lag whose slowest process is resolved and which has no flagged
-    process (else the largest with a resolved slowest process) is returned.
+    slowest first; ``flags`` are the grid's flags (default: :func:`timescale_flags` from
+    the CIs). Without ``eigenvalues`` every finite eigenvalue counts as real and positive.
+    When no lag qualifies, ``index`` is None and the reason lists why each lag was
+    rejected.
     """
     lags = np.asarray(lags_ps, dtype=float)
     t = np.asarray(timescales, dtype=float)
     if eigenvalues is None:
         eigenvalues = np.where(np.isfinite(t), 0.5, np.nan).astype(complex)
-    flags = timescale_flags(lags, eigenvalues, t, ci_low, ci_high)
-    low, high = _bounds(t, np.asarray(ci_low, float), np.asarray(ci_high, float))
-    resolved, flagged = flags.resolved, flags.flagged
+    if flags is None:
+        flags = timescale_flags(lags, eigenvalues, t, ci_low, ci_high)
+    resolved, flagged, converged = flags.resolved, flags.flagged, flags.converged
     rejected: list[str] = []
     for k in range(len(lags)):
         if not resolved[k, 0]:
@@ -153,38 +205,31 @@ def select_tau_star(
             kind = "negative" if flags.negative[k, i] else "complex"
             rejected.append(f"{lag_label(lags[k])} (process {i + 1}: {kind} eigenvalue)")
             continue
-        bad = None
-        for m in range(k + 1, len(lags)):
-            for i in np.flatnonzero(resolved[k] & resolved[m]):
-                if not low[k, i] <= t[m, i] <= high[k, i]:
-                    bad = (
-                        f"{lag_label(lags[k])} (process {i + 1}: {t[m, i]:.4g} ps at "
-                        f"{lag_label(lags[m])} outside {t[k, i]:.4g} ps "
-                        f"[{low[k, i]:.4g}, {high[k, i]:.4g}])"
-                    )
-                    break
-            if bad:
-                break
-        if bad:
-            rejected.append(bad)
+        moving = np.flatnonzero(resolved[k] & ~converged[k])
+        if moving.size:
+            i = int(moving[0])
+            rejected.append(
+                f"{lag_label(lags[k])} (process {i + 1}: t={t[k, i]:.4g} ps not converged: "
+                "a later lag differs beyond the interval of the difference, or the "
+                "timescales trend)"
+            )
             continue
+        if ck_pass is not None and not ck_pass[k]:
+            rejected.append(f"{lag_label(lags[k])} (CK test fails at this lag)")
+            continue
+        below = int((flags.present[k] & flags.faster_than_lag[k]).sum())
         later = "no later lag to compare" if k == len(lags) - 1 else "all later lags agree"
         reason = (
-            "smallest lag from which every resolved timescale (t_i > tau, real positive "
-            f"eigenvalue) stays inside its 95% CI at this lag ({later})"
+            "smallest lag whose resolved timescales (t_i > tau, real positive eigenvalue) "
+            f"are converged ({later})" + (" and whose CK test passes" if ck_pass is not None
+                                          else "")
+            + (f"; {below} process(es) below the t = tau line, not resolved" if below else "")
         )
         if rejected:
             reason += "; rejected: " + "; ".join(rejected)
         return TauStar(k, reason)
-    clean = np.flatnonzero(resolved[:, 0] & ~flagged.any(axis=1))
-    ok = clean if clean.size else np.flatnonzero(resolved[:, 0])
-    if ok.size:
-        k = int(ok[-1])
-        return TauStar(
-            k,
-            "no lag has timescales constant within CI at all later lags; largest lag with "
-            "a resolved slowest process"
-            + ("" if clean.size else " (every such lag has a flagged process)")
-            + "; rejected: " + "; ".join(rejected),
-        )
-    return TauStar(None, "no lag resolves any process (all t_i <= tau or flagged)")
+    return TauStar(
+        None,
+        "no lag qualifies (converged resolved timescales"
+        + (", CK pass" if ck_pass is not None else "") + "): " + "; ".join(rejected),
+    )

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gdyn.koopman.ci import CISpec, Group, resolve_groups, t_interval
 from gdyn.koopman.model import KoopmanModel
 from gdyn.koopman.probs import Probs, ProbsLike, as_probs
 from gdyn.koopman.selection import SelectionSpec
 from gdyn.koopman.spectrum import timescales_from_eigenvalues
 from gdyn.koopman.tau_star import TauStar, TimescaleFlags, select_tau_star, timescale_flags
+from gdyn.koopman.uncertainty import CISettings, CISpec, Group, Replicates, parse_ci
 from gdyn.layout import lag_label
 
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ class LagResult:
     ci_high: np.ndarray
     n_samples: int
     n_surviving: int = -1
+    replicates: Replicates | None = None
 
     def __post_init__(self) -> None:
         if self.n_surviving < 0:
@@ -95,7 +96,7 @@ class LagResult:
             timescales_from_eigenvalues(g.eigenvalues[1:], km.lag_ps) for g in km.group_spectra
         ]
         group_ts = np.array(per_group).reshape(len(per_group), len(ts))
-        low, high = t_interval(group_ts, log_scale=True)
+        low, high = km.interval(group_ts, log_scale=True)
         return cls(
             lag_ps=km.lag_ps,
             eigenvalues=_pad(lam.astype(complex), slots),
@@ -105,22 +106,23 @@ class LagResult:
             ci_high=_pad(high, slots),
             n_samples=km.n_samples,
             n_surviving=km.n_surviving,
+            replicates=km.replicates,
         )
 
 
 def analyse_lag(
     data: Probs,
-    groups: Sequence[Group],
+    groups: Sequence[Group] | CISettings,
     selection: SelectionSpec = "auto",
     estimator: str = "nonreversible",
 ) -> LagResult:
-    """Pooled and per-group timescales of the model trained at ``data.lag_ps``.
+    """Pooled and per-replicate timescales of the model trained at ``data.lag_ps``
+    (``groups``: CI groups or uncertainty settings).
 
     Raises :class:`InputError` when ``data`` has no pair of rows ``lag`` apart.
     """
-    km = KoopmanModel.estimate(
-        data, data.lag_ps, ci=list(groups), selection=selection, estimator=estimator
-    )
+    ci = groups if isinstance(groups, CISettings) else list(groups)
+    km = KoopmanModel.estimate(data, data.lag_ps, ci=ci, selection=selection, estimator=estimator)
     return LagResult.from_model(km)
 
 
@@ -181,15 +183,31 @@ class ImpliedTimescales:
     def flags(self) -> TimescaleFlags:
         """Per (lag, process) flags: complex, negative, faster than the lag, resolved,
         converged (:mod:`~gdyn.koopman.tau_star`)."""
+        rep = self.replicate_timescales
+        reps = self.results[0].replicates
         return timescale_flags(
-            self.lags_ps, self.eigenvalues, self.timescales_ps, self.ci_low_ps, self.ci_high_ps
-        )
+            self.lags_ps, self.eigenvalues, self.timescales_ps, self.ci_low_ps, self.ci_high_ps,
+            rep, None if rep is None or reps is None else reps.interval,
+        )  # fmt: skip
 
-    def select_tau_star(self) -> TauStar:
-        """The automatic tau* of this grid (:func:`~gdyn.koopman.tau_star.select_tau_star`)."""
+    @property
+    def replicate_timescales(self) -> np.ndarray | None:
+        """(n_lags, R, S-1) replicate timescales when every lag has the same number R >= 2
+        of replicates of one kind (the same resamples at every lag), else None."""
+        shapes = {r.group_timescales.shape for r in self.results}
+        kinds = {None if r.replicates is None else r.replicates.bootstrap for r in self.results}
+        if len(shapes) != 1 or None in kinds or len(kinds) != 1:
+            return None
+        rep = np.array([r.group_timescales for r in self.results])
+        return rep if rep.shape[1] >= 2 else None
+
+    def select_tau_star(self, ck_pass: Sequence[bool] | None = None) -> TauStar:
+        """The automatic tau* of this grid (:func:`~gdyn.koopman.tau_star.select_tau_star`;
+        ``ck_pass``: each lag's CK verdict, required to pass when given)."""
         return select_tau_star(
-            self.lags_ps, self.timescales_ps, self.ci_low_ps, self.ci_high_ps, self.eigenvalues
-        )
+            self.lags_ps, self.timescales_ps, self.ci_low_ps, self.ci_high_ps, self.eigenvalues,
+            self.flags, ck_pass,
+        )  # fmt: skip
 
     def to_frame(self, model: str = "unknown") -> pd.DataFrame:
         """``timescales.csv``: one row per (lag, process) with its flags; ``model`` fills
@@ -289,9 +307,22 @@ def implied_timescales(
         base = as_probs(probs, min(lags_ps), frame_interval_ps, traj, frame)
         items = [(float(lag), base) for lag in sorted(lags_ps)]
         frame_interval_ps = traj = frame = None  # carried by ``base`` now
+    if isinstance(ci, Mapping):
+        ci = parse_ci(ci)
+    if isinstance(ci, CISettings) and ci.bootstrap and ci.block_ps is None:
+        # One block for every lag (the slowest timescale of the grid), so the same
+        # resamples are drawn at every lag and convergence can use their differences.
+        want = max(lag for lag, _ in items)
+        for lag, value in items:
+            data = as_probs(value, lag, frame_interval_ps, traj, frame)
+            km = KoopmanModel.estimate(data, lag, selection=selection, estimator=estimator)
+            t = km.timescales_ps
+            t = t[np.isfinite(t) & (t > lag)]
+            want = max(want, float(t.max()) if t.size else 0.0)
+        ci = ci.with_block(want)
     results = []
     for lag, value in items:
         data = as_probs(value, lag, frame_interval_ps, traj, frame)
-        groups = resolve_groups(ci, data.traj, data.frame, data.n_sets)
-        results.append(analyse_lag(data, groups, selection, estimator))
+        km = KoopmanModel.estimate(data, lag, ci=ci, selection=selection, estimator=estimator)
+        results.append(LagResult.from_model(km))
     return ImpliedTimescales(tuple(results))

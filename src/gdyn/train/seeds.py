@@ -12,14 +12,22 @@ whether the model is **dead** (:func:`dead_reason`):
   :data:`DEAD_SPREAD` (1e-6) over the validation rows (the network ignores its input: a
   saturated softmax with zero gradient), or
 * its validation VAMP-2 is within :data:`DEAD_VAMP2` (1e-3) of 1, the value of constant
-  features: no singular value above ~0.03, no process resolved at this lag.
+  features: no singular value above ~0.03, no process resolved at this lag, or
+* **nothing resolved at this lag** (a null, issue 22): its validation VAMP-2 is not above
+  the VAMP-2 of the same predictions with the frames shuffled in time within each piece
+  (:data:`NULL_SHUFFLES` = 19 shuffles, so "above all of them" is a one-sided test at
+  1/20 = 5 %): time-shuffled pairs are independent, so their score is what the network's
+  features give without any dynamics (1 plus the finite-sample bias of that many pairs).
 
 The thresholds are those of a *collapsed* model in the Koopman stage
 (``gdyn.koopman.selection.CONSTANT_SD`` and ``COLLAPSE_VAMP2``; this layer may not import
 it, a test keeps them equal), so a dead seed and a collapsed model mean the same thing.
 
 The kept seed is the live one with the best validation VAMP-2 (ties: the first in the
-list). When every seed is dead, ``all_seeds_dead`` decides: ``"fail"`` raises
+list). When every seed is dead and every one only because nothing is resolved at this lag
+(the null), that is a result about the lag, not a failed training: the best seed is kept,
+flagged ``kept_dead`` and ``nothing_resolved``, with a warning, and the DAG goes on with
+the other lags. Otherwise, when every seed is dead, ``all_seeds_dead`` decides: ``"fail"`` raises
 :class:`AllSeedsDead` (one line naming the model and seeds; ``gdyn train``, i.e. the
 workflow, defaults to it), ``"keep"`` keeps the best one, flagged ``kept_dead``, with a
 warning (the estimator API's default, as deeptime's estimators return a poor fit rather
@@ -93,6 +101,9 @@ log = logging.getLogger(__name__)
 DEAD_SPREAD = 1e-6  # = gdyn.koopman.selection.CONSTANT_SD
 DEAD_VAMP2 = 1e-3  # = gdyn.koopman.selection.COLLAPSE_VAMP2
 ALL_SEEDS_DEAD = ("fail", "keep")
+# Time shuffles of the null (19: "above every shuffle" has a 5 % false-dead rate).
+NULL_SHUFFLES = 19
+NOTHING_RESOLVED = "nothing resolved at this lag"
 
 
 class AllSeedsDead(InputError):
@@ -105,7 +116,29 @@ def seed_settings(settings: Mapping[str, Any], seed: int) -> dict[str, Any]:
     return {**settings, "seed": int(seed), "seeds": None}
 
 
-def dead_reason(probs: np.ndarray, vamp2: float, part: str = "validation") -> str | None:
+def null_vamp2(
+    probs: np.ndarray, piece: np.ndarray, frame: np.ndarray, lag_frames: int,
+    settings: Mapping[str, Any], n: int = NULL_SHUFFLES, seed: int = 0,
+) -> np.ndarray:
+    """VAMP-2 of ``probs`` with its rows shuffled in time within each piece, ``n`` times.
+
+    The frames (and so the lag pairs) stay; which prediction sits at which frame is
+    permuted, so every pair is two unrelated frames of the same piece.
+    """
+    rng = np.random.default_rng(seed)
+    piece = np.asarray(piece)
+    groups = [np.flatnonzero(piece == p) for p in np.unique(piece)]
+    out = np.empty(n)
+    for k in range(n):
+        perm = np.arange(len(piece))
+        for idx in groups:
+            perm[idx] = idx[rng.permutation(idx.size)]
+        out[k] = score_probs(probs[perm], piece, frame, lag_frames, settings)
+    return out
+
+
+def dead_reason(probs: np.ndarray, vamp2: float, part: str = "validation",
+                null: np.ndarray | None = None) -> str | None:
     """Why a model is dead (see the module docstring), or None when it is alive.
 
     Parameters
@@ -116,6 +149,8 @@ def dead_reason(probs: np.ndarray, vamp2: float, part: str = "validation") -> st
         Its VAMP-2 there.
     part : str
         Names the frames in the reason.
+    null : ndarray, optional
+        :func:`null_vamp2` of the same predictions (the time-shuffled null).
     """
     p = np.asarray(probs, dtype=np.float64)
     p = p.reshape(-1, p.shape[-1])
@@ -128,6 +163,11 @@ def dead_reason(probs: np.ndarray, vamp2: float, part: str = "validation") -> st
     if vamp2 < 1.0 + DEAD_VAMP2:
         return (f"{part} VAMP-2 {vamp2:.5f} < 1 + {DEAD_VAMP2:g}: constant features score 1, "
                 "no process is resolved")
+    if null is not None:
+        top = float(np.nanmax(null)) if np.isfinite(null).any() else math.nan
+        if math.isfinite(top) and vamp2 <= top:
+            return (f"{NOTHING_RESOLVED}: {part} VAMP-2 {vamp2:.5f} not above the "
+                    f"time-shuffled null (max {top:.5f} over {len(null)} shuffles)")
     return None
 
 
@@ -184,6 +224,7 @@ class SeedsFit:
     alignment: dict[str, Any]
     kept_dead: bool = False
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    nothing_resolved: bool = False
 
     @property
     def predictions(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -211,6 +252,7 @@ class SeedsFit:
             "seeds": [r.record() for r in self.runs],
             "dead_seeds": [r.seed for r in self.runs if r.dead is not None],
             "kept_dead": self.kept_dead,
+            "nothing_resolved": self.nothing_resolved,
             "seed_spread": {
                 "val_vamp2": spread_summary([r.val_vamp2 for r in live]),
                 "test_vamp2": spread_summary([r.test_vamp2 for r in live]),
@@ -363,7 +405,8 @@ def fit_seeds(
             predictions["test"] = tuple(test_prediction)
         p2 = probs.reshape(-1, probs.shape[-1]).astype(np.float64)
         spread = float(p2.std(axis=0).max()) if len(p2) else 0.0
-        dead = dead_reason(probs, val, "validation" if part == "val" else "training")
+        null = null_vamp2(probs, piece, frame, problem.lag_frames, settings, seed=seed)
+        dead = dead_reason(probs, val, "validation" if part == "val" else "training", null)
         runs.append(SeedRun(seed, res, part, probs, _keys(problem, part, probs, piece, frame),
                             val, test, spread, dead, predictions=predictions))
         metrics += [{"seed": seed, **row} for row in res["metrics"]]
@@ -374,7 +417,12 @@ def fit_seeds(
                      test)
     live = [r for r in runs if r.dead is None]
     kept_dead = not live
-    if kept_dead:
+    nothing = kept_dead and all(str(r.dead).startswith(NOTHING_RESOLVED) for r in runs)
+    if nothing:
+        log.warning("%s: %s (every seed: VAMP-2 within the time-shuffled null); keeping the "
+                    "best seed, flagged", label, NOTHING_RESOLVED)
+        live = runs
+    elif kept_dead:
         reasons = "; ".join(f"seed {r.seed}: {r.dead}" for r in runs)
         if settings.get("all_seeds_dead", "keep") != "keep":
             raise AllSeedsDead(f"{label}: every seed is dead, no model to keep ({reasons}); "
@@ -390,7 +438,7 @@ def fit_seeds(
     alignment = _align(problem, best, live, reference)
     log.info("%s: kept seed %d (%s VAMP-2 %.4f); states %s", label, best.seed, part,
              best.val_vamp2, alignment["rule"])
-    return SeedsFit(runs, best, alignment, kept_dead, metrics)
+    return SeedsFit(runs, best, alignment, kept_dead, metrics, nothing_resolved=nothing)
 
 
 # Fewer scored samples (lag pairs x target sets) per state than this: the data, not the
