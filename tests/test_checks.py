@@ -17,7 +17,7 @@ from gdyn import config as gc
 from gdyn.errors import InputError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train import _cli, one_thread, two_trajectory_split  # noqa: F401 (autouse)
+from test_train import _cli, two_trajectory_split
 from test_train_seeds import _dying
 
 ROOT = Path(__file__).resolve().parents[1]
