@@ -7,8 +7,8 @@ From a fresh clone (``git clone REPO WORK/clone``: no ``results/``, no ``__pycac
 so neither Python bytecode nor numba's on-disk kernel cache exists yet), with the
 interpreter running this script (its venv) and the clone's ``src`` first on ``PYTHONPATH``:
 
-1. start-up probes, each in a fresh process, the first (cold) run and the median of the
-   next three: the bare interpreter; ``import gdyn.cli`` (what ``gdyn --help`` pays);
+1. start-up probes, each in a fresh process, CPU seconds (user + system; wall time means
+   little on a shared machine) of the first (cold) run and the median of the next three: the bare interpreter; ``import gdyn.cli`` (what ``gdyn --help`` pays);
    ``import numpy / torch / numba / openmm / scipy / pandas / matplotlib``; the first
    cell-list neighbour search (numba compiling the kernel, or loading it from its cache:
    ``cache=True`` writes it under the clone's ``src/gdyn/graph/__pycache__``); creating
@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,7 @@ HEAVY = ("torch", "numba", "openmm", "scipy", "pandas", "matplotlib", "snakemake
 PROBES = {
     "python -c pass": "pass",
     "import gdyn.cli": "import gdyn.cli",
+    "gdyn split's parser": "from gdyn.cli import build_parser; build_parser(['split'])",
     "import numpy": "import numpy",
     "import torch": "import torch",
     "import numba": "import numba",
@@ -61,38 +63,39 @@ from gdyn.graph import NeighbourSearch
 rng = np.random.default_rng(0)
 x = rng.random((2, 300, 3)) * 20.0
 lat = np.broadcast_to(np.eye(3) * 20.0, (2, 3, 3)).copy()
-t = time.perf_counter()
+t = time.process_time()
 NeighbourSearch(12).frames(x, lat, None, np.arange(2))
-print(time.perf_counter() - t)
+print(time.process_time() - t)
 """
 OPENMM_PROBE = """
 import time, numpy as np
-t = time.perf_counter()
 from gdyn.toy.md import make_context
 from gdyn.toy.potential import parse_settings
-t1 = time.perf_counter()
-make_context(parse_settings({}), np.full((8, 3), 1.0))
-print(time.perf_counter() - t1)
+t = time.process_time()
+make_context(parse_settings({}), np.full((8, 3), 1.0))  # imports openmm, builds the force
+print(time.process_time() - t)
 """
 
 
 def run_s(code: str, env: dict, cwd: Path) -> float:
-    """Wall seconds of ``python -c code`` in a fresh process."""
-    t = time.perf_counter()
+    """CPU seconds (user + system) of ``python -c code`` in a fresh process: steadier than
+    wall time on a shared machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def printed_s(code: str, env: dict, cwd: Path) -> float:
-    """The number ``python -c code`` prints (a time it measured itself)."""
+    """The number ``python -c code`` prints (CPU seconds it measured itself)."""
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, check=True,
                          capture_output=True, text=True).stdout
     return float(out.split()[-1])
 
 
 def probes(env: dict, cwd: Path, repeat: int = 3) -> dict[str, dict[str, float]]:
-    """Cold (first) and warm (median of ``repeat``) seconds of each start-up probe."""
+    """Cold (first) and warm (median of ``repeat``) CPU seconds of each start-up probe."""
     out = {}
     for name, code in PROBES.items():
         try:
@@ -101,7 +104,7 @@ def probes(env: dict, cwd: Path, repeat: int = 3) -> dict[str, dict[str, float]]
             continue  # not installed
         out[name] = {"cold": times[0], "warm": statistics.median(times[1:])}
     for name, code in (("numba kernel, first search", NUMBA_PROBE),
-                       ("OpenMM context (Reference)", OPENMM_PROBE)):
+                       ("OpenMM import + toy context (Reference)", OPENMM_PROBE)):
         try:
             times = [printed_s(code, env, cwd) for _ in range(repeat + 1)]
         except subprocess.CalledProcessError:
@@ -186,7 +189,7 @@ def markdown(rules: dict[str, dict], probe: dict | None, wall: float | None) -> 
     if wall is not None:
         lines.append(f"DAG wall: {wall:.0f} s\n")
     if probe:
-        lines += ["| start-up probe (fresh process) | cold s | warm s (median of 3) |",
+        lines += ["| start-up probe (fresh process) | cold CPU s | warm CPU s (median of 3) |",
                   "|---|---|---|"]
         lines += [f"| {k} | {v['cold']:.2f} | {v['warm']:.2f} |" for k, v in probe.items()]
         lines.append("")
