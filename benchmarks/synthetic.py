@@ -1,6 +1,7 @@
 """Real-size synthetic trajectories in the paper's file format (no MD: seeded numpy).
 
     python benchmarks/synthetic.py peo  OUTDIR [--frames 8001] [--trajectories 5] [--seed 0]
+                                         [--chains 20] [--salt 50]
     python benchmarks/synthetic.py siau OUTDIR [--frames 1251] [--seed 0]
 
 Each file is a Materials Cloud-style ``.npz`` (``traj_coords`` (F, N, 3) float32 Angstrom,
@@ -78,30 +79,37 @@ def _directions(k: int, rng: np.random.Generator) -> np.ndarray:
     return v @ q
 
 
-def peo_structure(rng: np.random.Generator) -> dict:
-    """Atom types, base positions, Li site geometry of the PEO/LiTFSI box."""
+def peo_structure(rng: np.random.Generator, n_chains: int = N_CHAINS,
+                  n_salt: int = N_SALT) -> dict:
+    """Atom types, base positions, Li site geometry of the PEO/LiTFSI box.
+
+    Fewer chains and salt pairs give a smaller box at the same density (a surrogate of
+    the paper's shape with fewer atoms; each Li needs 5 chain O for its crown).
+    """
+    n_atoms = n_chains * (3 + 7 * DP) + 16 * n_salt
+    box = PEO_L_A * (n_atoms / (N_CHAINS * (3 + 7 * DP) + 16 * N_SALT)) ** (1 / 3)
     types: list[int] = []
-    for _ in range(N_CHAINS):
+    for _ in range(n_chains):
         types += [8, 1]  # HO- end
         for _ in range(DP):
             types += [6, 1, 1, 6, 1, 1, 8]  # -CH2-CH2-O-
         types += [1]  # -H end
     chain_o = [i for i, t in enumerate(types) if t == 8]
     salt_start = len(types)
-    for _ in range(N_SALT):
+    for _ in range(n_salt):
         types += [3, 7, 16, 16, 8, 8, 8, 8, 6, 6, 9, 9, 9, 9, 9, 9]  # Li N S2 O4 C2 F6
     types_a = np.array(types, dtype=np.int64)
     n = len(types_a)
-    base = rng.random((n, 3)) * PEO_L_A
-    li = salt_start + 16 * np.arange(N_SALT)
+    base = rng.random((n, 3)) * box
+    li = salt_start + 16 * np.arange(n_salt)
     # Two sites per Li, 8 A apart, spread over the box (a jittered grid keeps sites apart).
     grid = np.stack(np.meshgrid(*[np.arange(4)] * 3, indexing="ij"), -1).reshape(-1, 3)
-    cells = rng.permutation(len(grid))[:N_SALT]
-    centres = (grid[cells] + 0.5 + rng.uniform(-0.15, 0.15, (N_SALT, 3))) * PEO_L_A / 4
-    offset = _directions(N_SALT, rng) * 4.0
-    ether, tfsi = (centres - offset) % PEO_L_A, (centres + offset) % PEO_L_A
-    crown = rng.choice(chain_o, size=(N_SALT, 5), replace=False)
-    for k in range(N_SALT):
+    cells = rng.permutation(len(grid))[:n_salt]
+    centres = (grid[cells] + 0.5 + rng.uniform(-0.15, 0.15, (n_salt, 3))) * box / 4
+    offset = _directions(n_salt, rng) * 4.0
+    ether, tfsi = (centres - offset) % box, (centres + offset) % box
+    crown = rng.choice(chain_o, size=(n_salt, 5), replace=False)
+    for k in range(n_salt):
         base[crown[k]] = ether[k] + _directions(5, rng) * 2.1
         a = li[k]  # anion atoms: N, S, S, O x4, C x2, F x6
         d = _directions(16, rng)
@@ -118,14 +126,14 @@ def peo_structure(rng: np.random.Generator) -> dict:
     # Keep the sites' first shells clean: other atoms move out of 2.6 A of every site.
     sites = np.concatenate([ether, tfsi])
     for _ in range(100):
-        d = (base[:, None] - sites[None] + PEO_L_A / 2) % PEO_L_A - PEO_L_A / 2
+        d = (base[:, None] - sites[None] + box / 2) % box - box / 2
         bad = ~pinned & (np.linalg.norm(d, axis=-1).min(axis=1) < 2.6)
         bad[li] = False
         if not bad.any():
             break
-        base[bad] = rng.random((int(bad.sum()), 3)) * PEO_L_A
-    return {"types": types_a, "base": base % PEO_L_A, "li": li, "sites": (ether, tfsi),
-            "pinned": pinned, "lattice": np.eye(3) * PEO_L_A}
+        base[bad] = rng.random((int(bad.sum()), 3)) * box
+    return {"types": types_a, "base": base % box, "li": li, "sites": (ether, tfsi),
+            "pinned": pinned, "lattice": np.eye(3) * box}
 
 
 def siau_structure(rng: np.random.Generator) -> dict:
@@ -252,12 +260,17 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--trajectories", type=int, default=5, help="PEO only (paper: 5)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--chains", type=int, default=N_CHAINS,
+                    help=f"PEO only: polymer chains (paper {N_CHAINS})")
+    ap.add_argument("--salt", type=int, default=N_SALT,
+                    help=f"PEO only: LiTFSI pairs, the Li targets (paper {N_SALT}); with "
+                    "--chains 1 --salt 10: a 513-atom box of the same density")
     args = ap.parse_args()
     args.outdir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     info = []
     if args.system == "peo":
-        structure = peo_structure(rng)
+        structure = peo_structure(rng, args.chains, args.salt)
         for t, letter in zip(range(args.trajectories), "abcdefghij", strict=False):
             info.append(peo_trajectory(args.outdir / f"peo-traj-{letter}.npz",
                                        args.frames or 8001, args.seed * 100 + t + 1, structure))

@@ -39,8 +39,23 @@ STAGES: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full ``gdyn`` argument parser with every stage's subcommands."""
+# Stages whose registration is costly (the analysis registry imports every analysis module,
+# the Koopman stage and yaml: ~0.3 s): skipped when the command belongs to another stage,
+# so the workflow's many short jobs (split, graphs, toy-cell) do not pay for them.
+DEFERRED_STAGES: tuple[str, ...] = ("analysis",)
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is not an option), or None."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``gdyn`` argument parser with every stage's subcommands.
+
+    With ``argv`` naming a subcommand of a stage other than :data:`DEFERRED_STAGES`, those
+    stages are not registered (the parse is the same: their commands are not asked for).
+    """
     parser = argparse.ArgumentParser(
         prog="gdyn",
         description="Graph Dynamical Networks: learn the slow states of target atoms from MD.",
@@ -49,8 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    command = None if argv is None else _command(argv)
+    deferred = []
     for stage in STAGES:
+        if command is not None and stage in DEFERRED_STAGES:
+            deferred.append(stage)
+            continue
         importlib.import_module(f"gdyn.cli.{stage}").register(sub)
+    if command not in sub.choices:  # theirs, or unknown (argparse then lists every command)
+        for stage in deferred:
+            importlib.import_module(f"gdyn.cli.{stage}").register(sub)
     return parser
 
 
@@ -59,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Process-wide settings belong to the entry point, not the library: figures are
     # written to files, never shown (a user's explicit MPLBACKEND wins).
     os.environ.setdefault("MPLBACKEND", "Agg")
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -23,6 +23,7 @@ import logging
 import math
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ from gdyn.train.data import (
 from gdyn.train.onthefly import on_the_fly
 
 __all__ = [
+    "AHEAD",
     "CHECKPOINT",
     "Interrupted",
     "Problem",
@@ -78,30 +80,46 @@ SHUFFLE = "default_rng(epoch_seed).permutation"
 
 # Edges (rows x M) per prediction chunk: bounds memory whatever the system size.
 PREDICT_EDGES = 2**16
+# Batches made ahead of the one being used (gdyn.train.loop.ahead): the bound on batches in
+# flight in training and prediction.
+AHEAD = 1
 # Default `graph.cache_mb`: graphs built on the fly that fit are searched once per job.
 GRAPH_CACHE_MB = 1024
 
 
-def ahead(make: Callable[[int], Any], items: range) -> Iterator[tuple[int, Any]]:
-    """``(i, make(i))`` for ``i`` in ``items``, ``make(i + 1)`` running in a worker thread
-    while the caller uses ``make(i)``.
+def ahead(
+    make: Callable[[int], Any], items: range, depth: int = AHEAD
+) -> Iterator[tuple[int, Any]]:
+    """``(i, make(i))`` for ``i`` in ``items``, the next ``depth`` items made in a worker
+    thread while the caller uses ``make(i)``.
 
     Batch assembly (gathering from graph stores, or searching neighbours when graphs are
     built on the fly) overlaps the model's step: numpy, the numba graph kernel and torch
-    release the GIL.
+    release the GIL. At most ``depth`` items are made ahead of the one the caller holds,
+    whatever the speeds of worker and caller, so a slow caller (a long step, a slow disk
+    under the caller) never makes batches pile up in memory.
     ``make`` must be a pure function of ``i``, so results do not depend on the thread.
     """
+    depth = max(1, int(depth))
     if len(items) <= 1:
         for i in items:
             yield i, make(i)
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gdyn-batch") as pool:
-        future = pool.submit(make, items[0])
-        for k, i in enumerate(items):
-            value = future.result()
-            if k + 1 < len(items):
-                future = pool.submit(make, items[k + 1])
-            yield i, value
+        pending: deque = deque()
+        nxt = 0
+        try:
+            for i in items:
+                # Submit up to ``depth`` items beyond i; a new one only when one is taken.
+                while nxt < len(items) and len(pending) <= depth:
+                    pending.append(pool.submit(make, items[nxt]))
+                    nxt += 1
+                value = pending.popleft().result()
+                yield i, value
+                del value  # the caller's reference is the only one while it works
+        finally:  # the caller stopped early (or raised): make nothing more
+            for future in pending:
+                future.cancel()
 
 
 class Interrupted(RuntimeError):
@@ -311,8 +329,9 @@ def predict_frames(
     frames: np.ndarray,
     device: Any,
 ) -> list[np.ndarray]:
-    """State probabilities of ``frames`` of piece ``pid``: (B, n_sets, n_states) float32
-    blocks in frame order (run under :func:`evaluating`).
+    """State probabilities of ``frames`` of piece ``pid``: a list of (F, n_sets, n_states)
+    float32 blocks in frame order, one block (none without frames); run under
+    :func:`evaluating`.
 
     Frames go through the model in chunks of about :data:`PREDICT_EDGES` edges, so a
     prediction's result does not depend on anything but the piece and the frames.
@@ -323,11 +342,19 @@ def predict_frames(
         fr = frames[lo : lo + chunk]
         return make_batch(inputs, pieces, np.full(len(fr), pid), fr)
 
-    out = []
+    # Each chunk's probabilities are copied into one array for all frames and its tensors
+    # dropped at once: a list of per-chunk tensors would keep thousands of small blocks
+    # alive between the chunks' large temporaries, which fragments the heap (the process
+    # kept growing through a long prediction).
+    out: np.ndarray | None = None
     for lo, batch in ahead(make, range(0, len(frames), chunk)):
-        probs = model(batch.to(device)).float().cpu().numpy()
-        out.append(probs.reshape(len(frames[lo : lo + chunk]), -1, n_states))
-    return out
+        probs = model(batch.to(device)).float().cpu()
+        n = len(frames[lo : lo + chunk])
+        if out is None:
+            out = np.empty((len(frames), probs.shape[0] // n, n_states), dtype=np.float32)
+        out[lo : lo + n] = probs.reshape(n, -1, n_states).numpy()
+        del probs, batch
+    return [] if out is None else [out]
 
 
 def predict_part(
