@@ -339,7 +339,12 @@ def predict_frames(
     chunk = max(1, PREDICT_EDGES // max(frame_size(inputs, pieces[pid]), 1))
 
     def make(lo: int) -> Any:
+        # Every chunk has the same shape (a short one is padded with copies of its last
+        # frame, whose rows are dropped): a BLAS may take another code path for another
+        # row count, and a frame's probabilities must not depend on which frames are
+        # predicted with it (GDyNetModel.transform(frames=...) equals the full prediction).
         fr = frames[lo : lo + chunk]
+        fr = np.concatenate([fr, np.repeat(fr[-1:], chunk - len(fr))])
         return make_batch(inputs, pieces, np.full(len(fr), pid), fr)
 
     # Each chunk's probabilities are copied into one array for all frames and its tensors
@@ -351,8 +356,8 @@ def predict_frames(
         probs = model(batch.to(device)).float().cpu()
         n = len(frames[lo : lo + chunk])
         if out is None:
-            out = np.empty((len(frames), probs.shape[0] // n, n_states), dtype=np.float32)
-        out[lo : lo + n] = probs.reshape(n, -1, n_states).numpy()
+            out = np.empty((len(frames), probs.shape[0] // chunk, n_states), dtype=np.float32)
+        out[lo : lo + n] = probs.reshape(chunk, -1, n_states)[:n].numpy()
         del probs, batch
     return [] if out is None else [out]
 
