@@ -153,7 +153,9 @@ def save_figure(
 
     try:
         with atomic_path(pdf, suffix=".pdf") as tmp:
-            meta = {"Creator": "gdyn", "Title": title, "Subject": f"Data: {data_label}"}
+            # No CreationDate: the same inputs give the same bytes.
+            meta = {"Creator": "gdyn", "Title": title, "Subject": f"Data: {data_label}",
+                    "CreationDate": None}
             fig.savefig(tmp, format="pdf", metadata=meta)
         if png is not None:
             with atomic_path(png, suffix=".png") as tmp:

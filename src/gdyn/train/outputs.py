@@ -86,8 +86,10 @@ def write_model_dir(
     """Write ``model.pt``, ``metrics.csv`` (when given), ``alignment.json`` (when the
     config records an alignment) and ``config.json`` (last)."""
     outdir = Path(outdir)
-    with atomic_path(outdir / "model.pt") as tmp:
-        torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
+    # Saved through a file object: torch names the zip's records after a path's stem (here
+    # the random temp name), after a file object "archive", so equal weights give equal bytes.
+    with atomic_path(outdir / "model.pt") as tmp, open(tmp, "wb") as fh:
+        torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, fh)
     if metrics is not None:
         write_csv(outdir / "metrics.csv", metrics_frame(metrics))
     if config.get("alignment") is not None:
