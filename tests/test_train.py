@@ -189,7 +189,8 @@ def test_outputs_follow_the_contract(toy: dict, tmp_path: Path) -> None:
     assert cfg["lag_frames"] == 20 and cfg["frame_interval_ps"] == 0.1 and cfg["seed"] == 3
     assert 1 <= cfg["best_epoch"] <= 2
     metrics = (tmp_path / "metrics.csv").read_text().splitlines()
-    assert metrics[0] == "seed,epoch,train_vamp2,val_vamp2,seconds" and len(metrics) == 3
+    assert metrics[0] == ("seed,epoch,train_vamp2,val_vamp2,epochs_run,best_epoch,"
+                          "training_converged,seconds") and len(metrics) == 3
     assert not (tmp_path / "checkpoint.pt").exists()
     # model.pt is a plain state_dict and rebuilds the model that wrote probs_test.
     state = torch.load(tmp_path / "model.pt", weights_only=True)

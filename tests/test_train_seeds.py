@@ -55,7 +55,8 @@ def test_seeds_change_results_and_the_best_is_kept(toy: dict, tmp_path: Path) ->
     tests = [r["test_vamp2"] for r in records]
     assert cfg["test_vamp2"] == pytest.approx(tests[best]) and all(t > 1.0 for t in tests)
     metrics = pd.read_csv(tmp_path / "multi" / "metrics.csv")
-    assert list(metrics.columns) == ["seed", "epoch", "train_vamp2", "val_vamp2", "seconds"]
+    assert list(metrics.columns) == ["seed", "epoch", "train_vamp2", "val_vamp2", "epochs_run",
+                                     "best_epoch", "training_converged", "seconds"]
     assert metrics.groupby("seed")["val_vamp2"].max().tolist() == pytest.approx(vals)
     # The kept model is exactly that seed trained alone (same weights, same probabilities).
     _train(toy, tmp_path / "single", dict(FAST, seed=best))
