@@ -80,7 +80,12 @@ class MembershipMap:
         if p.shape[-1] != self.n_states:
             raise InputError(f"probs: expected {self.n_states} states (as the membership map), "
                              f"got shape {p.shape}")
-        out = p.reshape(-1, self.n_states).astype(np.float64) @ self.matrix
+        x = p.reshape(-1, self.n_states).astype(np.float64)
+        # Row by row in a fixed order (not BLAS, whose blocking depends on the row count):
+        # a frame's memberships must not depend on which other frames are mapped with it.
+        out = np.zeros_like(x)
+        for j in range(self.n_states):
+            out += x[:, j : j + 1] * self.matrix[j]
         return out.reshape(p.shape).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
