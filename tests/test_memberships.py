@@ -87,16 +87,20 @@ def test_noisy_outputs_stay_on_the_simplex_and_keep_the_spectrum() -> None:
     chi /= chi.sum(1, keepdims=True)
     m = fit_memberships(chi)
     y = m.apply(chi).astype(np.float64)
-    assert y.min() > -1e-6 and y.max() < 1 + 1e-6  # every fitting row on the simplex
     np.testing.assert_allclose(y.sum(1), 1, atol=1e-5)
-    # As crisp as the simplex allows: every face touches a fitting row (no state's
-    # membership can be lowered further without a row leaving the simplex) ...
-    np.testing.assert_allclose(y.min(axis=0), 0, atol=1e-6)
-    # ... so each state's mean membership within its own hidden state rises (the noise's
-    # extreme rows, ~4 sigma out, hold the vertices: 0.80 -> 0.82, 0.70 -> 0.82 here).
-    own = np.array([y[dtraj == s, s].mean() for s in range(3)])
+    # Each face at the 1 % quantile of its coordinate: 1 % of the fitting rows beyond it,
+    # by little; with quantile 0 every row is on the simplex and each face touches one.
+    np.testing.assert_allclose(np.quantile(y, 0.01, axis=0), 0, atol=1e-6)
+    assert y.min() > -0.05 and y.max() < 1.05
+    hull = fit_memberships(chi, quantile=0.0).apply(chi).astype(np.float64)
+    assert hull.min() > -1e-6 and hull.max() < 1 + 1e-6
+    np.testing.assert_allclose(hull.min(axis=0), 0, atol=1e-6)
+    # Crisper than the raw outputs: each state's mean membership within its own hidden
+    # state rises (the hull's vertices sit on the noise's extreme rows, ~4 sigma out).
     raw = np.array([chi[dtraj == s, s].mean() for s in range(3)])
-    assert np.all(own > raw + 0.01) and np.all(own > 0.8)
+    for z in (y, hull):
+        own = np.array([z[dtraj == s, s].mean() for s in range(3)])
+        assert np.all(own > raw + 0.01) and np.all(own > 0.8)
     w_raw = np.abs(spectrum(_koopman(chi, 10)).eigenvalues)
     w_map = np.abs(spectrum(_koopman(y, 10)).eigenvalues)
     np.testing.assert_allclose(np.sort(w_map), np.sort(w_raw), atol=1e-5)
@@ -142,11 +146,10 @@ def test_model_directory_and_api_apply_one_map(toy: dict, tmp_path: Path) -> Non
     assert mm.fitted_on == "val" and mm.rule != "identity"
     with np.load(tmp_path / "probs_val.npz") as z:
         raw_val, probs_val = z["probs_raw"], z["probs"]
-    # Fitted on the validation rows: those memberships lie on the simplex, and the two
-    # extreme rows are the two pure states.
-    assert probs_val.min() >= -1e-6 and probs_val.max() <= 1 + 1e-6
-    assert probs_val[..., 1].min() == pytest.approx(0, abs=1e-6)
-    assert probs_val[..., 1].max() == pytest.approx(1, abs=1e-6)
+    # Fitted on the validation rows: their 1 % and 99 % quantiles are the pure states.
+    q = np.quantile(probs_val[..., 1].astype(np.float64), [0.01, 0.99])
+    np.testing.assert_allclose(q, [0, 1], atol=1e-6)
+    assert probs_val.min() > -0.1 and probs_val.max() < 1.1
     for part in ("train", "val", "test"):
         with np.load(tmp_path / f"probs_{part}.npz") as z:
             np.testing.assert_allclose(z["probs"], mm.apply(z["probs_raw"]), atol=1e-7)
