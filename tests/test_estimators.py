@@ -71,6 +71,8 @@ def test_gdynet_fit_transform_recovers_the_two_states(fitted: dict) -> None:
     assert model.config["best_val_vamp2"] == pytest.approx(model.metrics["val_vamp2"].max())
     # Any frames, in any order: the rows of the full transform.
     frames = np.array([7, 3, 1499, 3])
+    raw = model.transform(traj, raw=True)
+    assert np.array_equal(model.transform(traj, frames=frames, raw=True), raw[frames])
     assert np.array_equal(model.transform(traj, frames=frames), probs[frames])
 
 

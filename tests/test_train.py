@@ -166,8 +166,10 @@ def _check_probs_contract(outdir: Path, toy: dict, n_states: int, lag_ps: float,
                           stride: int = 1) -> None:
     for part in ("train", "val", "test"):
         with np.load(outdir / f"probs_{part}.npz", allow_pickle=False) as z:
-            assert set(z.files) == {"probs", "traj", "sources", "frame", "lag_ps",
-                                    "frame_interval_ps"}
+            assert set(z.files) == {"probs", "probs_raw", "traj", "sources", "frame",
+                                    "lag_ps", "frame_interval_ps"}
+            assert z["probs_raw"].dtype == np.float32
+            assert z["probs_raw"].shape == z["probs"].shape
             probs, traj, frame = z["probs"], z["traj"], z["frame"]
             names = [Path(p).stem for p in toy["parts"][part]]
             assert list(z["sources"]) == names
@@ -199,8 +201,11 @@ def test_outputs_follow_the_contract(toy: dict, tmp_path: Path) -> None:
     problem = gt.prepare("gdynet", 3, "2ps", toy["parts"], toy["graphs"],
                          gt.resolve_settings(settings))
     probs, _, _ = gt.predict_part(model, problem, "test", torch.device("cpu"))
+    # probs_raw: the network's outputs; probs: their memberships (docs/contracts.md).
+    mm = gt.GDyNetModel.load(tmp_path).membership_map
     with np.load(tmp_path / "probs_test.npz") as z:
-        np.testing.assert_allclose(probs, z["probs"], atol=1e-6)
+        np.testing.assert_allclose(probs, z["probs_raw"], atol=1e-6)
+        np.testing.assert_allclose(z["probs"], mm.apply(z["probs_raw"]), atol=1e-7)
 
 
 def test_vampnet_baseline_outputs(toy: dict, tmp_path: Path) -> None:
