@@ -18,7 +18,7 @@ deeptime.markov.pcca) applied to the outputs themselves:
 2. **Face positions.** Each face is placed at the ``q``-quantile of its own coordinate over
    the fitting rows: chi' = (B - m) / (1 - sum m) with m_i = quantile_q(B_i). A fraction q
    of the fitting rows lies beyond each face, by little (:data:`QUANTILE` = 1 %: on the
-   default toy's test frames no membership below -1.4 %), so a handful of frames at the far tail does not
+   default toy's test frames no membership below -0.4 %), so a handful of frames at the far tail does not
    decide the map: the strict hull (q = 0) let one frame of the default toy's lag-20 ps
    model hold the octahedral vertex and left the typical octahedral frame at 2.4 %
    tetrahedral (population 11.2 % against 8.4 % from the site labels; 9.9 % with q = 1 %).
