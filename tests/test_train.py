@@ -157,8 +157,10 @@ def _check_probs_contract(outdir: Path, toy: dict, n_states: int, lag_ps: float,
                           stride: int = 1) -> None:
     for part in ("train", "val", "test"):
         with np.load(outdir / f"probs_{part}.npz", allow_pickle=False) as z:
-            assert set(z.files) == {"probs", "traj", "sources", "frame", "lag_ps",
-                                    "frame_interval_ps"}
+            assert set(z.files) == {"probs", "probs_raw", "traj", "sources", "frame",
+                                    "lag_ps", "frame_interval_ps"}
+            assert z["probs_raw"].dtype == np.float32
+            assert z["probs_raw"].shape == z["probs"].shape
             probs, traj, frame = z["probs"], z["traj"], z["frame"]
             names = [Path(p).stem for p in toy["parts"][part]]
             assert list(z["sources"]) == names
@@ -180,7 +182,8 @@ def test_outputs_follow_the_contract(toy: dict, tmp_path: Path) -> None:
     assert cfg["lag_frames"] == 20 and cfg["frame_interval_ps"] == 0.1 and cfg["seed"] == 3
     assert 1 <= cfg["best_epoch"] <= 2
     metrics = (tmp_path / "metrics.csv").read_text().splitlines()
-    assert metrics[0] == "seed,epoch,train_vamp2,val_vamp2,seconds" and len(metrics) == 3
+    assert metrics[0] == ("seed,epoch,train_vamp2,val_vamp2,epochs_run,best_epoch,"
+                          "training_converged,seconds") and len(metrics) == 3
     assert not (tmp_path / "checkpoint.pt").exists()
     # model.pt is a plain state_dict and rebuilds the model that wrote probs_test.
     state = torch.load(tmp_path / "model.pt", weights_only=True)
@@ -189,8 +192,11 @@ def test_outputs_follow_the_contract(toy: dict, tmp_path: Path) -> None:
     problem = gt.prepare("gdynet", 3, "2ps", toy["parts"], toy["graphs"],
                          gt.resolve_settings(settings))
     probs, _, _ = gt.predict_part(model, problem, "test", torch.device("cpu"))
+    # probs_raw: the network's outputs; probs: their memberships (docs/contracts.md).
+    mm = gt.GDyNetModel.load(tmp_path).membership_map
     with np.load(tmp_path / "probs_test.npz") as z:
-        np.testing.assert_allclose(probs, z["probs"], atol=1e-6)
+        np.testing.assert_allclose(probs, z["probs_raw"], atol=1e-6)
+        np.testing.assert_allclose(z["probs"], mm.apply(z["probs_raw"]), atol=1e-7)
 
 
 def test_vampnet_baseline_outputs(toy: dict, tmp_path: Path) -> None:

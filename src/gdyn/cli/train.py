@@ -114,8 +114,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     dead = res["dead_seeds"]
     print(f"train: {args.model} s{args.n_states} lag {args.lag}: kept seed {res['seed']} "
           f"(validation VAMP-2 {res['best_val_vamp2']:.4f}, test {res['test_vamp2']:.4f}) of "
-          f"{len(res['seeds'])}; dead seeds: {dead or 'none'}; states: "
-          f"{res['alignment']['rule']}")
+          f"{len(res['seeds'])}; dead seeds: {dead or 'none'}; "
+          f"{res['epochs_run']} epochs (best {res['best_epoch']}), "
+          f"{'converged' if res['training_converged'] else 'NOT converged (raise train.epochs)'}"
+          f"; states: {res['alignment']['rule']}")
     return 0
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from gdyn.errors import InputError
-from gdyn.files import write_csv, write_json
+from gdyn.files import read_json, write_csv, write_json
 from gdyn.koopman.ck import CKTest
 from gdyn.koopman.estimate import ESTIMATORS, check_estimator
 from gdyn.koopman.model import KoopmanModel
@@ -294,6 +294,18 @@ def _load_lag(path: str, lag: float) -> Probs:
     return data
 
 
+def unconverged_models(probs_paths: Sequence[str | Path]) -> list[str]:
+    """Model directories (names) among the probs files' parents whose ``config.json`` says
+    ``training_converged: false`` (the stopping rule never fired, gdyn.train.stopping);
+    probs without a model directory's config.json are not judged."""
+    out = []
+    for p in probs_paths:
+        cfg = Path(p).parent / "config.json"
+        if cfg.is_file() and read_json(cfg).get("training_converged") is False:
+            out.append(Path(p).parent.name)
+    return out
+
+
 def run_koopman(
     outdir: Path,
     probs_paths: Sequence[str | Path],
@@ -504,6 +516,10 @@ def run_koopman(
         "vamp2": _finite(sel.vamp2),
         "n_test_trajectories": len(traj_ids),
         "n_target_sets": int(n_sets),
+        "unconverged_models": unconverged_models(paths),
     }
+    if summary["unconverged_models"]:
+        log.warning("models that reached train.epochs still improving (their numbers may "
+                    "move with more training): %s", ", ".join(summary["unconverged_models"]))
     write_json(outdir / "summary.json", summary)
     return summary

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ from gdyn.train.loop import (
     predict_part,
     prepare,
 )
+from gdyn.train.memberships import MembershipMap, fit_memberships
 from gdyn.train.outputs import (
     metrics_frame,
     model_config,
@@ -160,6 +162,26 @@ class GDyNetModel:
         """Input kind (``"graphs"`` or ``"positions"``)."""
         return spec(self.kind).inputs
 
+    @property
+    def membership_map(self) -> MembershipMap:
+        """The affine map from the network's outputs to the memberships
+        (:mod:`gdyn.train.memberships`; ``config.json`` ``memberships``, else the identity)."""
+        return MembershipMap.from_dict(self.config.get("memberships"), self.n_states,
+                                       "config.json")
+
+    @property
+    def training_converged(self) -> bool | None:
+        """Whether the stopping rule ended training (None for models trained before it)."""
+        return self.config.get("training_converged")
+
+    def memberships(self, raw: np.ndarray) -> np.ndarray:
+        """The memberships of raw network outputs (..., n_states), float32.
+
+        The one place the membership map is applied: :meth:`transform`,
+        :meth:`predict_part` and the workflow's probs files all go through it.
+        """
+        return self.membership_map.apply(raw)
+
     def __repr__(self) -> str:
         return (f"GDyNetModel(kind={self.kind!r}, n_states={self.n_states}, "
                 f"lag_ps={self.lag_ps:g}, frame_interval_ps={self.frame_interval_ps:g})")
@@ -182,8 +204,9 @@ class GDyNetModel:
         *,
         prune: bool = True,
         device: Any = None,
+        raw: bool = False,
     ) -> np.ndarray:
-        """State probabilities of the target sets of ``traj``.
+        """State memberships of the target sets of ``traj``.
 
         Parameters
         ----------
@@ -198,6 +221,8 @@ class GDyNetModel:
             pruned stores; exact for the targets). False computes every atom's row.
         device : torch.device, optional
             Default: the module's device.
+        raw : bool
+            The network's outputs instead of the memberships (:meth:`memberships`).
 
         Returns
         -------
@@ -228,15 +253,18 @@ class GDyNetModel:
                                     frames, device)
         if not blocks:
             return np.empty((0, piece.target_sets.shape[0], self.n_states), dtype=np.float32)
-        return np.concatenate(blocks)
+        out = np.concatenate(blocks)
+        return out if raw else self.memberships(out)
 
     def predict_part(
-        self, problem: Problem, part: str
+        self, problem: Problem, part: str, raw: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``probs``, piece index and local frame of every grid frame of a problem's part
-        (what ``probs_{part}.npz`` holds; see :func:`gdyn.train.loop.predict_part`)."""
+        """``probs`` (memberships, or the network's outputs with ``raw``), piece index and
+        local frame of every grid frame of a problem's part (what ``probs_{part}.npz``
+        holds; see :func:`gdyn.train.loop.predict_part`)."""
         device = next(self.module.parameters()).device
-        return predict_part(self.module, problem, part, device)
+        probs, piece, frame = predict_part(self.module, problem, part, device)
+        return (probs if raw else self.memberships(probs)), piece, frame
 
     def save(self, directory: str | Path) -> None:
         """Write ``model.pt``, ``metrics.csv`` (when known) and ``config.json`` atomically:
@@ -416,6 +444,17 @@ class Estimator:
         fitted = fit_seeds(problem, self.settings, outdir, device, stop_after_batches,
                            self.progress, reference)
         result = fitted.result
+        # Memberships: the crispest affine map of the kept model's outputs on its scored
+        # frames (validation, else training; never test), in the aligned state order.
+        result["memberships"] = fit_memberships(fitted.kept.probs,
+                                                fitted.kept.score_part).to_dict()
+        if not result["training_converged"]:
+            warnings.warn(
+                f"{self.kind} s{self.n_states} lag {problem.lag_ps:g} ps: training did not "
+                f"converge in {result['epochs_run']} epochs (the validation VAMP-2 still rose "
+                f"by >= {self.settings['min_delta']:g} within the last "
+                f"{self.settings['patience']} epochs); its timescales and states may move "
+                "with more training: raise epochs", UserWarning, stacklevel=3)
         self.problem_, self.result_, self.seeds_ = problem, result, fitted
         settings = {**self.settings, "seed": fitted.kept.seed}
         return GDyNetModel(result["model"], model_config(problem, settings, result),

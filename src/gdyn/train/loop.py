@@ -3,7 +3,9 @@
 :func:`prepare` opens the workflow's inputs (split pieces and graph stores),
 :func:`assemble` derives lag frames, frame grid and model dimensions from any pieces, and
 :func:`fit` trains. Each epoch ends with the full-data validation VAMP-2; the best
-epoch's weights are kept (the last epoch's without validation data).
+epoch's weights are kept (the last epoch's without validation data). ``epochs`` is the
+maximum: the stopping rule of :mod:`gdyn.train.stopping` (``patience``, ``min_delta``)
+ends a run whose validation VAMP-2 has stopped improving, and says whether it converged.
 
 With a checkpoint directory, a checkpoint (``checkpoint.pt``) is written after every epoch
 and every ``checkpoint_every_s`` seconds; a killed run started again resumes from it and
@@ -52,6 +54,7 @@ from gdyn.train.data import (
     set_grid,
 )
 from gdyn.train.onthefly import on_the_fly
+from gdyn.train.stopping import curve, stopping_state
 
 __all__ = [
     "AHEAD",
@@ -455,7 +458,9 @@ def fit(
     dict
         ``model`` (best weights loaded), ``metrics`` (list of rows), ``best_epoch``,
         ``best_val_vamp2``, ``resumed`` (the epoch/batch it resumed at, or None),
-        ``device``, ``steps`` (optimiser steps taken in this call) and ``val_prediction``:
+        ``device``, ``steps`` (optimiser steps taken in this call), ``epochs_run``,
+        ``training_converged`` (the stopping rule fired by the last allowed epoch) and
+        ``val_prediction``:
         :func:`predict_part` of ``val`` with the best weights when this call computed it
         (the best epoch's validation), else None.
     """
@@ -517,6 +522,11 @@ def fit(
     steps = 0
     every = float(settings["checkpoint_every_s"])
     n_epochs = int(settings["epochs"])
+    patience, min_delta = int(settings["patience"]), float(settings["min_delta"])
+
+    def stopped() -> bool:  # a pure function of the metrics: a resumed run decides alike
+        return stopping_state(curve(metrics), patience, min_delta).stop
+
     model.train()
     # Ctrl-C (KeyboardInterrupt) writes a checkpoint at the last safe point, the (epoch,
     # batch) the saved state resumes at; None while a step or the end-of-epoch bookkeeping
@@ -525,6 +535,8 @@ def fit(
     t0 = time.perf_counter()
     try:
         for epoch in range(start_epoch, n_epochs):
+            if stopped():
+                break
             perm = epoch_permutation(pairs.n_pairs, settings["seed"], epoch)
             bounds = epoch_batches(pairs.n_pairs, settings)
             t0 = time.perf_counter()
@@ -600,6 +612,10 @@ def fit(
                         "command resumes from it", ckpt_path, safe[0] + 1, safe[1])
         raise
     model.load_state_dict(best_state)
+    converged = stopped()
+    if converged:
+        log.info("stopping rule: no val VAMP-2 gain of %g in %d epochs; stopped after epoch "
+                 "%d (best %d)", min_delta, patience, len(metrics), best_epoch)
     return {
         "model": model,
         "metrics": metrics,
@@ -608,5 +624,7 @@ def fit(
         "resumed": resumed,
         "device": str(device),
         "steps": steps,
+        "epochs_run": len(metrics),
+        "training_converged": converged,
         "val_prediction": best_prediction,
     }

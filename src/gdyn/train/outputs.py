@@ -3,7 +3,8 @@
 ``results/models/{system}/{model}-s{n_states}-lag{lag}/`` holds ``model.pt`` (a plain
 state_dict, ``torch.load(weights_only=True)``), ``config.json`` (everything to rebuild the
 model: kind, n_states, settings, dims, plus lag and frame facts, and every seed's scores),
-``metrics.csv`` (seed, epoch, train_vamp2, val_vamp2, seconds), ``alignment.json`` (the
+``metrics.csv`` (seed, epoch, train_vamp2, val_vamp2, the seed's epochs_run, best_epoch
+and training_converged, seconds), ``alignment.json`` (the
 state permutation, :mod:`gdyn.train.align`) and ``probs_{train,val,test}.npz``. Every file is written
 atomically (:mod:`gdyn.files`), ``config.json`` last.
 """
@@ -35,16 +36,23 @@ __all__ = [
     "write_outputs",
 ]
 
-METRICS_COLUMNS: list[str] = ["seed", "epoch", "train_vamp2", "val_vamp2", "seconds"]
+# Per epoch: seed, epoch, scores; per seed (repeated on its rows): epochs run, best epoch
+# and whether the stopping rule fired (gdyn.train.stopping); last the epoch's seconds (the
+# one column a rerun changes).
+METRICS_COLUMNS: list[str] = ["seed", "epoch", "train_vamp2", "val_vamp2", "epochs_run",
+                              "best_epoch", "training_converged", "seconds"]
 # Keys of a training result copied into config.json (gdyn.train.seeds.SeedsFit.result).
 SEED_KEYS: tuple[str, ...] = ("test_vamp2", "score_part", "seeds", "dead_seeds", "kept_dead",
-                              "seed_spread", "alignment")
+                              "seed_spread", "alignment", "epochs_run", "training_converged",
+                              "unconverged_seeds", "memberships")
 
 
 class _Predictor(Protocol):
     def predict_part(
-        self, problem: Problem, part: str
+        self, problem: Problem, part: str, raw: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def memberships(self, raw: np.ndarray) -> np.ndarray: ...
 
     def save(self, directory: str | Path) -> None: ...
 
@@ -138,20 +146,23 @@ def write_outputs(
 ) -> None:
     """``probs_{part}.npz`` of every part of ``problem``, then the model's own files.
 
-    ``probs`` (F, n_sets, n_states) float32 for every grid frame of every piece, stacked;
-    ``traj`` (F,) index into ``sources``; ``frame`` (F,) raw frame index; ``lag_ps`` and
-    ``frame_interval_ps`` scalars (docs/contracts.md). ``known`` maps a part to a
-    prediction already made with the final weights (``model.predict_part``'s result, e.g.
-    while the seeds were scored), which is written instead of predicting again.
+    ``probs`` (F, n_sets, n_states) float32 memberships (``model.memberships`` of the
+    network's outputs) for every grid frame of every piece, stacked; ``probs_raw`` the
+    network's outputs; ``traj`` (F,) index into ``sources``; ``frame`` (F,) raw frame
+    index; ``lag_ps`` and ``frame_interval_ps`` scalars (docs/contracts.md). ``known`` maps
+    a part to a prediction of the network's outputs already made with the final weights
+    (``model.predict_part(..., raw=True)``'s result, e.g. while the seeds were scored),
+    which is written instead of predicting again.
     """
     outdir = Path(outdir)
     for part in (p for p in PARTS if p in problem.parts):
         known_part = (known or {}).get(part)
-        probs, piece, frame = known_part or model.predict_part(problem, part)
+        raw, piece, frame = known_part or model.predict_part(problem, part, raw=True)
         pieces = problem.parts[part]
         save_npz(
             outdir / f"probs_{part}.npz",
-            probs=probs.astype(np.float32),
+            probs=model.memberships(raw),
+            probs_raw=raw.astype(np.float32),
             traj=piece.astype(np.int64),
             sources=np.array([p.source for p in pieces]),
             frame=np.array([p.frame_offset for p in pieces], dtype=np.int64)[piece] + frame,

@@ -83,6 +83,7 @@ from gdyn.train.loop import (
     score_probs,
 )
 from gdyn.train.settings import seed_list
+from gdyn.train.stopping import curve, stopping_state
 
 __all__ = [
     "DEAD_SPREAD",
@@ -206,6 +207,8 @@ class SeedRun:
         return {
             "seed": self.seed,
             "best_epoch": self.fit["best_epoch"],
+            "epochs_run": self.fit["epochs_run"],
+            "training_converged": self.fit["training_converged"],
             "val_vamp2": num(self.val_vamp2),
             "test_vamp2": num(self.test_vamp2),
             "output_spread": self.spread,
@@ -250,6 +253,8 @@ class SeedsFit:
             "score_part": self.kept.score_part,
             "seed": self.kept.seed,
             "seeds": [r.record() for r in self.runs],
+            "unconverged_seeds": [r.seed for r in self.runs
+                                  if not r.fit["training_converged"]],
             "dead_seeds": [r.seed for r in self.runs if r.dead is not None],
             "kept_dead": self.kept_dead,
             "nothing_resolved": self.nothing_resolved,
@@ -330,9 +335,13 @@ def _run_seed(
         model = build(problem.kind, problem.n_states, s, problem.dims).to(device)
         model.load_state_dict(state["best_state"])
         log.info("seed %d: finished earlier, loaded from %s", seed, done_path)
-        return {"model": model, "metrics": list(state["metrics"]),
+        metrics = list(state["metrics"])
+        converged = stopping_state(curve(metrics), int(s["patience"]),
+                                   float(s["min_delta"])).stop
+        return {"model": model, "metrics": metrics,
                 "best_epoch": state["best_epoch"], "best_val_vamp2": state["best_score"],
-                "resumed": "finished", "device": str(device), "steps": 0}
+                "resumed": "finished", "device": str(device), "steps": 0,
+                "epochs_run": len(metrics), "training_converged": converged}
     res = fit(problem, s, outdir, device, stop_after_batches, progress)
     if done_path is not None:
         with atomic_path(done_path) as tmp:
@@ -409,7 +418,14 @@ def fit_seeds(
         dead = dead_reason(probs, val, "validation" if part == "val" else "training", null)
         runs.append(SeedRun(seed, res, part, probs, _keys(problem, part, probs, piece, frame),
                             val, test, spread, dead, predictions=predictions))
-        metrics += [{"seed": seed, **row} for row in res["metrics"]]
+        # The seed's stopping verdict on each of its rows (metrics.csv stays one table).
+        verdict = {"epochs_run": res["epochs_run"], "best_epoch": res["best_epoch"],
+                   "training_converged": res["training_converged"]}
+        metrics += [{"seed": seed, **row, **verdict} for row in res["metrics"]]
+        if not res["training_converged"]:
+            log.warning("%s seed %d: not converged: the validation VAMP-2 still rose by "
+                        ">= %g within the last %d of %d epochs (raise train.epochs)", label,
+                        seed, settings["min_delta"], settings["patience"], res["epochs_run"])
         if dead:
             log.warning("%s seed %d is dead: %s", label, seed, dead)
         else:

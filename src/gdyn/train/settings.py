@@ -26,7 +26,11 @@ DEFAULTS: dict[str, Any] = {
     "batch_norm": False,
     "learning_rate": 5.0e-4,
     "batch_size": 16,
-    "epochs": 10,
+    "epochs": 10,  # the most epochs a seed trains: the stopping rule ends it earlier
+    # Stopping rule (gdyn.train.stopping): `patience` epochs without a validation VAMP-2
+    # gain of `min_delta` end training, and mark it converged (~1 % timescale drift left).
+    "patience": 3,
+    "min_delta": 1.0e-3,
     "max_pairs_per_epoch": None,
     "seed": 0,
     "seeds": None,  # a list trains every seed and keeps the best validation VAMP-2; None: [seed]
@@ -67,13 +71,16 @@ def resolve_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
         return isinstance(v, int) and not isinstance(v, bool)
 
     for key, low in (("atom_fea_len", 1), ("n_conv", 0), ("batch_size", 2), ("epochs", 1),
-                     ("seed", 0), ("frame_stride", 1)):
+                     ("seed", 0), ("frame_stride", 1), ("patience", 1)):
         need(key, is_int(out[key]) and out[key] >= low, f"an integer >= {low}")
     need("batch_norm", isinstance(out["batch_norm"], bool), "true or false")
     for key in ("learning_rate", "vamp_epsilon"):
         v = out[key]
         need(key, isinstance(v, int | float) and not isinstance(v, bool) and v > 0
              and math.isfinite(v), "a positive number")
+    v = out["min_delta"]
+    need("min_delta", isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+         and math.isfinite(v), "a number >= 0")
     v = out["checkpoint_every_s"]
     need("checkpoint_every_s", isinstance(v, int | float) and v >= 0, "a number >= 0")
     v = out["max_pairs_per_epoch"]
