@@ -49,11 +49,7 @@ def fitted() -> dict:
     for name, seed in (("train", 10), ("val", 11), ("test", 12)):
         coords, label = toy_trajectory(1500, seed=seed)
         data[name] = (make_traj(coords, label, frame_interval_ps=np.float64(0.1)), label)
-    # patience = epochs: the six epochs these tests were written for, whatever the
-    # stopping rule would say. (Stopped after 4 epochs, this model's raw outputs for 4
-    # frames differed from the full transform's in the 7th digit: prediction is not
-    # bit-identical across batch sizes for every set of weights; issue 21 report.)
-    est = GDyNet(n_states=2, lag_ps=1.0, n_neighbors=12, **dict(FAST, patience=6))
+    est = GDyNet(n_states=2, lag_ps=1.0, n_neighbors=12, **FAST)
     model = est.fit(data["train"][0], val=data["val"][0])
     return {"model": model, "data": data, "estimator": est}
 
