@@ -20,7 +20,7 @@ from gdyn.train.estimators import train
 from gdyn.train.memberships import MembershipMap, fit_memberships
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train import one_thread, toy  # noqa: F401 (fixtures)
+from test_train import toy  # noqa: F401 (fixture)
 
 
 def markov_chain(t: np.ndarray, n: int, seed: int) -> np.ndarray:

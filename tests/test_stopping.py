@@ -19,7 +19,7 @@ from gdyn.train.stopping import curve, stopping_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_estimators import make_traj
-from test_train import one_thread, toy, toy_trajectory  # noqa: F401 (fixtures)
+from test_train import toy, toy_trajectory  # noqa: F401 (fixture)
 
 GEOMETRIC = [2.0 - 0.5**e for e in range(1, 41)]  # gains 0.5^e per epoch
 
