@@ -40,6 +40,8 @@ def mfpt_matrix(k: np.ndarray, lag_ps: float) -> np.ndarray:
     k = np.asarray(k, dtype=float)
     s = k.shape[-1]
     out = np.zeros(k.shape)
+    if s < 2:  # no pair of states (a collapsed model keeps 0 or 1): nothing to pass to
+        return out
     eye = np.eye(s - 1)
     for j in range(s):
         rest = [i for i in range(s) if i != j]
