@@ -101,20 +101,10 @@ def ck_verdict(
         return CKVerdict(False, element, math.nan, None, "no CK element could be estimated")
     max_dev = float(dev[tested].max())
     failing = tested & ~ok
-    pick = failing if failing.any() else tested
-    idx = np.unravel_index(int(np.argmax(np.where(pick, dev, -np.inf))), dev.shape)
+    idx, worst = _worst(tested, ok, dev, pred, est)
     n, i, j = (int(x) for x in idx)
-    worst = {
-        "step": n + 1,
-        "from_state": i,
-        "to_state": j,
-        "predicted": float(pred[idx]),
-        "estimated": float(est[idx]),
-        "estimated_ci_low": _num(lo[idx]),
-        "estimated_ci_high": _num(hi[idx]),
-        "abs_deviation": float(dev[idx]),
-        "pass": bool(ok[idx]),
-    }
+    worst.update(estimated_ci_low=_num(lo[idx]), estimated_ci_high=_num(hi[idx]),
+                 abs_deviation=float(dev[idx]), **{"pass": bool(ok[idx])})
     if not later.any():
         return CKVerdict(
             False, element, max_dev, worst,
@@ -231,20 +221,10 @@ def ck_verdict_replicates(
                          p_value, critical, alpha)  # fmt: skip
     max_dev = float(dev[tested].max())
     failing = tested & ~ok
-    pick = failing if failing.any() else tested
-    idx = np.unravel_index(int(np.argmax(np.where(pick, dev, -np.inf))), dev.shape)
+    idx, worst = _worst(tested, ok, dev, pred, est)
     n, i, j = (int(x) for x in idx)
-    worst = {
-        "step": n + 1,
-        "from_state": i,
-        "to_state": j,
-        "predicted": float(pred[idx]),
-        "estimated": float(est[idx]),
-        "abs_deviation": float(dev[idx]),
-        "standard_error": _num(se[idx]),
-        "z": _num(z[idx]) if stat[idx] else None,
-        "pass": bool(ok[idx]),
-    }
+    worst.update(abs_deviation=float(dev[idx]), standard_error=_num(se[idx]),
+                 z=_num(z[idx]) if stat[idx] else None, **{"pass": bool(ok[idx])})
     if not (tested & later).any():
         return CKVerdict(False, element, max_dev, worst,
                          "no step beyond 1 could be estimated (no lag pairs at 2 tau)",
@@ -267,3 +247,15 @@ def ck_verdict_replicates(
             f"{100 * (1 - alpha):g}% band ({how}); largest deviation {max_dev:.3g}"
         )
     return CKVerdict(n_fail == 0, element, max_dev, worst, reason, p_value, critical, alpha)
+
+
+def _worst(
+    tested: np.ndarray, ok: np.ndarray, dev: np.ndarray, pred: np.ndarray, est: np.ndarray
+) -> tuple[tuple[int, ...], dict]:
+    """The element the verdict reports: the largest deviation among the failing elements
+    (among the tested ones when none fails), as ``ck_worst``'s first keys."""
+    pick = tested & ~ok if (tested & ~ok).any() else tested
+    idx = np.unravel_index(int(np.argmax(np.where(pick, dev, -np.inf))), dev.shape)
+    n, i, j = (int(x) for x in idx)
+    return idx, {"step": n + 1, "from_state": i, "to_state": j,
+                 "predicted": float(pred[idx]), "estimated": float(est[idx])}
