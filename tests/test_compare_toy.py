@@ -126,3 +126,28 @@ def test_changed_physics_is_not_called_calibrated(tmp_path: Path) -> None:
     toy["simulate"]["duration_ps"] = 200000
     toy["simulate"]["n_li"] = 1
     assert compare.is_calibrated_toy(toy["simulate"])
+
+
+def test_no_tau_star_and_unconverged_training_are_named(tmp_path: Path) -> None:
+    """Issues 21/22: a row whose Koopman stage found no tau*, or whose lag models hit
+    train.epochs unconverged, says so beside the number instead of printing a tau*."""
+    systems = {"toy": _toy_system()}
+    inputs = compare.comparison_inputs(systems, results=str(tmp_path))
+    d = tmp_path / "koopman/toy/gdynet-s2"
+    _write_gdynet2(d, 42.3, (38.0, 47.0), 0.0911, (0.080, 0.100))
+    table, _ = compare.build_comparison(systems, inputs)
+    notes = table.set_index("quantity")["note"]
+    assert "τ* = 10 ps" in notes["GDyNet relaxation timescale (2 states)"]
+    assert "unconverged" not in " ".join(notes.dropna())
+
+    summary = json.loads((d / "summary.json").read_text())
+    summary.update(tau_star_ps=None, analysis_lag_ps=TAU, tau_star_reason="no converged lag",
+                   unconverged_models=["gdynet-s2-lag10ps"])
+    (d / "summary.json").write_text(json.dumps(summary))
+    table, _ = compare.build_comparison(systems, inputs)
+    notes = table.set_index("quantity")["note"]
+    for q in ("GDyNet relaxation timescale (2 states)",
+              "tetrahedral population (2-state GDyNet)"):  # fmt: skip
+        assert "no τ* (tables at 10 ps: no converged lag)" in notes[q], q
+        assert "training unconverged: gdynet-s2-lag10ps" in notes[q], q
+        assert "τ* = " not in notes[q], q

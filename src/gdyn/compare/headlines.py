@@ -63,7 +63,7 @@ def timescale(model_key: str, process: int, scale: float = 1.0) -> Callable[[Con
                 out.ci_low = float(row["ci_low_ps"].iloc[0]) * scale
                 out.ci_high = float(row["ci_high_ps"].iloc[0]) * scale
         unit, s = ("ns", 1e-3) if tau >= 1000 else ("ps", 1.0)
-        out.note = f"{model}, {n} states, τ* = {tau * s:g} {unit}"
+        out.note = f"{model}, {n} states, {_lag_note(summary, f'{tau * s:g} {unit}')}"
         if model_key == "vampnet_max" and n != 8:
             out.note += f" (paper: 8 states, this config's largest: {n})"
         if flag != "resolved":
@@ -189,7 +189,7 @@ def toy_tet_population(ctx: Context) -> Value:
         value=100.0 * float(row["population"].iloc[0]),
         ci_low=100.0 * float(row["ci_low"].iloc[0]),
         ci_high=100.0 * float(row["ci_high"].iloc[0]),
-        note=f"gdynet, 2 states, less populated state, τ* = {tau:g} ps",
+        note=f"gdynet, 2 states, less populated state, {_lag_note(summary, f'{tau:g} ps')}",
     )
 
 
@@ -219,10 +219,20 @@ def population(state: int) -> Callable[[Context], Value]:
             value=100.0 * float(row["population"].iloc[0]),
             ci_low=100.0 * float(row["ci_low"].iloc[0]),
             ci_high=100.0 * float(row["ci_high"].iloc[0]),
-            note=f"{model}, {n} states, τ* = {tau:g} ps",
+            note=f"{model}, {n} states, {_lag_note(summary, f'{tau:g} ps')}",
         )
 
     return extract
+
+
+def _lag_note(summary: dict[str, Any], lag: str) -> str:
+    """The lag of a row's numbers: tau*, or the lag the tables fell back to when the Koopman
+    stage found no tau*; and the lag models whose training hit train.epochs unconverged."""
+    note = f"τ* = {lag}" if summary.get("tau_star_ps") is not None else (
+        f"no τ* (tables at {lag}: {summary.get('tau_star_reason', 'see summary.json')})")
+    if summary.get("unconverged_models"):
+        note += f"; training unconverged: {', '.join(summary['unconverged_models'])}"
+    return note
 
 
 def _tau_star(ctx: Context) -> float | None:
