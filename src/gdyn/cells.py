@@ -12,7 +12,10 @@ import numpy as np
 
 from gdyn.errors import InputError
 
-__all__ = ["MAX_CELLS_AWAY", "MIN_FACE_WIDTH_A", "check_far", "check_lattices", "frame_name"]
+__all__ = [
+    "MAX_CELLS_AWAY", "MIN_FACE_WIDTH_A", "check_far", "check_finite", "check_lattices",
+    "frame_name",
+]
 
 # |det| below this fraction of |a||b||c| means the three lattice vectors are (nearly) coplanar.
 _SINGULAR_RTOL = 1e-8
@@ -32,6 +35,16 @@ def frame_name(f: int, offset: int) -> str:
     return f"frame {offset + f} (raw frame index; frame {f} of this piece)"
 
 
+def check_finite(arr: np.ndarray, key: str, what: str, first_frame: int, name: str,
+                 offset: int = 0) -> None:
+    """Refuse the first frame of ``arr`` (F, ...) that holds a NaN or inf, by its raw index."""
+    finite = np.isfinite(arr).all(axis=tuple(range(1, arr.ndim)))
+    if not finite.all():
+        f = first_frame + int(np.argmin(finite))
+        raise InputError(f"{name}: key {key!r}: expected finite {what}, "
+                         f"{frame_name(f, offset)} has NaN or inf")
+
+
 def check_lattices(lat: np.ndarray, first_frame: int, name: str, offset: int = 0) -> None:
     """Refuse non-finite, singular, left-handed or thinner than :data:`MIN_FACE_WIDTH_A`
     cells among ``lat`` (F, 3, 3), rows = lattice vectors, frames ``first_frame..``.
@@ -41,13 +54,7 @@ def check_lattices(lat: np.ndarray, first_frame: int, name: str, offset: int = 0
     InputError
         Naming ``name``, the key and the first offending frame.
     """
-    finite = np.isfinite(lat).all(axis=(1, 2))
-    if not finite.all():
-        f = first_frame + int(np.argmin(finite))
-        raise InputError(
-            f"{name}: key 'lattices': expected finite lattice vectors, "
-            f"{frame_name(f, offset)} has NaN or inf"
-        )
+    check_finite(lat, "lattices", "lattice vectors", first_frame, name, offset)
     det = np.linalg.det(lat)
     scale = np.prod(np.linalg.norm(lat, axis=2), axis=1)
     singular = np.abs(det) <= _SINGULAR_RTOL * scale

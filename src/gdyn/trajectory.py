@@ -30,8 +30,8 @@ from gdyn.cells import (
     MAX_CELLS_AWAY,
     MIN_FACE_WIDTH_A,
     check_far,
+    check_finite,
     check_lattices,
-    frame_name,
 )
 from gdyn.errors import InputError
 from gdyn.files import atomic_path, save_npz
@@ -462,13 +462,7 @@ def validate_trajectory(traj: Trajectory, name: str, n_neighbors: int | None = N
     for lo in _frame_chunks(n_frames, frame_bytes):
         hi = min(n_frames, lo + max(1, _SCAN_BYTES // max(frame_bytes, 1)))
         c = np.asarray(coords[lo:hi])
-        finite = np.isfinite(c).all(axis=(1, 2))
-        if not finite.all():
-            f = lo + int(np.argmin(finite))
-            raise InputError(
-                f"{name}: key 'traj_coords': expected finite coordinates, "
-                f"{frame_name(f, offset)} has NaN or inf"
-            )
+        check_finite(c, "traj_coords", "coordinates", lo, name, offset)
         cells = np.asarray(lat[lo:hi], dtype=np.float64)
         check_lattices(cells, lo, name, offset)
         check_far(c, cells, lo, name, offset)

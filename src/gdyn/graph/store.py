@@ -1,5 +1,8 @@
 """The graph store of a trajectory: build it chunk by chunk, prune rows, open it.
 
+(Slightly over ~600 lines since the store verification of issue 26: building and
+verifying read the same format description, so they stay together.)
+
 ``build_store`` writes ``index.npy``/``distance.npy`` (F', R, M), ``distance_scale.npy``,
 ``rows.npy`` and ``meta.json`` (docs/contracts.md) atomically, computing frames in chunks
 of about :data:`CHUNK_BYTES`, each split into one contiguous range of frames per worker

@@ -1,5 +1,7 @@
 """The uncertainty engine: every interval the workflow reports comes from here.
 
+(Slightly over ~600 lines: one engine for every interval is the point of the module.)
+
 One object, :class:`CISettings` (the ``koopman.ci`` block, read by :func:`parse_ci` and
 nowhere else), makes the **replicates** of a data set (:class:`Replicates`) and turns the
 replicate values of any quantity into an interval (:meth:`Replicates.interval`).

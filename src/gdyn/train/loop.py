@@ -1,5 +1,8 @@
 """The training loop: one model maximising VAMP-2 (paper Eq. 5) over lag pairs.
 
+(Slightly over ~600 lines: fit, checkpoints and the bounded prediction share the
+prefetch and device helpers kept here; splitting prediction out is the next cut.)
+
 :func:`prepare` opens the workflow's inputs (split pieces and graph stores),
 :func:`assemble` derives lag frames, frame grid and model dimensions from any pieces, and
 :func:`fit` trains. Each epoch ends with the full-data validation VAMP-2; the best
