@@ -40,8 +40,8 @@ def main() -> None:
 
     from gdyn.cli.train import set_process_state
     from gdyn.models import build
-    from gdyn.train import resolve_settings
     from gdyn.train.loop import predict_part, prepare
+    from gdyn.train.settings import resolve_settings
 
     set_process_state(1)
     peak = [0]

@@ -19,7 +19,7 @@ import tracemalloc
 
 import numpy as np
 
-from gdyn.train.data import epoch_permutation, epoch_seed
+from gdyn.train.batches import epoch_permutation, epoch_seed
 
 
 class FeistelPermutation:

@@ -151,8 +151,11 @@ def throughput(args: argparse.Namespace) -> None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from gdyn import train as gt
     from gdyn.cli.train import tune_malloc
+    from gdyn.models import build as build_model
+    from gdyn.train.batches import PairIndex, epoch_permutation
+    from gdyn.train.loop import prepare
+    from gdyn.train.settings import resolve_settings
 
     torch.set_num_threads(args.threads)
     tune_malloc()  # as gdyn train does
@@ -169,16 +172,16 @@ def throughput(args: argparse.Namespace) -> None:
                                       spec["m"], spec["n_targets"])
             parts = {p: [split] for p in ("train", "val", "test")}
             graphs = {p: [gdir] for p in ("train", "val", "test")}
-            settings = gt.resolve_settings({})
-            problem = gt.prepare("gdynet", 2, "1ps", parts, graphs, settings)
-            pairs = gt.PairIndex(problem.parts["train"], 1)
+            settings = resolve_settings({})
+            problem = prepare("gdynet", 2, "1ps", parts, graphs, settings)
+            pairs = PairIndex(problem.parts["train"], 1)
             for device in devices:
                 peak_mem = ""
                 for batch_pairs in spec["batch"]:
                     torch.manual_seed(0)
-                    model = gt.build_model("gdynet", 2, settings, problem.dims).to(device)
+                    model = build_model("gdynet", 2, settings, problem.dims).to(device)
                     opt = torch.optim.Adam(model.parameters(), lr=5e-4)
-                    perm = gt.epoch_permutation(pairs.n_pairs, 0, 0)
+                    perm = epoch_permutation(pairs.n_pairs, 0, 0)
 
                     step = functools.partial(_train_step, model, opt, problem, pairs, perm,
                                              batch_pairs, device)
@@ -228,8 +231,9 @@ def memory_child(args: argparse.Namespace) -> None:
     """One measurement (run in a fresh process): fixed steps on a trajectory of F frames."""
     import torch
 
-    from gdyn import train as gt
     from gdyn.cli.train import tune_malloc
+    from gdyn.train.loop import fit, prepare
+    from gdyn.train.settings import resolve_settings
 
     torch.set_num_threads(1)
     tune_malloc()
@@ -238,7 +242,7 @@ def memory_child(args: argparse.Namespace) -> None:
              "test": [root / "split" / "short.npz"]}
     graphs = {"train": [root / "graphs" / "long"], "val": [root / "graphs" / "short"],
               "test": [root / "graphs" / "short"]}
-    settings = gt.resolve_settings({"batch_size": 512, "epochs": 2,
+    settings = resolve_settings({"batch_size": 512, "epochs": 2,
                                     "max_pairs_per_epoch": 20480})
     peak = [0]
     stop = threading.Event()
@@ -251,9 +255,9 @@ def memory_child(args: argparse.Namespace) -> None:
     thread = threading.Thread(target=sample, daemon=True)
     base = _rss_anon_kib()
     thread.start()
-    problem = gt.prepare("gdynet", 2, "1ps", parts, graphs, settings)
+    problem = prepare("gdynet", 2, "1ps", parts, graphs, settings)
     with tempfile.TemporaryDirectory() as out:
-        gt.fit(problem, settings, Path(out), torch.device("cpu"), progress=False)
+        fit(problem, settings, Path(out), torch.device("cpu"), progress=False)
     stop.set()
     thread.join()
     print(json.dumps({"base_kib": base, "peak_kib": peak[0]}))
@@ -305,6 +309,9 @@ def defaults(args: argparse.Namespace) -> None:
 
     from gdyn import train as gt
     from gdyn.cli.train import set_process_state
+    from gdyn.train.batches import PairIndex, epoch_batches
+    from gdyn.train.loop import prepare, score_probs
+    from gdyn.train.settings import resolve_settings
 
     set_process_state(args.threads)  # what gdyn train sets before training
     toy = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["systems"]["toy"]
@@ -342,18 +349,18 @@ def defaults(args: argparse.Namespace) -> None:
               "(eps 1e-3 regularize) | test VAMP-2 (trunc 1e-6) | test label agreement | "
               "mean max prob |")
         print("|---|---|---|---|---|---|---|---|---|")
-        plain = gt.resolve_settings({"vamp_mode": "trunc", "vamp_epsilon": 1e-6})
+        plain = resolve_settings({"vamp_mode": "trunc", "vamp_epsilon": 1e-6})
         truth_rows = None
         for title, settings in variants.items():
             out = root / "bench-out"
-            resolved = gt.resolve_settings(settings)
+            resolved = resolve_settings(settings)
             t0 = time.perf_counter()
             res = gt.train("gdynet", out, 2, args.lag, parts, graphs, settings,
                            progress=False)
             wall = time.perf_counter() - t0
-            problem = gt.prepare("gdynet", 2, args.lag, parts, graphs, resolved)
-            n_pairs = gt.PairIndex(problem.parts["train"], problem.lag_frames).n_pairs
-            steps = resolved["epochs"] * len(gt.epoch_batches(n_pairs, resolved))
+            problem = prepare("gdynet", 2, args.lag, parts, graphs, resolved)
+            n_pairs = PairIndex(problem.parts["train"], problem.lag_frames).n_pairs
+            steps = resolved["epochs"] * len(epoch_batches(n_pairs, resolved))
             with np.load(out / "probs_test.npz") as z:
                 probs, traj, frame = z["probs"], z["traj"], z["frame"]
                 sources = [str(s) for s in z["sources"]]
@@ -364,12 +371,12 @@ def defaults(args: argparse.Namespace) -> None:
                               for i, f in zip(traj, frame, strict=True)])
             state = probs[:, 0].argmax(1)
             agree = max(np.mean(state == truth), np.mean(state != truth))
-            s_reg = gt.score_probs(probs, traj, frame, problem.lag_frames, resolved)
-            s_plain = gt.score_probs(probs, traj, frame, problem.lag_frames, plain)
+            s_reg = score_probs(probs, traj, frame, problem.lag_frames, resolved)
+            s_plain = score_probs(probs, traj, frame, problem.lag_frames, plain)
             if truth_rows is None:
                 onehot = np.eye(2, dtype=np.float32)[truth][:, None]
-                truth_rows = (gt.score_probs(onehot, traj, frame, problem.lag_frames, resolved),
-                              gt.score_probs(onehot, traj, frame, problem.lag_frames, plain))
+                truth_rows = (score_probs(onehot, traj, frame, problem.lag_frames, resolved),
+                              score_probs(onehot, traj, frame, problem.lag_frames, plain))
             print(f"| {title} | {steps:,} | {wall:.1f} | {res['best_epoch']} | "
                   f"{res['best_val_vamp2']:.4f} | {s_reg:.4f} | {s_plain:.4f} | "
                   f"{100 * agree:.1f}% | {probs.max(-1).mean():.3f} |", flush=True)

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 import yaml
 
+from gdyn.koopman.eigen import spectrum
 from gdyn.koopman.estimate import estimate_koopman
-from gdyn.koopman.spectrum import spectrum
 from gdyn.train.estimators import train
 
 ROOT = Path(__file__).resolve().parents[1]

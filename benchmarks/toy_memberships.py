@@ -34,9 +34,9 @@ import numpy as np
 from deeptime.markov import TransitionCountEstimator
 from deeptime.markov.msm import MaximumLikelihoodMSM
 
-from gdyn.compare import global_timescale_from_local
+from gdyn.compare.headlines import global_timescale_from_local
+from gdyn.koopman.eigen import spectrum
 from gdyn.koopman.estimate import estimate_koopman
-from gdyn.koopman.spectrum import spectrum
 from gdyn.layout import parse_lag
 from gdyn.toy.sites import OCT_SITES, TET_SITES
 

@@ -291,7 +291,8 @@ def test_a_damaged_store_is_named_and_only_a_store_is_discarded(tmp_path: Path,
                                                                 damage: str) -> None:
     import numpy as np
 
-    from gdyn.graph import DamagedStore, discard_store, open_store, verify_store
+    from gdyn.graph import DamagedStore, discard_store, open_store
+    from gdyn.graph.store import verify_store
 
     store = _store(tmp_path)
     meta = verify_store(store)
@@ -319,7 +320,7 @@ def test_a_damaged_store_is_named_and_only_a_store_is_discarded(tmp_path: Path,
     (store / "notes.txt").write_text("mine")
     assert not discard_store(store) and store.is_dir()
     (store / "notes.txt").unlink()
-    from gdyn.graph import store_damage
+    from gdyn.graph.store import store_damage
 
     assert store_damage(store).startswith(problem)
     assert discard_store(store) and not store.exists()

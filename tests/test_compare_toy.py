@@ -19,6 +19,8 @@ import pytest
 
 from gdyn import compare
 from gdyn import config as gc
+from gdyn.compare.headlines import global_timescale_from_local, local_koopman_matrix
+from gdyn.compare.report import build_comparison, caveat, is_calibrated_toy
 
 ROOT = Path(__file__).resolve().parents[1]
 TAU = 10.0
@@ -59,8 +61,8 @@ def _no(v: object) -> bool:
 
 
 def _rebuilt(t1: float, tet: float) -> float:
-    k = compare.local_koopman_matrix(t1, [1 - tet, tet], TAU)
-    return compare.global_timescale_from_local(k, TAU)
+    k = local_koopman_matrix(t1, [1 - tet, tet], TAU)
+    return global_timescale_from_local(k, TAU)
 
 
 def test_toy_rows_with_the_papers_numbers(tmp_path: Path) -> None:
@@ -69,7 +71,7 @@ def test_toy_rows_with_the_papers_numbers(tmp_path: Path) -> None:
     assert "toy:gdynet-s2:populations.csv" in inputs
     # A run that learned exactly the paper's local model, with CIs around it.
     _write_gdynet2(tmp_path / "koopman/toy/gdynet-s2", 42.3, (38.0, 47.0), 0.0911, (0.080, 0.100))
-    table, text = compare.build_comparison(systems, inputs)
+    table, text = build_comparison(systems, inputs)
     rows = table.set_index("quantity")
 
     tet = rows.loc["tetrahedral population (2-state GDyNet)"]
@@ -105,7 +107,7 @@ def test_paper_outside_the_ci_is_marked_no(tmp_path: Path) -> None:
     inputs = compare.comparison_inputs(systems, results=str(tmp_path))
     # the old, uncalibrated toy: 51 ps and 4.2 % (issue 13's table)
     _write_gdynet2(tmp_path / "koopman/toy/gdynet-s2", 51.1, (45.0, 58.0), 0.042, (0.035, 0.050))
-    table, text = compare.build_comparison(systems, inputs)
+    table, text = build_comparison(systems, inputs)
     rows = table.set_index("quantity")
     for q in ("tetrahedral population (2-state GDyNet)",
               "GDyNet relaxation timescale (2 states)",
@@ -117,15 +119,15 @@ def test_paper_outside_the_ci_is_marked_no(tmp_path: Path) -> None:
 
 def test_changed_physics_is_not_called_calibrated(tmp_path: Path) -> None:
     toy = _toy_system()
-    assert compare.is_calibrated_toy(toy["simulate"])
+    assert is_calibrated_toy(toy["simulate"])
     toy["simulate"]["friction_per_ps"] = 1.0
-    assert not compare.is_calibrated_toy(toy["simulate"])
-    assert "not the calibrated parameters" in compare.caveat(toy)
+    assert not is_calibrated_toy(toy["simulate"])
+    assert "not the calibrated parameters" in caveat(toy)
     # the run length is not part of the calibration
     toy = _toy_system()
     toy["simulate"]["duration_ps"] = 200000
     toy["simulate"]["n_li"] = 1
-    assert compare.is_calibrated_toy(toy["simulate"])
+    assert is_calibrated_toy(toy["simulate"])
 
 
 def test_no_tau_star_and_unconverged_training_are_named(tmp_path: Path) -> None:
@@ -135,7 +137,7 @@ def test_no_tau_star_and_unconverged_training_are_named(tmp_path: Path) -> None:
     inputs = compare.comparison_inputs(systems, results=str(tmp_path))
     d = tmp_path / "koopman/toy/gdynet-s2"
     _write_gdynet2(d, 42.3, (38.0, 47.0), 0.0911, (0.080, 0.100))
-    table, _ = compare.build_comparison(systems, inputs)
+    table, _ = build_comparison(systems, inputs)
     notes = table.set_index("quantity")["note"]
     assert "τ* = 10 ps" in notes["GDyNet relaxation timescale (2 states)"]
     assert "unconverged" not in " ".join(notes.dropna())
@@ -144,7 +146,7 @@ def test_no_tau_star_and_unconverged_training_are_named(tmp_path: Path) -> None:
     summary.update(tau_star_ps=None, analysis_lag_ps=TAU, tau_star_reason="no converged lag",
                    unconverged_models=["gdynet-s2-lag10ps"])
     (d / "summary.json").write_text(json.dumps(summary))
-    table, _ = compare.build_comparison(systems, inputs)
+    table, _ = build_comparison(systems, inputs)
     notes = table.set_index("quantity")["note"]
     for q in ("GDyNet relaxation timescale (2 states)",
               "tetrahedral population (2-state GDyNet)"):  # fmt: skip

@@ -10,7 +10,8 @@ from _graph_reference import brute_force, random_frame
 
 import gdyn.graph.search as graph_search
 from gdyn.errors import InputError
-from gdyn.graph import NeighbourSearch, nearest_neighbours
+from gdyn.graph import NeighbourSearch
+from gdyn.graph.search import nearest_neighbours
 
 # --------------------------------------------------------------------------------------
 # One frame against brute force

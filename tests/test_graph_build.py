@@ -22,7 +22,8 @@ import gdyn.cli.graphs as cli_graphs
 import gdyn.graph.search as graph_search
 import gdyn.graph.store as graph_store
 from gdyn.cli import main
-from gdyn.graph import build_store, nearest_neighbours, open_store
+from gdyn.graph import build_store, open_store
+from gdyn.graph.search import nearest_neighbours
 from gdyn.trajectory import load_trajectory
 
 

@@ -19,9 +19,9 @@ from gdyn.graph import (
     decode_distance,
     encode_distance,
     frame_grid,
-    nearest_neighbours,
     open_store,
 )
+from gdyn.graph.search import nearest_neighbours
 from gdyn.trajectory import load_trajectory
 
 HALF_STEP = 2.0**-13  # bound of the uint16 encoding below 16 A (steps of 2^-12 A)

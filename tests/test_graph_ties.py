@@ -19,7 +19,8 @@ from _graph_reference import (
 
 import gdyn.graph.kernel as graph_kernel
 import gdyn.graph.search as graph_search
-from gdyn.graph import NeighbourSearch, nearest_neighbours
+from gdyn.graph import NeighbourSearch
+from gdyn.graph.search import nearest_neighbours
 
 # --------------------------------------------------------------------------------------
 # Exact ties at the cut: the toy's frozen S lattice

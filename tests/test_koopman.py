@@ -19,14 +19,21 @@ from hypothesis import strategies as st
 from gdyn import cli
 from gdyn import koopman as kp
 from gdyn.errors import InputError
+from gdyn.koopman.analysis import analyse_tau_star, populations_table
+from gdyn.koopman.eigen import ck_deviation, permute_states, timescales_from_eigenvalues
+from gdyn.koopman.estimate import estimate_koopman
+from gdyn.koopman.probs import Probs
+from gdyn.koopman.tau_star import select_tau_star
+from gdyn.koopman.timescales import analyse_lag
+from gdyn.koopman.uncertainty import ci_groups, t_interval
 
 
-def as_probs(p: np.ndarray, lag_ps: float = 1.0, dt: float = 1.0) -> kp.Probs:
+def as_probs(p: np.ndarray, lag_ps: float = 1.0, dt: float = 1.0) -> Probs:
     """(n_traj, n_steps, n) or (n_traj, n_steps, n_sets, n) -> a Probs with contiguous frames."""
     if p.ndim == 3:
         p = p[:, :, None, :]
     n_traj, n_steps = p.shape[:2]
-    return kp.Probs(
+    return Probs(
         "synthetic",
         p.reshape(n_traj * n_steps, *p.shape[2:]),
         np.repeat(np.arange(n_traj), n_steps),
@@ -52,7 +59,7 @@ def test_pairs_never_straddle_trajectories() -> None:
     traj = np.repeat([0, 1], n)
     frame = np.tile(np.arange(n), 2)
     perm = np.random.default_rng(0).permutation(2 * n)
-    k, count = kp.estimate_koopman(p[perm], traj[perm], frame[perm], 3)
+    k, count = estimate_koopman(p[perm], traj[perm], frame[perm], 3)
     np.testing.assert_array_equal(k, np.eye(2))
     assert count == 2 * (n - 3)
     # What straddling would give (the naive stacked shift), to show the test can fail.
@@ -98,10 +105,10 @@ def test_pairs_match_brute_force(rows: list[tuple[int, int]], lag: int) -> None:
 def test_markov_chain_timescales_and_ck_pass() -> None:
     states = simulate(T3, 20, 10_000, seed=0)
     data = as_probs(soft(states, 3, noise=0.3, seed=1), lag_ps=10.0)
-    res = kp.analyse_lag(data, kp.ci_groups("chunks", 5, 0, data.traj, data.frame, 1))
+    res = analyse_lag(data, ci_groups("chunks", 5, 0, data.traj, data.frame, 1))
     np.testing.assert_allclose(res.timescales, true_timescales(T3, 1.0), rtol=0.06)
-    star = kp.analyse_tau_star(data, [], ck_steps=5)
-    assert kp.ck_deviation(star.predicted, star.estimated) < 0.03
+    star = analyse_tau_star(data, [], ck_steps=5)
+    assert ck_deviation(star.predicted, star.estimated) < 0.03
     # The estimate at step 1 is K itself.
     np.testing.assert_allclose(star.estimated[0], star.predicted[0], atol=1e-12)
 
@@ -111,11 +118,11 @@ def test_lumped_chain_fails_ck() -> None:
     hidden = np.array([[0.9, 0.1, 0.0], [0.3, 0.69, 0.01], [0.0, 0.01, 0.99]])
     states = np.array([0, 1, 1])[simulate(hidden, 20, 10_000, seed=2)]
     data = as_probs(soft(states, 2, noise=0.3, seed=3))
-    groups = kp.ci_groups("chunks", 5, 0, data.traj, data.frame, 1)
-    star = kp.analyse_tau_star(data, groups, ck_steps=5)
-    assert kp.ck_deviation(star.predicted, star.estimated) > 0.08
+    groups = ci_groups("chunks", 5, 0, data.traj, data.frame, 1)
+    star = analyse_tau_star(data, groups, ck_steps=5)
+    assert ck_deviation(star.predicted, star.estimated) > 0.08
     # ...and the failure is far outside the 95% CI of the estimate at the last step.
-    elo, ehi = kp.t_interval(star.group_estimated)
+    elo, ehi = t_interval(star.group_estimated)
     outside = (star.predicted[-1] < elo[-1]) | (star.predicted[-1] > ehi[-1])
     assert outside.all()
 
@@ -130,7 +137,7 @@ def test_matches_deeptime_covariance_on_soft_probs() -> None:
     p = np.stack([soft(states, 3, 0.5, 6), soft(states2, 3, 0.5, 7)], axis=2)
     data = as_probs(p)
     lag = 7
-    k, _ = kp.estimate_koopman(data.probs, data.traj, data.frame, lag)
+    k, _ = estimate_koopman(data.probs, data.traj, data.frame, lag)
     series = [p[i, :, s].astype(np.float64) for i in range(p.shape[0]) for s in range(2)]
     cov = (
         Covariance(
@@ -145,10 +152,10 @@ def test_matches_deeptime_covariance_on_soft_probs() -> None:
     )
     k_dt = np.linalg.solve(cov.cov_00, cov.cov_0t)
     np.testing.assert_allclose(k, k_dt, rtol=1e-6, atol=1e-9)
-    ours = kp.timescales_from_eigenvalues(kp.spectrum(k).eigenvalues[1:], lag)
+    ours = timescales_from_eigenvalues(kp.spectrum(k).eigenvalues[1:], lag)
     np.testing.assert_allclose(np.sort(ours), np.sort(dt_timescales(k_dt, tau=lag)[1:]), rtol=1e-6)
     # A target subset (as the target_subsets CI groups use) pools only its own sets.
-    k1, _ = kp.estimate_koopman(data.probs, data.traj, data.frame, lag, sets=np.array([1]))
+    k1, _ = estimate_koopman(data.probs, data.traj, data.frame, lag, sets=np.array([1]))
     cov1 = (
         Covariance(lagtime=lag, compute_c0t=True, remove_data_mean=False)
         .fit([p[i, :, 1].astype(np.float64) for i in range(p.shape[0])])
@@ -177,12 +184,12 @@ def test_matches_deeptime_msm_on_hard_assignments() -> None:
         return MaximumLikelihoodMSM(reversible=False).fit(counts).fetch_model()
 
     msm = msm_at(lag_frames)
-    star = kp.analyse_tau_star(data, [], ck_steps=steps)
+    star = analyse_tau_star(data, [], ck_steps=steps)
     order = star.order
     np.testing.assert_allclose(
-        star.k, kp.permute_states(msm.transition_matrix, order), rtol=1e-6, atol=1e-9
+        star.k, permute_states(msm.transition_matrix, order), rtol=1e-6, atol=1e-9
     )
-    ours = kp.timescales_from_eigenvalues(star.spectrum.eigenvalues[1:], 3.0)
+    ours = timescales_from_eigenvalues(star.spectrum.eigenvalues[1:], 3.0)
     np.testing.assert_allclose(ours, msm.timescales() * 0.5, rtol=1e-6)
     np.testing.assert_allclose(
         star.spectrum.stationary, msm.stationary_distribution[order], rtol=1e-6
@@ -206,10 +213,10 @@ def test_states_ordered_by_population() -> None:
     t = np.array([[0.90, 0.05, 0.05], [0.05, 0.85, 0.10], [0.01, 0.02, 0.97]])
     states = simulate(t, 5, 4000, seed=9)
     data = as_probs(np.eye(3)[states])
-    star = kp.analyse_tau_star(data, [], ck_steps=2)
+    star = analyse_tau_star(data, [], ck_steps=2)
     assert star.order[0] == 2
     assert np.all(np.diff(star.spectrum.stationary) <= 0)
-    pop = kp.populations_table("m", 3, star)
+    pop = populations_table("m", 3, star)
     assert pop["population"].is_monotonic_decreasing
     # The most stable output state (2 -> 2 = 0.97) is now row/column 0.
     assert math.isclose(star.k[0, 0], max(np.diag(star.k)), rel_tol=1e-12)
@@ -224,14 +231,14 @@ def test_t_interval_known_values() -> None:
     x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     t975_4 = 2.7764451051977987  # Student t, 0.975 quantile, 4 degrees of freedom
     half = t975_4 * math.sqrt(2.5) / math.sqrt(5)
-    low, high = kp.t_interval(x)
+    low, high = t_interval(x)
     assert math.isclose(float(low), 3.0 - half, rel_tol=1e-12)
     assert math.isclose(float(high), 3.0 + half, rel_tol=1e-12)
-    llow, lhigh = kp.t_interval(np.exp(x), log_scale=True)
+    llow, lhigh = t_interval(np.exp(x), log_scale=True)
     assert math.isclose(float(llow), math.exp(3.0 - half), rel_tol=1e-12)
     assert math.isclose(float(lhigh), math.exp(3.0 + half), rel_tol=1e-12)
     # Non-finite samples are dropped; fewer than two gives NaN.
-    low, high = kp.t_interval(np.array([[1.0, np.nan], [3.0, 2.0], [np.inf, np.nan]]))
+    low, high = t_interval(np.array([[1.0, np.nan], [3.0, 2.0], [np.inf, np.nan]]))
     t975_1 = 12.706204736174705
     assert math.isclose(float(high[0]) - 2.0, t975_1 * math.sqrt(2.0) / math.sqrt(2), rel_tol=1e-9)
     assert np.isnan(low[1]) and np.isnan(high[1])
@@ -246,8 +253,8 @@ def test_chunk_ci_matches_per_chunk_reference() -> None:
     t = np.array([[0.9, 0.1], [0.3, 0.7]])
     states = simulate(t, 3, 2000, seed=10)
     data = as_probs(np.eye(2)[states])
-    groups = kp.ci_groups("chunks", 4, 0, data.traj, data.frame, 1)
-    star = kp.analyse_tau_star(data, groups, ck_steps=1)
+    groups = ci_groups("chunks", 4, 0, data.traj, data.frame, 1)
+    star = analyse_tau_star(data, groups, ck_steps=1)
     pops = []
     for c in range(4):
         pieces = [s[c * 500 : (c + 1) * 500] for s in states]
@@ -255,7 +262,7 @@ def test_chunk_ci_matches_per_chunk_reference() -> None:
         msm = MaximumLikelihoodMSM(reversible=False).fit(counts).fetch_model()
         pops.append(msm.stationary_distribution[star.order])
     pops = np.array(pops)
-    table = kp.populations_table("m", 2, star)
+    table = populations_table("m", 2, star)
     t975_3 = 3.182446305284263
     half = t975_3 * pops.std(axis=0, ddof=1) / 2.0
     np.testing.assert_allclose(table["ci_low"], pops.mean(axis=0) - half, rtol=1e-6)
@@ -270,21 +277,21 @@ def test_chunk_ci_matches_per_chunk_reference() -> None:
 def test_ci_groups() -> None:
     traj = np.repeat([0, 1, 2, 3], 10)
     frame = np.tile(np.arange(10), 4)
-    chunks = kp.ci_groups("chunks", 5, 0, traj, frame, 1)
+    chunks = ci_groups("chunks", 5, 0, traj, frame, 1)
     assert [int(g.rows.sum()) for g in chunks] == [8] * 5
     # Each chunk holds two consecutive frames of every trajectory.
     assert sorted(frame[chunks[1].rows].tolist()) == [2] * 4 + [3] * 4
-    subsets = kp.ci_groups("target_subsets", 3, 7, traj, frame, 10)
+    subsets = ci_groups("target_subsets", 3, 7, traj, frame, 10)
     together = np.concatenate([g.sets for g in subsets])
     assert sorted(together.tolist()) == list(range(10))
-    again = kp.ci_groups("target_subsets", 3, 7, traj, frame, 10)
+    again = ci_groups("target_subsets", 3, 7, traj, frame, 10)
     assert all(np.array_equal(a.sets, b.sets) for a, b in zip(subsets, again, strict=True))
-    trajs = kp.ci_groups("trajectories", None, 0, traj, frame, 1)
+    trajs = ci_groups("trajectories", None, 0, traj, frame, 1)
     assert [sorted(set(traj[g.rows].tolist())) for g in trajs] == [[0], [1], [2], [3]]
     with pytest.raises(InputError, match="ci/n"):
-        kp.ci_groups("trajectories", 5, 0, traj, frame, 1)
+        ci_groups("trajectories", 5, 0, traj, frame, 1)
     with pytest.raises(InputError, match="ci/n"):
-        kp.ci_groups("target_subsets", 5, 0, traj, frame, 3)
+        ci_groups("target_subsets", 5, 0, traj, frame, 3)
 
 
 # --------------------------------------------------------------------------------------
@@ -296,12 +303,12 @@ def test_select_tau_star_crafted() -> None:
     lags = [1.0, 2.0, 5.0, 10.0, 20.0]
     t = np.array([[30.0, 8.0], [40.0, 9.0], [50.0, 4.0], [51.0, 6.0], [49.0, 30.0]])
     low, high = t * 0.97, t * 1.03
-    choice = kp.select_tau_star(lags, t, low, high)
+    choice = select_tau_star(lags, t, low, high)
     # Process 2 is below t = tau from 5 ps on and is ignored; process 1 is flat from 5 ps.
     assert choice.index == 2
     assert "rejected: 1ps" in choice.reason and "2ps" in choice.reason
     # Nothing resolved at all.
-    none = kp.select_tau_star(
+    none = select_tau_star(
         lags, np.full((5, 1), 0.5), np.full((5, 1), 0.4), np.full((5, 1), 0.6)
     )
     assert none.index is None
@@ -316,11 +323,11 @@ def test_auto_tau_star_with_known_markovian_onset() -> None:
     for lag in lags:
         noise = 2.0 if lag < 5 else 0.0
         data = as_probs(soft(states, 3, noise, seed=int(lag)), lag_ps=lag)
-        res = kp.analyse_lag(data, kp.ci_groups("chunks", 5, 0, data.traj, data.frame, 1))
+        res = analyse_lag(data, ci_groups("chunks", 5, 0, data.traj, data.frame, 1))
         ts.append(res.timescales)
         low.append(res.ci_low)
         high.append(res.ci_high)
-    choice = kp.select_tau_star(lags, np.array(ts), np.array(low), np.array(high))
+    choice = select_tau_star(lags, np.array(ts), np.array(low), np.array(high))
     assert choice.index == 2, choice.reason
     np.testing.assert_allclose(ts[2], true_timescales(T3), rtol=0.06)
 

@@ -19,6 +19,10 @@ from conftest import T3, simulate, softmax, stationary, true_timescales
 from gdyn import cli
 from gdyn import koopman as kp
 from gdyn.errors import InputError
+from gdyn.koopman.estimate import estimate_koopman
+from gdyn.koopman.probs import as_probs
+from gdyn.koopman.selection import effective_samples, vamp2_score
+from gdyn.koopman.tau_star import select_tau_star, timescale_flags
 
 # T3 plus a rare state 3: entered from state 0 with probability 5e-4, left after ~10 steps
 # (stationary population 0.21 %).
@@ -134,17 +138,17 @@ def test_selection_thresholds_and_effective_samples_match_deeptime() -> None:
     traj = np.repeat(np.arange(3), 3000)
     frame = np.tile(np.arange(3000), 3)
     np.testing.assert_allclose(
-        kp.effective_samples(onehot, traj, frame, lag), counts.count_matrix.sum(axis=1)
+        effective_samples(onehot, traj, frame, lag), counts.count_matrix.sum(axis=1)
     )
     # Rows every 2nd frame (a frame stride): the same counts on the strided chain.
     sub = states[:, ::2]
     strided = TransitionCountEstimator(2, "sliding-effective").fit(list(sub)).fetch_model()
     keep = frame % 2 == 0
     np.testing.assert_allclose(
-        kp.effective_samples(onehot[keep], traj[keep], frame[keep], 4),
+        effective_samples(onehot[keep], traj[keep], frame[keep], 4),
         strided.count_matrix.sum(axis=1),
     )
-    probs = kp.as_probs(onehot, 3.0, 1.0, traj, frame)
+    probs = as_probs(onehot, 3.0, 1.0, traj, frame)
     sel = kp.select_states(probs, min_samples=counts.count_matrix.sum(axis=1).min() + 1)
     assert sel.n_surviving == 2 and "effective samples" in sel.describe()
     assert kp.select_states(probs, min_population=0.9).collapsed
@@ -157,7 +161,7 @@ def test_vamp2_matches_deeptime() -> None:
     x = [softmax(3 * np.eye(3)[s] + 0.5 * np.random.default_rng(i).standard_normal((3000, 3)))
          for i, s in enumerate(states)]  # fmt: skip
     ref = VAMP(lagtime=3, scaling=None).fit(x).fetch_model().score(r=2)
-    ours = kp.vamp2_score(
+    ours = vamp2_score(
         np.concatenate(x)[:, None], np.repeat(np.arange(3), 3000), np.tile(np.arange(3000), 3), 3
     )
     assert math.isclose(ours, ref, rel_tol=1e-9)
@@ -167,7 +171,7 @@ def test_collapsed_models() -> None:
     n = 4000
     # Constant outputs: the network gives every input the same vector.
     const = np.tile([0.6, 0.4], (n, 1))
-    sel = kp.select_states(kp.as_probs(const, 1.0, 1.0))
+    sel = kp.select_states(as_probs(const, 1.0, 1.0))
     assert sel.n_surviving == 2 and sel.collapsed and "constant" in sel.collapse_reason
     # One state takes all the mass: a single survivor.
     states = simulate(T3, 1, n, seed=7)[0]
@@ -179,10 +183,10 @@ def test_collapsed_models() -> None:
     assert km.populations_frame()["near_empty"].tolist() == [False, True, True]
     # Uncorrelated noise: outputs vary but carry no dynamics (VAMP-2 ~ 1).
     noise = softmax(np.random.default_rng(8).standard_normal((n, 3)))
-    sel = kp.select_states(kp.as_probs(noise, 1.0, 1.0))
+    sel = kp.select_states(as_probs(noise, 1.0, 1.0))
     assert sel.collapsed and "VAMP-2" in sel.collapse_reason
     # A resolved model is not collapsed.
-    assert not kp.select_states(kp.as_probs(sharp(states, 3, 9), 1.0, 1.0)).collapsed
+    assert not kp.select_states(as_probs(sharp(states, 3, 9), 1.0, 1.0)).collapsed
 
 
 # --------------------------------------------------------------------------------------
@@ -243,15 +247,15 @@ def test_flagged_processes_are_reported_and_never_tau_star() -> None:
     lam = np.exp(-np.array(lags)[:, None] / t).astype(complex)
     lam[0, 1] = -lam[0, 1]  # negative eigenvalue at 1 ps (|lambda| fakes t = 8 ps > tau)
     lam[1, 1] = lam[1, 1] * np.exp(0.2j)  # complex pair member at 2 ps
-    flags = kp.timescale_flags(lags, lam, t, t * 0.9, t * 1.1)
+    flags = timescale_flags(lags, lam, t, t * 0.9, t * 1.1)
     assert flags.negative[0, 1] and flags.complex[1, 1] and not flags.resolved[0, 1]
     assert flags.labels(0) == ["resolved", "negative"]
-    choice = kp.select_tau_star(lags, t, t * 0.9, t * 1.1, lam)
+    choice = select_tau_star(lags, t, t * 0.9, t * 1.1, lam)
     assert lags[choice.index] == 5.0, choice.reason
     assert "negative eigenvalue" in choice.reason and "complex eigenvalue" in choice.reason
     # Without eigenvalues the same timescales give 1 ps: the flags are what moves tau*
     # (process 2 is below the line from 10 ps on).
-    assert kp.select_tau_star(lags, t, t * 0.9, t * 1.1).index == 0
+    assert select_tau_star(lags, t, t * 0.9, t * 1.1).index == 0
 
 
 def test_negative_and_complex_eigenvalues_in_the_tables() -> None:
@@ -278,7 +282,7 @@ def test_reversible_estimator_matches_deeptime() -> None:
     flat = x.reshape(-1, 2, 3)
     traj, frame = np.repeat(np.arange(4), 3000), np.tile(np.arange(3000), 4)
     lag = 5
-    k, _ = kp.estimate_koopman(flat, traj, frame, lag, estimator="reversible")
+    k, _ = estimate_koopman(flat, traj, frame, lag, estimator="reversible")
     series = [x[i, :, s].astype(np.float64) for i in range(4) for s in range(2)]
     cov = Covariance(lagtime=lag, compute_c0t=True, reversible=True, remove_data_mean=False,
                      bessels_correction=False).fit(series).fetch_model()  # fmt: skip
@@ -293,7 +297,7 @@ def test_reversible_estimator_matches_deeptime() -> None:
     nonrev = kp.KoopmanModel.estimate(list(x[:, :, 0]), float(lag), 1.0)
     assert not np.allclose(nonrev.koopman_matrix, km.koopman_matrix, atol=1e-6)
     with pytest.raises(InputError, match="estimator"):
-        kp.estimate_koopman(flat, traj, frame, lag, estimator="symmetric")
+        estimate_koopman(flat, traj, frame, lag, estimator="symmetric")
 
 
 # --------------------------------------------------------------------------------------

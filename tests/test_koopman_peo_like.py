@@ -233,8 +233,8 @@ def test_without_the_selection_the_panels_run_away(peo, tmp_path) -> None:
 
 
 def test_paper_comparison_names_the_near_empty_state(peo) -> None:
-    from gdyn import compare
     from gdyn import config as gc
+    from gdyn.compare.report import build_comparison
 
     root = Path(__file__).resolve().parents[1]
     systems = {"peo": gc.load_yaml(root / "config/paper.yaml")["systems"]["peo"]}
@@ -242,7 +242,7 @@ def test_paper_comparison_names_the_near_empty_state(peo) -> None:
     inputs = {"peo:gdynet-s4:summary.json": str(out / "summary.json"),
               "peo:gdynet-s4:populations.csv": str(out / "populations.csv"),
               "peo:charge.csv": str(peo["charge"])}  # fmt: skip
-    table, _ = compare.build_comparison(systems, inputs)
+    table, _ = build_comparison(systems, inputs)
     rows = table.set_index("quantity")
     assert "near-empty" in rows.loc["population of state 3", "status"]
     assert np.isnan(rows.loc["population of state 3", "run_value"])

@@ -13,8 +13,8 @@ from deeptime.markov import TransitionCountEstimator
 from deeptime.markov.msm import MaximumLikelihoodMSM
 
 from gdyn.errors import InputError
+from gdyn.koopman.eigen import spectrum
 from gdyn.koopman.estimate import estimate_koopman
-from gdyn.koopman.spectrum import spectrum
 from gdyn.train import GDyNetModel
 from gdyn.train.estimators import train
 from gdyn.train.memberships import MembershipMap, fit_memberships

@@ -22,10 +22,13 @@ import torch
 from gdyn import train as gt
 from gdyn.cli import main
 from gdyn.errors import InputError
-from gdyn.graph import build_store, nearest_neighbours
+from gdyn.graph import build_store
+from gdyn.graph.search import nearest_neighbours
+from gdyn.train import batches as gb
 from gdyn.train import data as gd
 from gdyn.train import loop as gl
 from gdyn.train.onthefly import OnTheFlyGraphs, as_stored, on_the_fly, survey
+from gdyn.train.settings import resolve_settings
 from gdyn.trajectory import load_trajectory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +99,7 @@ def dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 def _problem(data: dict, live: bool, stride: int = 1, cache_mb: float = 0) -> gl.Problem:
-    settings = gt.resolve_settings({"frame_stride": stride})
+    settings = resolve_settings({"frame_stride": stride})
     graph = ({"n_neighbors": data["m"], "prune": True, "store": False, "cache_mb": cache_mb}
              if live else None)
     return gl.prepare("gdynet", 2, 0.2 * stride, data["paths"],
@@ -237,7 +240,7 @@ def test_stride_grid_surveys_the_grid_frames_only(tmp_path: Path) -> None:
 
 def test_unpruned_rows_are_every_atom(tmp_path: Path) -> None:
     data = _dataset(tmp_path, "liquid", 6)
-    settings = gt.resolve_settings({})
+    settings = resolve_settings({})
     problem = gl.prepare("gdynet", 2, 0.2, data["paths"], {}, settings,
                          {"n_neighbors": 6, "prune": False, "store": False})
     p = problem.parts["train"][0]
@@ -282,13 +285,13 @@ def test_vampnet_inputs_from_the_grid_cache_equal_direct(tmp_path: Path) -> None
     piece = gd.load_piece(data["paths"]["test"][1], None, 3)
     gd.set_grid([piece], 3)
     frames = np.array([piece.grid_frames()[2], 1, 2, piece.grid_frames()[0]])  # on and off grid
-    got = gd.vampnet_batch([piece], np.zeros(len(frames), dtype=np.int64), frames)
+    got = gb.vampnet_batch([piece], np.zeros(len(frames), dtype=np.int64), frames)
     assert piece.positions is not None
-    want = gd.fractional_targets(piece, frames)
+    want = gb.fractional_targets(piece, frames)
     assert np.array_equal(got.numpy(), want)
     on_grid = piece.grid_frames()[[3, 1]]
-    got = gd.vampnet_batch([piece], np.zeros(2, dtype=np.int64), on_grid)
-    assert np.array_equal(got.numpy(), gd.fractional_targets(piece, on_grid))
+    got = gb.vampnet_batch([piece], np.zeros(2, dtype=np.int64), on_grid)
+    assert np.array_equal(got.numpy(), gb.fractional_targets(piece, on_grid))
 
 
 def test_cli_trains_without_stores(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -24,6 +24,13 @@ from gdyn import cli, compare, layout, plots
 from gdyn import config as gc
 from gdyn.analysis import representative_configurations
 from gdyn.cli import figures as figures_cli
+from gdyn.compare.headlines import global_timescale_from_local, local_koopman_matrix
+from gdyn.compare.report import build_comparison
+from gdyn.compare.roles import NOT_RUN, system_roles
+from gdyn.errors import InputError
+from gdyn.plots.figures import FIGURE_BUILDERS
+from gdyn.plots.registry import FIGURE_INPUTS, TABLE_INPUTS
+from gdyn.plots.tables import TABLE_BUILDERS
 from gdyn.trajectory import Trajectory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,7 +249,7 @@ def figure_inputs(root: Path, name: str) -> dict[str, str]:
 
 def test_wiring_requests_what_each_figure_draws() -> None:
     systems = paper_systems()
-    for name, keys in (plots.FIGURE_INPUTS | plots.TABLE_INPUTS).items():
+    for name, keys in (FIGURE_INPUTS | TABLE_INPUTS).items():
         assert set(plots.figure_input_paths(name, systems)) == set(keys), name
     assert plots.figure_input_paths("supp_fig1", systems) == {
         "timescales": "results/koopman/toy/vampnet-s8/timescales.csv"
@@ -250,21 +257,21 @@ def test_wiring_requests_what_each_figure_draws() -> None:
     fig2 = plots.figure_input_paths("fig2", systems)
     assert fig2["vampnet_positions"] == "results/structure/toy/positions-vampnet-s2.csv"
     del systems["siau"]
-    with pytest.raises(plots.InputError, match="fig3: no system"):
+    with pytest.raises(InputError, match="fig3: no system"):
         plots.figure_input_paths("fig3", systems)
 
 
 def test_cli_choices_match_the_builders() -> None:
     # gdyn.cli.figures builds its parser from gdyn.layout without importing gdyn.plots.
-    assert sorted(layout.FIGURES) == sorted(plots.FIGURE_BUILDERS)
-    assert sorted(layout.TABLES) == sorted(plots.TABLE_BUILDERS)
+    assert sorted(layout.FIGURES) == sorted(FIGURE_BUILDERS)
+    assert sorted(layout.TABLES) == sorted(TABLE_BUILDERS)
     assert figures_cli.PNG_DPI == plots.style.PNG_DPI
 
 
 # ----------------------------------------------------------------------------- figures
 
 
-@pytest.mark.parametrize("name", sorted(plots.FIGURE_BUILDERS))
+@pytest.mark.parametrize("name", sorted(FIGURE_BUILDERS))
 def test_figure_renders_valid_pdf_and_png(data: Path, tmp_path: Path, name: str) -> None:
     pdf, png = tmp_path / f"{name}.pdf", tmp_path / f"{name}.png"
     status = cli.main(["figure", name, str(pdf), "--png", str(png), "--dpi", "150",
@@ -316,7 +323,7 @@ def test_ck_needs_a_single_tau(data: Path, tmp_path: Path) -> None:
     bad = tmp_path / "ck.csv"
     ck.to_csv(bad, index=False)
     ins = figure_inputs(data, "fig4") | {"ck": str(bad)}
-    with pytest.raises(plots.InputError, match="tau_ps"):
+    with pytest.raises(InputError, match="tau_ps"):
         plots.render_figure("fig4", ins, tmp_path / "f.pdf")
 
 
@@ -351,7 +358,7 @@ def test_supp_table1_rejects_two_r_star_per_state(data: Path, tmp_path: Path) ->
     charge.loc[1, "r_star_A"] += 1.0
     bad = tmp_path / "charge.csv"
     charge.to_csv(bad, index=False)
-    with pytest.raises(plots.InputError, match="r_star_A"):
+    with pytest.raises(InputError, match="r_star_A"):
         plots.render_table("supp_table1", {"charge": str(bad)}, tmp_path / "t.csv", None)
 
 
@@ -382,14 +389,14 @@ def test_global_timescale_from_local_reproduces_supp_note_2() -> None:
     tau = 10.0
     lam, p_slow = math.exp(-tau / 42.3), math.exp(-tau / 531.0)
     k_local = np.array([[p_slow, 1 - p_slow], [1 - (lam + 1 - p_slow), lam + 1 - p_slow]])
-    assert compare.global_timescale_from_local(k_local, tau) == pytest.approx(531.0, rel=1e-9)
+    assert global_timescale_from_local(k_local, tau) == pytest.approx(531.0, rel=1e-9)
     # Which state is octahedral does not matter.
     swapped = k_local[::-1, ::-1]
-    assert compare.global_timescale_from_local(swapped, tau) == pytest.approx(531.0, rel=1e-9)
+    assert global_timescale_from_local(swapped, tau) == pytest.approx(531.0, rel=1e-9)
 
 
 def test_local_koopman_matrix_has_the_given_spectrum() -> None:
-    k = compare.local_koopman_matrix(42.3, [0.7, 0.3], 10.0)
+    k = local_koopman_matrix(42.3, [0.7, 0.3], 10.0)
     np.testing.assert_allclose(k.sum(axis=1), 1.0)
     np.testing.assert_allclose(np.array([0.7, 0.3]) @ k, [0.7, 0.3])
     lam = np.sort(np.linalg.eigvals(k).real)[0]
@@ -450,7 +457,7 @@ def test_comparison_has_paper_numbers_and_run_values(data: Path, tmp_path: Path)
     assert by_q.loc[
         "slowest timescale of the 8-state global VAMPnet", "run_value"
     ] == pytest.approx(vamp8["timescales_ps"][0])
-    k_local = compare.local_koopman_matrix(
+    k_local = local_koopman_matrix(
         toy_sum["timescales_ps"][0], toy_sum["populations"], 10.0
     )
     slow = max(k_local[0, 0], k_local[1, 1], math.exp(-10.0 / toy_sum["timescales_ps"][0]))
@@ -472,7 +479,7 @@ def test_comparison_has_paper_numbers_and_run_values(data: Path, tmp_path: Path)
 
     # Si-Au is not in this config: its rows say so; nothing else does.
     siau = table[table["role"] == "siau"]
-    assert (siau["status"] == compare.NOT_RUN).all() and siau["run_value"].isna().all()
+    assert (siau["status"] == NOT_RUN).all() and siau["run_value"].isna().all()
     assert (table[table["role"] != "siau"]["status"] == "ok").all()
     # Each section names the data source; the simulated toy is flagged as a different potential.
     text = md.read_text()
@@ -495,7 +502,7 @@ def test_comparison_says_which_models_are_missing(tmp_path: Path) -> None:
         "toy:gdynet-s2:populations.csv",
     }
     write_koopman(tmp_path / "koopman/toy/gdynet-s2", "gdynet", 2, [5.0, 10.0], 10.0, 3)
-    table, text = compare.build_comparison(systems, inputs)
+    table, text = build_comparison(systems, inputs)
     status = table.set_index("quantity")["status"]
     assert (
         status["global VAMPnet relaxation timescale (2 states)"]
@@ -503,15 +510,15 @@ def test_comparison_says_which_models_are_missing(tmp_path: Path) -> None:
     )
     assert status["slowest timescale of the 8-state global VAMPnet"].startswith("no VAMPnet")
     assert status["GDyNet relaxation timescale (2 states)"] == "ok"
-    assert (table[table.role == "peo"]["status"] == compare.NOT_RUN).all()
+    assert (table[table.role == "peo"]["status"] == NOT_RUN).all()
     assert "not run in this config" in text
 
 
 def test_roles_follow_the_figures_list() -> None:
     paper = gc.load_yaml(ROOT / "config/paper.yaml")["systems"]
-    assert compare.system_roles(paper) == {"toy": ["li2s"], "siau": ["siau"], "peo": ["peo"]}
+    assert system_roles(paper) == {"toy": ["li2s"], "siau": ["siau"], "peo": ["peo"]}
     default = gc.load_yaml(ROOT / "config/config.yaml")["systems"]
-    assert compare.system_roles(default) == {"toy": ["toy"], "siau": [], "peo": []}
+    assert system_roles(default) == {"toy": ["toy"], "siau": [], "peo": []}
 
 
 # ----------------------------------------------------------------------------- report captions
@@ -523,7 +530,7 @@ def test_every_figure_and_table_has_a_clean_caption() -> None:
 
     schema = gc.load_yaml(ROOT / "workflow/schemas/config.schema.yaml")
     names = set(re.findall(r"\b(?:fig\d|supp_fig\d|supp_table\d)\b", json.dumps(schema)))
-    assert names == set(plots.FIGURE_BUILDERS) | set(plots.TABLE_BUILDERS)
+    assert names == set(FIGURE_BUILDERS) | set(TABLE_BUILDERS)
 
     class Snakemake:  # what Snakemake hands a caption template
         params = type("Params", (), {"data_label": "Materials Cloud peo-traj-{a..e}.npz"})

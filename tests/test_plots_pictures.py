@@ -20,11 +20,19 @@ from test_render import _ovito_or_skip
 
 from gdyn import cli, layout, plots
 from gdyn import config as gc
-from gdyn.analysis import Piece, Representative, representative_frames, shell_members
-from gdyn.analysis.representative import DEFAULT_SHELL_RADIUS_A, shell_radii
+from gdyn.analysis.inputs import Piece
+from gdyn.analysis.representative import (
+    DEFAULT_SHELL_RADIUS_A,
+    Representative,
+    representative_frames,
+    shell_members,
+    shell_radii,
+)
 from gdyn.errors import InputError
 from gdyn.plots import render as R
 from gdyn.plots import style
+from gdyn.plots.figures import figure_fig2, figure_fig3, figure_fig4
+from gdyn.plots.io import read_snapshot
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +130,7 @@ def test_fig2_panel_a_is_the_fcc_cell_next_to_the_energy_profile(
     systems: dict, renderer: R.BackendChoice
 ) -> None:
     with style.paper_style():
-        fig = plots.figure_fig2(systems["fig2"], renderer=renderer)
+        fig = figure_fig2(systems["fig2"], renderer=renderer)
     p = panels(fig)
     assert set(p) == {"a", "b", "c", "d"}
     img = picture(p["a"])
@@ -138,7 +146,7 @@ def test_fig2_panel_a_is_the_fcc_cell_next_to_the_energy_profile(
 
 def test_fig3_has_all_of_the_papers_panels(systems: dict, renderer: R.BackendChoice) -> None:
     with style.paper_style():
-        fig = plots.figure_fig3(systems["fig3"], renderer=renderer)
+        fig = figure_fig3(systems["fig3"], renderer=renderer)
     p = panels(fig)
     assert set(p) == set("abcdef")
     a, b = picture(p["a"]), picture(p["b"])
@@ -146,7 +154,7 @@ def test_fig3_has_all_of_the_papers_panels(systems: dict, renderer: R.BackendCho
     for z in (14, 79):
         assert R.any_pixel_near(a, R.element_colors([z])[0], 40.0), z
     # (b) the states present in the slab, in their colours, and no Au.
-    atoms = plots.read_snapshot(systems["fig3"]["snapshot"])
+    atoms = read_snapshot(systems["fig3"]["snapshot"])
     frac_y = atoms.get_scaled_positions(wrap=True)[:, 1]
     in_slab = (np.abs(frac_y - 0.5) <= 0.25) & (atoms.arrays["state"] >= 0)
     present = sorted(set(atoms.arrays["state"][in_slab].tolist()))
@@ -160,7 +168,7 @@ def test_fig3_has_all_of_the_papers_panels(systems: dict, renderer: R.BackendCho
 
 def test_fig4_has_all_of_the_papers_panels(systems: dict, renderer: R.BackendChoice) -> None:
     with style.paper_style():
-        fig = plots.figure_fig4(systems["fig4"], renderer=renderer)
+        fig = figure_fig4(systems["fig4"], renderer=renderer)
     p = panels(fig)
     assert set(p) == set("abcdef")
     a = picture(p["a"])
@@ -226,7 +234,7 @@ def test_the_figure_says_when_the_fallback_drew_the_pictures(
 
     monkeypatch.setattr(R, "_render_ovito", no_vulkan)
     with style.paper_style():
-        fig = plots.figure_fig2(systems["fig2"])  # renderer "auto"
+        fig = figure_fig2(systems["fig2"])  # renderer "auto"
     assert figure_texts(fig)[-1] == (
         "Pictures drawn with the matplotlib fallback: OVITO unavailable (RuntimeError: Could "
         "not initialize the Vulkan graphics backend.).")

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 from conftest import check_png, pdf_pages, pdf_subject
 
-from gdyn import compare
 from gdyn import config as gc
+from gdyn.compare.roles import NOT_RUN
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "e2e" / "tiny.yaml"
@@ -144,7 +144,7 @@ def test_tables_match_the_csvs_they_come_from(tiny_run: Path) -> None:
     assert "largest: 3" in big["note"]
     # Si-Au and PEO are not in the tiny config, and the toy is flagged as simulated.
     other = table[table["role"] != "toy"]
-    assert (other["status"] == compare.NOT_RUN).all()
+    assert (other["status"] == NOT_RUN).all()
     assert table.loc[table["role"] == "toy", "run_data"].str.contains("simulated").all()
     md = (res / "tables" / "paper_comparison.md").read_text()
     assert "different potential parametrisation" in md and "not run in this config" in md

@@ -22,7 +22,6 @@ from conftest import check_png
 from gdyn.errors import InputError
 from gdyn.koopman.model_selection import candidate_table, select
 from gdyn.models.vampnet import VAMPNetModule
-from gdyn.train import score_probs
 from gdyn.train.align import (
     agreement,
     hard_agreement,
@@ -31,6 +30,7 @@ from gdyn.train.align import (
     permute_output_layer,
     population_order,
 )
+from gdyn.train.loop import score_probs
 
 # ----------------------------------------------------------------------------- alignment
 

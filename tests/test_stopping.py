@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from gdyn.errors import InputError
-from gdyn.train import GDyNet, resolve_settings
+from gdyn.train import GDyNet
 from gdyn.train import loop as gl
 from gdyn.train.estimators import train
+from gdyn.train.settings import resolve_settings
 from gdyn.train.stopping import curve, stopping_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -17,6 +17,10 @@ import pytest
 from scipy.special import erf, sph_harm_y
 
 from gdyn import analysis as st
+from gdyn.analysis.inputs import Piece
+from gdyn.analysis.profile import state_profile
+from gdyn.analysis.q3 import steinhardt_q3
+from gdyn.analysis.rdf import first_shell, rdf_counts, rdf_from_counts
 from gdyn.cli import main
 from gdyn.errors import InputError
 
@@ -45,8 +49,8 @@ def test_ideal_gas_gives_g_one_in_triclinic_cell(r_max: float) -> None:
     probs = rng.dirichlet([1.0, 1.0], size=(n_frames, n_ref))
     lats = np.repeat(lat[None], n_frames, 0)
     for element in (8, 3):  # other species, and the reference species itself (self excluded)
-        counts = st.rdf_counts(coords, lats, sets, types, probs, element, r_max, 20)
-        r, g, n = st.rdf_from_counts(counts, r_max)
+        counts = rdf_counts(coords, lats, sets, types, probs, element, r_max, 20)
+        r, g, n = rdf_from_counts(counts, r_max)
         # Poisson error of each bin from its expected count.
         shell = 4 / 3 * np.pi * np.diff(np.linspace(0, r_max, 21) ** 3)
         expected = counts.weight_rho[:, None] * shell[None]
@@ -68,9 +72,9 @@ def test_ideal_gas_gives_g_one_in_triclinic_cell(r_max: float) -> None:
 def test_fcc_primitive_cell_gives_exact_shells() -> None:
     # One atom in the triclinic primitive FCC cell (a = 1): every shell comes from images.
     lat = np.array([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]])[None]
-    counts = st.rdf_counts(np.zeros((1, 1, 3)), lat, np.array([[0]]), np.array([16]),
+    counts = rdf_counts(np.zeros((1, 1, 3)), lat, np.array([[0]]), np.array([16]),
                            np.ones((1, 1, 1)), 16, 1.7, 1700)
-    r, _, n = st.rdf_from_counts(counts, 1.7)
+    r, _, n = rdf_from_counts(counts, 1.7)
     shells = {1 / math.sqrt(2): 12, 1.0: 6, math.sqrt(1.5): 24, math.sqrt(2): 12,
               math.sqrt(2.5): 24}
     cumulative = 0
@@ -89,8 +93,8 @@ def test_fcc_conventional_cell_two_states_and_density_normalisation() -> None:
     coords = (FCC_BASIS * a)[None]
     sets = np.arange(4)[:, None]
     probs = np.array([[[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.25, 0.75]]])
-    counts = st.rdf_counts(coords, lat, sets, np.full(4, 29), probs, 29, 6.0, 600)
-    r, g, n = st.rdf_from_counts(counts, 6.0)
+    counts = rdf_counts(coords, lat, sets, np.full(4, 29), probs, 29, 6.0, 600)
+    r, g, n = rdf_from_counts(counts, 6.0)
     for i in range(2):
         assert np.all(n[i][r < 2.0] == 0)  # the reference never counts itself
         assert n[i][np.searchsorted(r, a / math.sqrt(2) + 0.05)] == pytest.approx(12)
@@ -117,11 +121,11 @@ def test_interstitial_sites_give_4_and_6_sulfur_neighbours() -> None:
     coords, site = _interstitial_frames(40, rng)
     probs = np.eye(2)[site][:, None, :]  # state 0 = octahedral
     lats = np.repeat(np.eye(3)[None] * 6.5, 40, 0)
-    counts = st.rdf_counts(coords, lats, np.array([[0]]), np.array([3, 16, 16, 16, 16]),
+    counts = rdf_counts(coords, lats, np.array([[0]]), np.array([3, 16, 16, 16, 16]),
                            probs, 16, 4.5, 180)
-    r, g, n = st.rdf_from_counts(counts, 4.5)
-    r_oct, n_oct = st.first_shell(r, g[0], n[0])
-    r_tet, n_tet = st.first_shell(r, g[1], n[1])
+    r, g, n = rdf_from_counts(counts, 4.5)
+    r_oct, n_oct = first_shell(r, g[0], n[0])
+    r_tet, n_tet = first_shell(r, g[1], n[1])
     assert n_oct == pytest.approx(6.0)
     assert n_tet == pytest.approx(4.0)
     assert 3.25 < r_oct < 4.0
@@ -138,12 +142,12 @@ def test_first_shell_edge_of_broad_noisy_shell_and_of_liquid_like_rdf() -> None:
     g = np.clip(g, 0, None)
     n = np.cumsum(g * r**2)
     n *= 6.0 / n[-1]
-    r_min, n_min = st.first_shell(r, g, n)
+    r_min, n_min = first_shell(r, g, n)
     assert 4.2 <= r_min < 4.4 and n_min == pytest.approx(6.0)
     # A liquid-like g: first peak, a real minimum, second shell, g -> 1.
     g = (1 + 2.0 * np.exp(-0.5 * ((r - 2.5) / 0.2) ** 2) - 0.6 * np.exp(-0.5 * ((r - 3.2) / 0.25) ** 2)
          + 0.3 * np.exp(-0.5 * ((r - 4.0) / 0.3) ** 2)) * (r > 2.0)
-    r_min, _ = st.first_shell(r, g, np.cumsum(g))
+    r_min, _ = first_shell(r, g, np.cumsum(g))
     assert r_min == pytest.approx(r[np.argmin(np.where((r > 2.6) & (r < 3.8), g, 9))], abs=0.05)
 
 
@@ -227,20 +231,20 @@ def _q3_bruteforce(pos: np.ndarray, lat: np.ndarray, k: int) -> np.ndarray:
 def test_q3_diamond_and_simple_cubic() -> None:
     a = 5.43
     diamond = np.concatenate([FCC_BASIS, FCC_BASIS + 0.25]) * a
-    q_dia = st.steinhardt_q3(diamond, np.eye(3) * a, 4)
+    q_dia = steinhardt_q3(diamond, np.eye(3) * a, 4)
     q_ref = _q3_bruteforce(diamond, np.eye(3) * a, 4)
     np.testing.assert_allclose(q_dia, q_ref, atol=1e-4)
     np.testing.assert_allclose(q_dia, 0.7454, atol=1e-3)  # perfect tetrahedron
     sc = (np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3) * 2.5)
     # freud works in float32: centrosymmetric q3 = 0 to ~1e-4.
-    np.testing.assert_allclose(st.steinhardt_q3(sc, np.eye(3) * 7.5, 6), 0.0, atol=1e-3)
+    np.testing.assert_allclose(steinhardt_q3(sc, np.eye(3) * 7.5, 6), 0.0, atol=1e-3)
 
 
 def test_q3_matches_independent_implementation_in_triclinic_cell() -> None:
     rng = np.random.default_rng(3)
     lat = _triclinic()
     pos = rng.random((40, 3)) @ lat
-    np.testing.assert_allclose(st.steinhardt_q3(pos, lat, 4), _q3_bruteforce(pos, lat, 4),
+    np.testing.assert_allclose(steinhardt_q3(pos, lat, 4), _q3_bruteforce(pos, lat, 4),
                                atol=1e-4)
 
 
@@ -367,9 +371,9 @@ def test_state_profile_separates_halves() -> None:
     coords = rng.random((n_frames, n, 3)) @ lat
     upper = coords[..., 2] >= 10.0
     probs = np.stack([upper, ~upper], -1).astype(float)
-    piece = st.Piece("p", Path("p"), coords, np.repeat(lat[None], n_frames, 0), np.ones(n, int),
+    piece = Piece("p", Path("p"), coords, np.repeat(lat[None], n_frames, 0), np.ones(n, int),
                      np.arange(n)[:, None], probs, 1.0, 0)
-    z, dens = st.state_profile([piece], "z", 20)
+    z, dens = state_profile([piece], "z", 20)
     assert np.all(dens[0][z < 10] == 0) and np.all(dens[1][z > 10] == 0)
     assert dens.sum() * 1.0 == pytest.approx(n)  # bins are 1 A wide
 

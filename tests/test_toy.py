@@ -20,6 +20,15 @@ import pytest
 
 from gdyn import toy
 from gdyn.errors import InputError
+from gdyn.toy.md import energies_and_forces, make_context
+from gdyn.toy.potential import (
+    EV_TO_KJ_PER_MOL,
+    S_BASIS,
+    boltzmann_tet_population,
+    born_mayer_energy_eV,
+    steps_per_frame,
+)
+from gdyn.toy.sites import label_sites, two_state_msm
 
 pytest.importorskip("openmm")
 
@@ -52,7 +61,7 @@ def test_site_energies_match_closed_form() -> None:
     e = toy.site_energies_meV(S)
     tet = _analytic_energy_meV([A * math.sqrt(3) / 4] * 4)
     saddle = _analytic_energy_meV([A / math.sqrt(6)] * 3)
-    assert toy.born_mayer_energy_eV(np.array([0.5, 0.5, 0.5]) * A, S) == 0.0
+    assert born_mayer_energy_eV(np.array([0.5, 0.5, 0.5]) * A, S) == 0.0
     assert e["tet"] == pytest.approx(tet, rel=1e-12)
     assert e["barrier"] == pytest.approx(saddle, rel=1e-12)
     assert e["tet"] == pytest.approx(0.32, abs=0.01)  # documented in docs/toy.md
@@ -81,26 +90,26 @@ def _sample_points(n: int, max_energy_eV: float, seed: int = 0) -> np.ndarray:
     """Random (also unwrapped) positions where the Li can actually go."""
     rng = np.random.default_rng(seed)
     p = rng.uniform(-A, 2 * A, size=(20 * n, 3))
-    keep = toy.born_mayer_energy_eV(p, S) < max_energy_eV
+    keep = born_mayer_energy_eV(p, S) < max_energy_eV
     # points close to the walls, where forces are large, are the interesting ones
-    e = toy.born_mayer_energy_eV(p[keep], S)
+    e = born_mayer_energy_eV(p[keep], S)
     order = np.argsort(-e)
     return p[keep][order[:n]]
 
 
 def test_openmm_energy_equals_the_lattice_sum() -> None:
     pts = _sample_points(40, 2.0)
-    energy, _ = toy.energies_and_forces(S, pts)
-    assert float(energy) == pytest.approx(toy.born_mayer_energy_eV(pts, S).sum(), rel=1e-9)
+    energy, _ = energies_and_forces(S, pts)
+    assert float(energy) == pytest.approx(born_mayer_energy_eV(pts, S).sum(), rel=1e-9)
 
 
 def test_forces_are_minus_the_numerical_gradient() -> None:
     from openmm import unit
 
     pts = _sample_points(12, 1.0, seed=1)
-    _, forces = toy.energies_and_forces(S, pts)
+    _, forces = energies_and_forces(S, pts)
     assert np.abs(forces).max() > 5.0  # eV/A: the points probe the steep wall
-    context, _ = toy.make_context(S, pts)
+    context, _ = make_context(S, pts)
     h = 1e-5
     numeric = np.zeros_like(forces)
     for i in range(len(pts)):
@@ -112,7 +121,7 @@ def test_forces_are_minus_the_numerical_gradient() -> None:
                 context.setPositions((moved * 0.1).tolist())
                 state = context.getState(getEnergy=True)
                 energies.append(state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
-            numeric[i, d] = -(energies[0] - energies[1]) / (2 * h) / toy.EV_TO_KJ_PER_MOL
+            numeric[i, d] = -(energies[0] - energies[1]) / (2 * h) / EV_TO_KJ_PER_MOL
     np.testing.assert_allclose(forces, numeric, rtol=1e-5, atol=1e-6 * np.abs(forces).max())
     # and the independent numpy lattice sum gives the same gradient
     grad = np.zeros_like(forces)
@@ -120,7 +129,7 @@ def test_forces_are_minus_the_numerical_gradient() -> None:
         step = np.zeros(3)
         step[d] = h
         grad[:, d] = (
-            toy.born_mayer_energy_eV(pts + step, S) - toy.born_mayer_energy_eV(pts - step, S)
+            born_mayer_energy_eV(pts + step, S) - born_mayer_energy_eV(pts - step, S)
         ) / (2 * h)
     np.testing.assert_allclose(forces, -grad, rtol=1e-5, atol=1e-6 * np.abs(forces).max())
 
@@ -129,21 +138,21 @@ def test_forces_are_minus_the_numerical_gradient() -> None:
 
 
 def test_site_labels_of_known_points() -> None:
-    lab = toy.label_sites(np.vstack([toy.OCT_SITES, toy.TET_SITES]) * A, A)
+    lab = label_sites(np.vstack([toy.OCT_SITES, toy.TET_SITES]) * A, A)
     assert lab.tolist() == [0] * 4 + [1] * 8
     # periodic images (unwrapped coordinates) get the same label
     shifted = (np.vstack([toy.OCT_SITES, toy.TET_SITES]) + np.array([3, -2, 1])) * A
-    assert toy.label_sites(shifted, A).tolist() == lab.tolist()
+    assert label_sites(shifted, A).tolist() == lab.tolist()
     # just either side of the shared face centre (1/3, 1/3, 1/3) a on [111]
     eps = 1e-6
     pts = np.array([[1 / 3 - eps] * 3, [1 / 3 + eps] * 3]) * A
-    assert toy.label_sites(pts, A).tolist() == [1, 0]
+    assert label_sites(pts, A).tolist() == [1, 0]
 
 
 def test_site_labels_split_the_cell_two_thirds_octahedral() -> None:
     # 4 octahedra of volume a^3/6 and 8 tetrahedra of volume a^3/24 fill the cubic cell
     rng = np.random.default_rng(7)
-    lab = toy.label_sites(rng.uniform(0, A, size=(400_000, 3)), A)
+    lab = label_sites(rng.uniform(0, A, size=(400_000, 3)), A)
     assert lab.dtype == np.int8
     assert 1 - lab.mean() == pytest.approx(2 / 3, abs=4 * math.sqrt(2 / 9 / 400_000))
 
@@ -165,7 +174,7 @@ def test_two_state_msm_matches_deeptime_and_the_analytic_chain() -> None:
     t = np.array([[0.98, 0.02], [0.10, 0.90]])
     trajs = [_markov_chain(t, 40_000, seed) for seed in (1, 2, 3)]
     lag = 3
-    ours = toy.two_state_msm(trajs, lag)
+    ours = two_state_msm(trajs, lag)
     counts = (
         TransitionCountEstimator(lagtime=lag, count_mode="sliding")
         .fit([x.astype(int) for x in trajs])
@@ -200,7 +209,7 @@ def test_settings_errors_name_the_key() -> None:
     with pytest.raises(InputError, match="'n_li': expected an integer"):
         toy.parse_settings({"n_li": 2.5})
     with pytest.raises(InputError, match="whole multiple of timestep_fs"):
-        toy.steps_per_frame(toy.parse_settings({"timestep_fs": 3.0}), 0.1)
+        steps_per_frame(toy.parse_settings({"timestep_fs": 3.0}), 0.1)
 
 
 def test_bad_platform_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -208,7 +217,7 @@ def test_bad_platform_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path
 
     monkeypatch.setattr("gdyn.cli.STAGES", ("toy",))  # independent of other stages
     with pytest.raises(toy.SimulationError, match=r"'NoSuchPlatform' is not available.*Reference"):
-        toy.make_context(S, np.zeros((1, 3)), platform="NoSuchPlatform")
+        make_context(S, np.zeros((1, 3)), platform="NoSuchPlatform")
     status = main(["simulate-toy", str(tmp_path / "j.npz"), "--li", "0", "--platform", "NoSuch"])
     assert status == 1 and not (tmp_path / "j.npz").exists()
 
@@ -299,12 +308,12 @@ def short_run() -> dict[str, np.ndarray]:
 @pytest.mark.slow
 def test_li_explores_both_site_types(short_run: dict[str, np.ndarray]) -> None:
     lab = short_run["site_label"]
-    np.testing.assert_array_equal(lab, toy.label_sites(short_run["li_coords"], A))
+    np.testing.assert_array_equal(lab, label_sites(short_run["li_coords"], A))
     assert set(np.unique(lab)) == {0, 1}
     stats = toy.site_statistics(lab, 0.1)
     assert stats["tet_entries"] > 20
     # Boltzmann: the sampled tet population is the equilibrium one (9.1 % at 64 K, sd ~1 %)
-    assert stats["tet_fraction"] == pytest.approx(toy.boltzmann_tet_population(S), abs=0.025)
+    assert stats["tet_fraction"] == pytest.approx(boltzmann_tet_population(S), abs=0.025)
     # the Li also hop between octahedral sites (via tet), i.e. they diffuse
     start = toy.OCT_SITES[np.arange(24) % 4] * A
     moved = np.linalg.norm(short_run["li_coords"][-1] - start, axis=1)
@@ -367,11 +376,11 @@ def test_simulate_toy_rules_end_to_end(tmp_path: Path) -> None:
         )
         # the S never move: every frame holds the exact FCC basis
         np.testing.assert_array_equal(
-            raw["traj_coords"][:, 1:], np.broadcast_to(toy.S_BASIS * A, (n_frames, 4, 3))
+            raw["traj_coords"][:, 1:], np.broadcast_to(S_BASIS * A, (n_frames, 4, 3))
         )
         assert raw["site_label"].shape == (n_frames, 1) and raw["site_label"].dtype == np.int8
         np.testing.assert_array_equal(
-            raw["site_label"], toy.label_sites(raw["traj_coords"][:, :1], A)
+            raw["site_label"], label_sites(raw["traj_coords"][:, :1], A)
         )
         # the Li moves and starts (after a 5 ps equilibration) near its octahedral site
         assert np.ptp(raw["traj_coords"][:, 0], axis=0).min() > 0.05

@@ -20,6 +20,12 @@ from scipy import constants
 from gdyn import toy
 from gdyn.errors import InputError
 from gdyn.toy import calibrate
+from gdyn.toy.potential import (
+    LI_MASS_AMU,
+    boltzmann_tet_population,
+    born_mayer_energy_eV,
+    minimum_image_energy_eV,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 S = toy.ToySettings()
@@ -46,8 +52,8 @@ def _load_tool():
 def test_minimum_image_energy_is_the_lattice_sum() -> None:
     rng = np.random.default_rng(5)
     pts = rng.uniform(-A, 2 * A, size=(5000, 3))  # unwrapped positions too
-    brute = toy.born_mayer_energy_eV(pts, S)
-    np.testing.assert_allclose(toy.minimum_image_energy_eV(pts, S), brute, rtol=1e-12, atol=0)
+    brute = born_mayer_energy_eV(pts, S)
+    np.testing.assert_allclose(minimum_image_energy_eV(pts, S), brute, rtol=1e-12, atol=0)
     assert brute.max() > 1.0  # the points probe the wall
 
 
@@ -60,7 +66,7 @@ def test_tst_without_a_potential_is_effusion_through_the_faces() -> None:
     assert tst["z_tet_A3"] == pytest.approx(A**3 / 24, rel=0.01)
     assert tst["tet_population"] == pytest.approx(1 / 3, rel=0.01)
     kt = constants.k * S.temperature_K
-    mass = toy.LI_MASS_AMU * constants.atomic_mass
+    mass = LI_MASS_AMU * constants.atomic_mass
     v_A_per_ps = math.sqrt(kt / (2 * math.pi * mass)) * 1e10 / 1e12
     k_to = v_A_per_ps * 4 * (math.sqrt(3) / 8 * A**2) / (A**3 / 24)
     assert tst["k_tet_to_oct_per_ps"] == pytest.approx(k_to, rel=0.01)
@@ -69,7 +75,7 @@ def test_tst_without_a_potential_is_effusion_through_the_faces() -> None:
 
 def test_quadrature_agrees_with_boltzmann_population_and_converges() -> None:
     tst = calibrate.transition_state_theory(S)
-    assert tst["tet_population"] == pytest.approx(toy.boltzmann_tet_population(S), rel=1e-12)
+    assert tst["tet_population"] == pytest.approx(boltzmann_tet_population(S), rel=1e-12)
     fine = calibrate.transition_state_theory(S, n_grid=60, n_face=800)
     assert fine["relaxation_ps"] == pytest.approx(tst["relaxation_ps"], rel=1e-3)
 
@@ -77,7 +83,7 @@ def test_quadrature_agrees_with_boltzmann_population_and_converges() -> None:
 def test_wall_r_for_population_solves_the_quadrature() -> None:
     wall = calibrate.wall_r_for_population(S, 0.0911)
     solved = dataclasses.replace(S, wall_r_A=wall)
-    assert toy.boltzmann_tet_population(solved) == pytest.approx(0.0911, abs=1e-5)
+    assert boltzmann_tet_population(solved) == pytest.approx(0.0911, abs=1e-5)
     assert wall == pytest.approx(DOC_QUADRATURE["wall_r_A"], abs=1e-3)  # the default's anchor
     # a stronger wall (larger wall_r_A) squeezes the small tetrahedra more
     assert calibrate.wall_r_for_population(S, 0.04) > wall

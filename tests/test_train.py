@@ -15,8 +15,13 @@ import torch
 
 from gdyn import train as gt
 from gdyn.errors import InputError
-from gdyn.graph import build_store, nearest_neighbours
-from gdyn.train.data import open_graphs
+from gdyn.graph import build_store
+from gdyn.graph.search import nearest_neighbours
+from gdyn.train.batches import epoch_permutation, epoch_seed
+from gdyn.train.data import graphs_in_memory, open_graphs
+from gdyn.train.loop import Interrupted, predict_part, prepare
+from gdyn.train.outputs import load_model
+from gdyn.train.settings import resolve_settings
 from gdyn.trajectory import load_trajectory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -119,27 +124,27 @@ def _agreement(probs: np.ndarray, truth: np.ndarray) -> float:
 
 def test_epoch_permutation_is_a_seeded_bijection() -> None:
     for n in (1, 2, 3, 7, 100, 1000, 4097, 65537):
-        img = gt.epoch_permutation(n, 5, 0)
+        img = epoch_permutation(n, 5, 0)
         assert img.dtype == np.int64 and np.array_equal(np.sort(img), np.arange(n))
-        assert np.array_equal(img, gt.epoch_permutation(n, 5, 0))  # pure function
-    img = gt.epoch_permutation(10000, 1, 0)
-    assert not np.array_equal(img, gt.epoch_permutation(10000, 2, 0))  # seed matters
-    assert not np.array_equal(img, gt.epoch_permutation(10000, 1, 1))  # so does the epoch
+        assert np.array_equal(img, epoch_permutation(n, 5, 0))  # pure function
+    img = epoch_permutation(10000, 1, 0)
+    assert not np.array_equal(img, epoch_permutation(10000, 2, 0))  # seed matters
+    assert not np.array_equal(img, epoch_permutation(10000, 1, 1))  # so does the epoch
     # Shuffled: far from the identity and from any short-range order.
     assert abs(np.corrcoef(np.arange(10000), img)[0, 1]) < 0.05
     # It is numpy's permutation of the epoch's seed.
-    expected = np.random.default_rng(gt.epoch_seed(1, 0)).permutation(10000)
+    expected = np.random.default_rng(epoch_seed(1, 0)).permutation(10000)
     assert np.array_equal(img, expected)
 
 
 def test_settings_are_checked() -> None:
-    assert gt.resolve_settings({"lags_ps": [1], "models": {}})["batch_size"] == 16
+    assert resolve_settings({"lags_ps": [1], "models": {}})["batch_size"] == 16
     with pytest.raises(InputError, match="'epoch'"):
-        gt.resolve_settings({"epoch": 3})
+        resolve_settings({"epoch": 3})
     with pytest.raises(InputError, match=r"'batch_size'.*integer >= 2"):
-        gt.resolve_settings({"batch_size": 1})
+        resolve_settings({"batch_size": 1})
     with pytest.raises(InputError, match="'vamp_mode'"):
-        gt.resolve_settings({"vamp_mode": "svd"})
+        resolve_settings({"vamp_mode": "svd"})
 
 
 def test_gdynet_recovers_the_two_states(toy: dict, tmp_path: Path) -> None:
@@ -188,10 +193,10 @@ def test_outputs_follow_the_contract(toy: dict, tmp_path: Path) -> None:
     # model.pt is a plain state_dict and rebuilds the model that wrote probs_test.
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
-    model, _ = gt.load_model(tmp_path)
-    problem = gt.prepare("gdynet", 3, "2ps", toy["parts"], toy["graphs"],
-                         gt.resolve_settings(settings))
-    probs, _, _ = gt.predict_part(model, problem, "test", torch.device("cpu"))
+    model, _ = load_model(tmp_path)
+    problem = prepare("gdynet", 3, "2ps", toy["parts"], toy["graphs"],
+                         resolve_settings(settings))
+    probs, _, _ = predict_part(model, problem, "test", torch.device("cpu"))
     # probs_raw: the network's outputs; probs: their memberships (docs/contracts.md).
     mm = gt.GDyNetModel.load(tmp_path).membership_map
     with np.load(tmp_path / "probs_test.npz") as z:
@@ -203,7 +208,7 @@ def test_vampnet_baseline_outputs(toy: dict, tmp_path: Path) -> None:
     gt.train("vampnet", tmp_path, 2, "1ps", toy["parts"], None, dict(FAST, epochs=2),
              progress=False)
     _check_probs_contract(tmp_path, toy, 2, 1.0)
-    model, cfg = gt.load_model(tmp_path)
+    model, cfg = load_model(tmp_path)
     assert cfg["dims"]["n_inputs"] == 3
     # It sees positions in the cell, so (unlike GDyNet) a translation changes its output.
     x = torch.tensor([[0.1, 0.2, 0.3], [0.6, 0.7, 0.8]])
@@ -221,7 +226,7 @@ def test_resume_after_crash_equals_uninterrupted(toy: dict, tmp_path: Path, ever
                     checkpoint_every_s=every_s)
     _run(toy, tmp_path / "ref", settings)
     # 1024 pairs / 128 = 8 batches per epoch: crash in the middle of the second epoch.
-    with pytest.raises(gt.Interrupted):
+    with pytest.raises(Interrupted):
         _run(toy, tmp_path / "crash", settings, stop=12)
     assert (tmp_path / "crash" / "checkpoint.pt").exists()
     res = _run(toy, tmp_path / "crash", settings)
@@ -274,7 +279,7 @@ def test_sigkill_then_rerun_equals_uninterrupted(toy: dict, tmp_path: Path) -> N
 
 def test_checkpoint_of_other_settings_is_ignored(toy: dict, tmp_path: Path) -> None:
     settings = dict(FAST, epochs=2, max_pairs_per_epoch=1024)
-    with pytest.raises(gt.Interrupted):
+    with pytest.raises(Interrupted):
         _run(toy, tmp_path, settings, stop=20)
     res = _run(toy, tmp_path, dict(settings, learning_rate=0.02))
     assert res["resumed"] is None
@@ -297,7 +302,7 @@ def test_cli_trains_and_rejects_bad_input(toy: dict, tmp_path: Path) -> None:
 def test_graph_store_must_match_its_piece(toy: dict, tmp_path: Path) -> None:
     graphs = dict(toy["graphs"], val=toy["graphs"]["train"])
     with pytest.raises(InputError, match="--val-graphs: expected a graph store named 'li001'"):
-        gt.prepare("gdynet", 2, "1ps", toy["parts"], graphs, gt.resolve_settings({}))
+        prepare("gdynet", 2, "1ps", toy["parts"], graphs, resolve_settings({}))
 
 
 def test_training_reads_strided_compact_stores_and_refuses_other_grids(
@@ -312,8 +317,8 @@ def test_training_reads_strided_compact_stores_and_refuses_other_grids(
             out = tmp_path / part / p.stem
             build_store(load_trajectory(p), out, 12, n_conv=3, progress=False, frame_stride=5)
             graphs[part].append(out)
-    problem = gt.prepare("gdynet", 2, "1ps", toy["parts"], graphs,
-                         gt.resolve_settings({"frame_stride": 10}))
+    problem = prepare("gdynet", 2, "1ps", toy["parts"], graphs,
+                         resolve_settings({"frame_stride": 10}))
     piece = problem.parts["test"][0]
     assert piece.frame_offset == 1500 and piece.graphs.meta["frame_stride"] == 5
     frames = piece.grid_frames()[:6]
@@ -325,12 +330,12 @@ def test_training_reads_strided_compact_stores_and_refuses_other_grids(
         assert np.abs(dist[k] - ref_d).max() <= 2.0**-13
     with pytest.raises(InputError, match=r"li000/meta.json: key 'frame_stride': expected a divisor of "
                        r"the training frame_stride 2 .* got 5"):
-        gt.prepare("gdynet", 2, "1ps", toy["parts"], graphs,
-                   gt.resolve_settings({"frame_stride": 2}))
+        prepare("gdynet", 2, "1ps", toy["parts"], graphs,
+                   resolve_settings({"frame_stride": 2}))
     swapped = dict(graphs, test=[graphs["train"][0], graphs["test"][1]])
     with pytest.raises(InputError, match=r"meta.json: key 'frame_offset': expected 1500"):
-        gt.prepare("gdynet", 2, "1ps", toy["parts"], swapped,
-                   gt.resolve_settings({"frame_stride": 10}))
+        prepare("gdynet", 2, "1ps", toy["parts"], swapped,
+                   resolve_settings({"frame_stride": 10}))
 
 
 def test_graphs_in_memory_equal_a_strided_pruned_store(tmp_path: Path) -> None:
@@ -349,7 +354,7 @@ def test_graphs_in_memory_equal_a_strided_pruned_store(tmp_path: Path) -> None:
     build_store(traj, tmp_path / "s", 6, n_conv=2, progress=False, frame_stride=stride)
     store = open_graphs(tmp_path / "s")
     grid = np.arange((-offset) % stride, n_frames, stride)
-    mem = gt.graphs_in_memory(traj, grid, 6, 2, offset, "piece")
+    mem = graphs_in_memory(traj, grid, 6, 2, offset, "piece")
     np.testing.assert_array_equal(store.frames, grid)
     np.testing.assert_array_equal(mem.rows, store.rows)
     assert len(mem.rows) < n_atoms  # pruning drops rows here

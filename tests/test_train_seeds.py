@@ -17,6 +17,8 @@ import torch
 from gdyn import train as gt
 from gdyn.train import seeds as seeds_mod
 from gdyn.train.align import output_layer
+from gdyn.train.loop import Interrupted
+from gdyn.train.settings import resolve_settings, seed_list
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_train import _cli, two_trajectory_split
@@ -150,7 +152,7 @@ def test_killed_multi_seed_job_resumes_bit_identically(toy: dict, tmp_path: Path
     settings = dict(FAST, seeds=[0, 1], checkpoint_every_s=0.0)
     _train(toy, tmp_path / "ref", settings)
     # 1024 pairs / 64 = 16 steps per epoch, 32 per seed: crash in seed 1's first epoch.
-    with pytest.raises(gt.Interrupted):
+    with pytest.raises(Interrupted):
         _train(toy, tmp_path / "crash", settings, stop_after_batches=32 + 5)
     assert (tmp_path / "crash" / "seed0.pt").exists()
     assert (tmp_path / "crash" / "checkpoint.pt").exists()
@@ -212,13 +214,13 @@ def test_states_are_aligned_to_the_reference(toy: dict, tmp_path: Path) -> None:
 def test_seed_settings_are_checked() -> None:
     from gdyn.errors import InputError
 
-    assert gt.seed_list(gt.resolve_settings({"seed": 7})) == [7]
-    assert gt.seed_list(gt.resolve_settings({"seed": 7, "seeds": [3, 1]})) == [3, 1]
+    assert seed_list(resolve_settings({"seed": 7})) == [7]
+    assert seed_list(resolve_settings({"seed": 7, "seeds": [3, 1]})) == [3, 1]
     for bad in ([], [1, 1], [-1], ["a"], 2):
         with pytest.raises(InputError, match="'seeds'"):
-            gt.resolve_settings({"seeds": bad})
+            resolve_settings({"seeds": bad})
     with pytest.raises(InputError, match="'all_seeds_dead'"):
-        gt.resolve_settings({"all_seeds_dead": "ignore"})
+        resolve_settings({"all_seeds_dead": "ignore"})
     # One seed's run does not depend on the seed list (its checkpoint survives a longer list).
-    s = seeds_mod.seed_settings(gt.resolve_settings({"seeds": [0, 1]}), 1)
+    s = seeds_mod.seed_settings(resolve_settings({"seeds": [0, 1]}), 1)
     assert s["seed"] == 1 and s["seeds"] is None

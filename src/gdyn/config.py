@@ -21,6 +21,7 @@ import yaml
 
 from gdyn.errors import InputError
 from gdyn.layout import AUTO, PARTS, lag_label, parse_lag, raw, toy_trajectory_name
+from gdyn.models import MODEL_KINDS
 from gdyn.split import frame_window
 from gdyn.trajectory import TrajectoryHeader, read_header
 
@@ -512,8 +513,6 @@ class _SystemCheck:
                           f"read from {shown})")
 
     def _koopman(self) -> None:
-        from gdyn.models import MODEL_KINDS
-
         k = self.s.get("koopman") or {}
         models = self.s["train"]["models"]
         for kind in models:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from gdyn.errors import InputError
+
 # errno values that mean "the file system is full" (disk or quota)
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
@@ -193,8 +195,6 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A JSON object file; a missing, malformed or non-object file raises
     :class:`gdyn.errors.InputError` naming ``path``."""
-    from gdyn.errors import InputError
-
     path = Path(path)
     try:
         data = json.loads(path.read_text())

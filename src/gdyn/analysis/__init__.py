@@ -11,7 +11,8 @@ exactly the tables the workflow writes::
 ``trajs`` is a :class:`gdyn.trajectory.Trajectory` or a list of them, ``probs`` the state
 probabilities (F, n_sets, S) of each, aligned frame by frame (NaN rows: unscored). The
 workflow's path, :func:`load_analysis` (test pieces + probabilities at tau*, states in
-Koopman order), gives :class:`Piece` objects that these functions take with ``probs=None``.
+Koopman order), gives :class:`~gdyn.analysis.inputs.Piece` objects that these functions
+take with ``probs=None``.
 
 Modules: :mod:`~gdyn.analysis.inputs` (standard inputs), :mod:`~gdyn.analysis.geometry`,
 :mod:`~gdyn.analysis.rdf`, :mod:`~gdyn.analysis.charge`, :mod:`~gdyn.analysis.profile`
@@ -20,98 +21,37 @@ Modules: :mod:`~gdyn.analysis.inputs` (standard inputs), :mod:`~gdyn.analysis.ge
 The ``gdyn rdf | charge | ...`` commands that write the workflow's files are in
 :mod:`gdyn.cli.analysis`, their rules in workflow/rules/structure.smk.
 
-Importing this package is light (numpy; no pandas, matplotlib, ASE, freud, scipy).
+This package exports what the API, :mod:`gdyn.cli` and :mod:`gdyn.compare` use;
+anything else is imported from the module that defines it. Importing this package is light (numpy; no pandas, matplotlib, ASE, freud, scipy).
 """
 
 from __future__ import annotations
 
-from gdyn.analysis.charge import (
-    charge_curve,
-    charge_integral,
-    charge_table,
-    fit_first_peak,
-    gaussian,
-)
-from gdyn.analysis.geometry import fold_fractional, minimum_image, set_centres
-from gdyn.analysis.inputs import (
-    Analysis,
-    Piece,
-    apply_selection,
-    as_pieces,
-    flag_states,
-    load_analysis,
-    load_summary,
-    match_probs,
-    population_order,
-    read_probs,
-    tau_star_probs_path,
-)
-from gdyn.analysis.profile import (
-    MAX_POSITION_ROWS,
-    positions_table,
-    profile_table,
-    state_profile,
-)
-from gdyn.analysis.q3 import q3_distribution, q3_table, steinhardt_q3
-from gdyn.analysis.rdf import (
-    RdfCounts,
-    first_peak_index,
-    first_shell,
-    rdf_counts,
-    rdf_from_counts,
-    state_weighted_rdf,
-)
-from gdyn.analysis.representative import (
-    Representative,
-    configuration_atoms,
-    representative_configurations,
-    representative_frames,
-    shell_members,
-)
+from gdyn.analysis.charge import charge_integral, charge_table, read_rdf_csv
+from gdyn.analysis.inputs import flag_states, load_analysis, summary_lag_ps
+from gdyn.analysis.profile import MAX_POSITION_ROWS, positions_table, profile_table
+from gdyn.analysis.q3 import q3_table
+from gdyn.analysis.rdf import state_weighted_rdf
+from gdyn.analysis.representative import representative_configurations, shell_radii
 from gdyn.analysis.snapshot import plot_snapshot, snapshot_atoms
-from gdyn.analysis.transport import conduction, conduction_tables, unwrap
+from gdyn.analysis.transport import DEFAULT_CI, conduction
 
 __all__ = [
+    "DEFAULT_CI",
     "MAX_POSITION_ROWS",
-    "Analysis",
-    "Piece",
-    "RdfCounts",
-    "Representative",
-    "apply_selection",
-    "as_pieces",
-    "charge_curve",
     "charge_integral",
     "charge_table",
     "conduction",
-    "conduction_tables",
-    "configuration_atoms",
-    "first_peak_index",
-    "first_shell",
-    "fit_first_peak",
     "flag_states",
-    "fold_fractional",
-    "gaussian",
     "load_analysis",
-    "load_summary",
-    "match_probs",
-    "minimum_image",
     "plot_snapshot",
-    "population_order",
     "positions_table",
     "profile_table",
-    "q3_distribution",
     "q3_table",
-    "rdf_counts",
-    "rdf_from_counts",
-    "read_probs",
+    "read_rdf_csv",
     "representative_configurations",
-    "representative_frames",
-    "set_centres",
-    "shell_members",
+    "shell_radii",
     "snapshot_atoms",
-    "state_profile",
     "state_weighted_rdf",
-    "steinhardt_q3",
-    "tau_star_probs_path",
-    "unwrap",
+    "summary_lag_ps",
 ]

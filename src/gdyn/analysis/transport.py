@@ -49,8 +49,7 @@ from gdyn.analysis.geometry import minimum_image, set_centres
 from gdyn.analysis.inputs import Piece, as_pieces
 from gdyn.config import lag_to_frames
 from gdyn.errors import InputError
-from gdyn.koopman import koopman_matrix, spectrum
-from gdyn.koopman.uncertainty import Replicates, parse_ci, weighted_sums
+from gdyn.koopman import Replicates, koopman_matrix, parse_ci, spectrum, weighted_sums
 from gdyn.trajectory import Trajectory
 
 log = logging.getLogger(__name__)

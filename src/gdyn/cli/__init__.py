@@ -20,11 +20,10 @@ import sys
 from collections.abc import Sequence
 
 from gdyn import __version__
-from gdyn.cli._args import json_arg
 from gdyn.errors import InputError
 from gdyn.files import describe_os_error
 
-__all__ = ["STAGES", "build_parser", "json_arg", "main"]
+__all__ = ["main"]
 
 # Modules gdyn.cli.<stage> that contribute subcommands, in pipeline order.
 STAGES: tuple[str, ...] = (

@@ -53,8 +53,7 @@ def _cmd_rdf(args: argparse.Namespace) -> int:
 
 
 def _cmd_charge(args: argparse.Namespace) -> int:
-    from gdyn.analysis import flag_states
-    from gdyn.analysis.charge import charge_table, read_rdf_csv
+    from gdyn.analysis import charge_table, flag_states, read_rdf_csv
     from gdyn.files import write_csv
 
     block = settings_block(args.settings, "charge")
@@ -118,8 +117,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
 def _cmd_representative(args: argparse.Namespace) -> int:
     import ase.io
 
-    from gdyn.analysis import representative_configurations
-    from gdyn.analysis.representative import shell_radii
+    from gdyn.analysis import representative_configurations, shell_radii
     from gdyn.files import atomic_path
 
     analysis = _analysis(args)
@@ -133,8 +131,7 @@ def _cmd_representative(args: argparse.Namespace) -> int:
 def _cmd_conduction(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from gdyn.analysis import conduction, flag_states
-    from gdyn.analysis.transport import DEFAULT_CI
+    from gdyn.analysis import DEFAULT_CI, conduction, flag_states
     from gdyn.files import write_csv
 
     settings = args.settings
@@ -176,7 +173,7 @@ def _settings(p: argparse.ArgumentParser, section: str) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the eight analysis subcommands, in pipeline order."""
-    from gdyn.analysis.profile import MAX_POSITION_ROWS  # numpy only
+    from gdyn.analysis import MAX_POSITION_ROWS  # numpy only
 
     p = subparsers.add_parser("rdf", help="state-weighted RDF and coordination number (Eq. 12)")
     p.add_argument("output", type=Path, metavar="RDF.csv")

@@ -32,8 +32,7 @@ def _inputs_arg(text: str) -> dict[str, str]:
 
 def _cmd_figure(args: argparse.Namespace) -> int:
     from gdyn.errors import InputError
-    from gdyn.plots import render_figure
-    from gdyn.plots.render import RendererUnavailable
+    from gdyn.plots import RendererUnavailable, render_figure
 
     try:
         render_figure(args.name, args.inputs, args.pdf, args.png, args.data_label, args.dpi,

@@ -14,8 +14,7 @@ __all__ = ["register"]
 def _cmd_koopman(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from gdyn.koopman import run_koopman
-    from gdyn.koopman.model_selection import check_result, koopman_no_result_reason
+    from gdyn.koopman import check_result, koopman_no_result_reason, run_koopman
 
     summary = run_koopman(
         args.outdir,

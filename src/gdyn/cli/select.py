@@ -21,11 +21,11 @@ __all__ = ["register"]
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
-    from gdyn.koopman.model_selection import run_select
+    from gdyn.koopman import run_select
 
     out = run_select(args.json, args.csv, args.summaries, args.configs, args.settings)
     if args.figure:
-        from gdyn.plots.panels_selection import render_selection
+        from gdyn.plots import render_selection
 
         render_selection(args.csv, args.json, args.figure, args.png, args.data_label)
     print(f"select: {out['model']}: {out['n_states']} states, tau* = {out['tau_star_ps']:g} ps "
@@ -36,7 +36,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
 def _cmd_select_koopman(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from gdyn.koopman.model_selection import run_select_koopman
+    from gdyn.koopman import run_select_koopman
 
     summary = run_select_koopman(args.outdir, args.selection, args.probs, args.lags,
                                  args.settings,

@@ -10,69 +10,11 @@ compare`` command is in :mod:`gdyn.cli.figures`.
 
 Modules: :mod:`~gdyn.compare.roles` (which system plays which role, the files read),
 :mod:`~gdyn.compare.headlines` (the paper's numbers and each row's extractor),
-:mod:`~gdyn.compare.report` (the table, data sources and caveats).
+:mod:`~gdyn.compare.report` (the table, data sources and caveats). The package exports
+what the CLI and the workflow use; the rest is imported from its module.
 """
 
-from gdyn.compare.headlines import (
-    PAPER_CHARGES,
-    PAPER_D,
-    PAPER_POPULATIONS,
-    PAPER_TOY_TET,
-    global_from_local,
-    global_timescale_from_local,
-    headlines,
-    local_koopman_matrix,
-    toy_tet_population,
-)
-from gdyn.compare.report import (
-    CALIBRATED_KEYS,
-    build_comparison,
-    caveat,
-    data_source,
-    is_calibrated_toy,
-    within_ci,
-    write_comparison,
-)
-from gdyn.compare.roles import (
-    MISSING_MODEL,
-    NOT_RUN,
-    ROLES,
-    Context,
-    Headline,
-    Role,
-    Value,
-    comparison_inputs,
-    comparison_settings,
-    system_roles,
-    toy_models,
-)
+from gdyn.compare.report import write_comparison
+from gdyn.compare.roles import comparison_inputs, comparison_settings
 
-__all__ = [
-    "CALIBRATED_KEYS",
-    "MISSING_MODEL",
-    "NOT_RUN",
-    "PAPER_CHARGES",
-    "PAPER_D",
-    "PAPER_POPULATIONS",
-    "PAPER_TOY_TET",
-    "ROLES",
-    "Context",
-    "Headline",
-    "Role",
-    "Value",
-    "build_comparison",
-    "caveat",
-    "comparison_inputs",
-    "comparison_settings",
-    "data_source",
-    "global_from_local",
-    "global_timescale_from_local",
-    "headlines",
-    "is_calibrated_toy",
-    "local_koopman_matrix",
-    "system_roles",
-    "toy_models",
-    "toy_tet_population",
-    "within_ci",
-    "write_comparison",
-]
+__all__ = ["comparison_inputs", "comparison_settings", "write_comparison"]

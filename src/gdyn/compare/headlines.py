@@ -11,8 +11,8 @@ import numpy as np
 
 from gdyn import config as gc
 from gdyn import layout
-from gdyn.analysis.inputs import summary_lag_ps
-from gdyn.plots.io import charge_per_state
+from gdyn.analysis import summary_lag_ps
+from gdyn.plots import charge_per_state
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gdyn import config as gc
 from gdyn import layout
 from gdyn.errors import InputError
-from gdyn.plots.io import read_table
+from gdyn.plots import read_table
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -22,52 +22,38 @@ Modules: :mod:`~gdyn.graph.cell` (lattice checks and geometry, image brute force
 :mod:`~gdyn.graph.search` (:class:`NeighbourSearch`, :func:`nearest_neighbours`),
 :mod:`~gdyn.graph.kernel` (the compiled cell-list search), :mod:`~gdyn.graph.store` (the
 graph store: build only the frames that are read, prune, encode compactly, open). Tuning constants (``SMALL_WORK``, ``CHUNK_BYTES``, ...) are
-read from the submodule that defines them; change them there, not here.
+read from the submodule that defines them; change them there, not here. The package
+exports what :mod:`gdyn.train`, :mod:`gdyn.analysis` and the CLI use; tests and
+benchmarks import from the defining module (``from gdyn.graph.search import
+nearest_neighbours``).
 """
 
 from __future__ import annotations
 
-from gdyn.graph.cell import check_lattice, face_widths, image_shifts, pairs_within
-from gdyn.graph.search import NeighbourSearch, initial_cutoff, nearest_neighbours
-from gdyn.graph.select import tie_salts
+from gdyn.graph.cell import check_lattice, image_shifts, pairs_within
+from gdyn.graph.search import NeighbourSearch
 from gdyn.graph.store import (
-    CHUNK_BYTES,
-    FORMAT_VERSION,
     DamagedStore,
-    GraphStore,
     build_store,
     decode_distance,
     discard_store,
     encode_distance,
     frame_grid,
-    frame_offset,
     open_store,
     receptive_field,
-    store_damage,
-    verify_store,
 )
 
 __all__ = [
-    "CHUNK_BYTES",
-    "FORMAT_VERSION",
     "DamagedStore",
-    "GraphStore",
     "NeighbourSearch",
     "build_store",
     "check_lattice",
     "decode_distance",
     "discard_store",
     "encode_distance",
-    "face_widths",
     "frame_grid",
-    "frame_offset",
     "image_shifts",
-    "initial_cutoff",
-    "nearest_neighbours",
     "open_store",
     "pairs_within",
     "receptive_field",
-    "store_damage",
-    "tie_salts",
-    "verify_store",
 ]

@@ -6,7 +6,7 @@ Koopman model (Methods, "Determination of the relaxation timescales"):
 * ``K(tau) = C00^+ C01`` from the instantaneous and time-lagged covariances of the
   (non-mean-free) probabilities, pooled over all target sets and trajectories; lag pairs are
   rows of one trajectory whose frames differ by exactly the lag (:mod:`.estimate`).
-* ``t_i(tau) = -tau / ln|lambda_i(tau)|`` for every model of the lag grid (:mod:`.spectrum`).
+* ``t_i(tau) = -tau / ln|lambda_i(tau)|`` for every model of the lag grid (:mod:`.eigen`).
 * Near-empty states (too little population or too few effective samples to estimate their
   row of K) are excluded and K is estimated on the surviving states; collapsed models are
   detected (:mod:`.selection`). Optional reversible estimator (:mod:`.estimate`).
@@ -27,145 +27,50 @@ over time by default (percentile intervals), or the paper's CI groups (Student-t
 :func:`implied_timescales`); the workflow stage
 (:func:`run_koopman`, :mod:`.analysis`) is built on it. Probs files: :mod:`.probs`.
 
-Note: the submodule ``gdyn.koopman.spectrum`` shares its name with the function
-:func:`spectrum` re-exported here, so the package attribute ``spectrum`` is the function;
-import the module's other names with ``from gdyn.koopman.spectrum import ...``.
+This package exports what other packages use: the API's objects, the helpers of
+:mod:`gdyn.analysis` (the tau* state order, K of a transport model, the uncertainty engine)
+and the stage entries of :mod:`gdyn.cli`. Everything else is imported from the module that
+defines it (``from gdyn.koopman.eigen import timescales_from_eigenvalues``).
 """
 
-from gdyn.koopman.analysis import (
-    TauStarResult,
-    analyse_tau_star,
-    ck_table,
-    eigen_table,
-    parse_settings,
-    populations_table,
-    run_koopman,
-    timescales_table,
-)
-from gdyn.koopman.ci import (
-    CI_FORMULA,
-    CI_LEVEL,
-    CI_METHODS,
-    DEFAULT_CI_N,
-    CISettings,
-    Group,
-    chunk_labels,
-    ci_groups,
-    parse_ci,
-    resolve_groups,
-    t_interval,
-)
+from gdyn.koopman.analysis import run_koopman
 from gdyn.koopman.ck import CKTest
-from gdyn.koopman.estimate import (
-    C00_EPSILON,
-    ESTIMATORS,
-    PAIR_BLOCK,
-    covariance_sums,
-    estimate_koopman,
-    koopman_matrix,
-    lag_pairs,
-    lagged_covariances,
-)
-from gdyn.koopman.kinetics import lifetimes, mfpt_matrix
+from gdyn.koopman.eigen import spectrum, state_order
+from gdyn.koopman.estimate import covariance_sums, koopman_matrix, lag_pairs
 from gdyn.koopman.model import KoopmanModel
-from gdyn.koopman.probs import Probs, as_probs, load_probs
-from gdyn.koopman.selection import (
-    DEFAULT_MIN_POPULATION,
-    DEFAULT_MIN_SAMPLES,
-    MIN_SURVIVING_MASS,
-    StateSelection,
-    effective_samples,
-    renormalise,
-    select_states,
-    state_populations,
-    vamp2_score,
+from gdyn.koopman.model_selection import (
+    check_result,
+    koopman_no_result_reason,
+    run_select,
+    run_select_koopman,
 )
-from gdyn.koopman.spectrum import (
-    Spectrum,
-    align_spectrum,
-    ck_deviation,
-    ck_predictions,
-    permute_states,
-    spectrum,
-    state_order,
-    timescales_from_eigenvalues,
-)
-from gdyn.koopman.tau_star import TauStar, TimescaleFlags, select_tau_star, timescale_flags
-from gdyn.koopman.timescales import ImpliedTimescales, LagResult, analyse_lag, implied_timescales
-from gdyn.koopman.uncertainty import Replicates, percentile_interval
-from gdyn.koopman.verdict import (
-    DEFAULT_CK_ALPHA,
-    DEFAULT_CK_TOLERANCE,
-    CKVerdict,
-    ck_verdict,
-    ck_verdict_replicates,
-)
+from gdyn.koopman.probs import load_probs
+from gdyn.koopman.selection import MIN_SURVIVING_MASS, renormalise, select_states
+from gdyn.koopman.timescales import ImpliedTimescales, implied_timescales
+from gdyn.koopman.uncertainty import Replicates, parse_ci, weighted_sums
+from gdyn.koopman.verdict import ck_verdict
 
 __all__ = [
-    "C00_EPSILON",
-    "CI_FORMULA",
-    "CI_LEVEL",
-    "CI_METHODS",
-    "DEFAULT_CI_N",
-    "DEFAULT_CK_ALPHA",
-    "DEFAULT_CK_TOLERANCE",
-    "DEFAULT_MIN_POPULATION",
-    "DEFAULT_MIN_SAMPLES",
-    "ESTIMATORS",
     "MIN_SURVIVING_MASS",
-    "PAIR_BLOCK",
-    "CISettings",
     "CKTest",
-    "CKVerdict",
-    "Group",
     "ImpliedTimescales",
     "KoopmanModel",
-    "LagResult",
-    "Probs",
     "Replicates",
-    "Spectrum",
-    "StateSelection",
-    "TauStar",
-    "TauStarResult",
-    "TimescaleFlags",
-    "align_spectrum",
-    "analyse_lag",
-    "analyse_tau_star",
-    "as_probs",
-    "chunk_labels",
-    "ci_groups",
-    "ck_deviation",
-    "ck_predictions",
-    "ck_table",
+    "check_result",
     "ck_verdict",
-    "ck_verdict_replicates",
     "covariance_sums",
-    "effective_samples",
-    "eigen_table",
-    "estimate_koopman",
     "implied_timescales",
     "koopman_matrix",
+    "koopman_no_result_reason",
     "lag_pairs",
-    "lagged_covariances",
-    "lifetimes",
     "load_probs",
-    "mfpt_matrix",
     "parse_ci",
-    "parse_settings",
-    "percentile_interval",
-    "permute_states",
-    "populations_table",
     "renormalise",
-    "resolve_groups",
     "run_koopman",
+    "run_select",
+    "run_select_koopman",
     "select_states",
-    "select_tau_star",
     "spectrum",
     "state_order",
-    "state_populations",
-    "t_interval",
-    "timescale_flags",
-    "timescales_from_eigenvalues",
-    "timescales_table",
-    "vamp2_score",
+    "weighted_sums",
 ]

@@ -25,6 +25,7 @@ import numpy as np
 from gdyn.errors import InputError
 from gdyn.files import read_json, write_csv, write_json
 from gdyn.koopman.ck import CKTest
+from gdyn.koopman.eigen import Spectrum, timescales_from_eigenvalues
 from gdyn.koopman.estimate import ESTIMATORS, check_estimator
 from gdyn.koopman.model import KoopmanModel
 from gdyn.koopman.probs import Probs, load_probs
@@ -33,7 +34,6 @@ from gdyn.koopman.selection import (
     DEFAULT_MIN_SAMPLES,
     MIN_SURVIVING_MASS,
 )
-from gdyn.koopman.spectrum import Spectrum, timescales_from_eigenvalues
 from gdyn.koopman.timescales import ImpliedTimescales, LagResult, analyse_lag
 from gdyn.koopman.uncertainty import CISettings, Group, parse_ci
 from gdyn.koopman.verdict import DEFAULT_CK_ALPHA, DEFAULT_CK_TOLERANCE

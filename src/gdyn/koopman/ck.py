@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gdyn.koopman.spectrum import ck_deviation
+from gdyn.koopman.eigen import ck_deviation
 from gdyn.koopman.uncertainty import Replicates
 from gdyn.koopman.verdict import (
     DEFAULT_CK_ALPHA,

@@ -40,11 +40,7 @@ import numpy as np
 
 from gdyn.errors import InputError
 from gdyn.koopman.ck import CKTest, grid_spec
-from gdyn.koopman.estimate import check_estimator, estimate_koopman, lag_pairs
-from gdyn.koopman.kinetics import KINETICS_COLUMNS, lifetimes, mfpt_matrix
-from gdyn.koopman.probs import Probs, ProbsLike, as_probs
-from gdyn.koopman.selection import SelectionSpec, StateSelection, resolve_selection
-from gdyn.koopman.spectrum import (
+from gdyn.koopman.eigen import (
     Spectrum,
     align_spectrum,
     ck_predictions,
@@ -53,6 +49,10 @@ from gdyn.koopman.spectrum import (
     state_order,
     timescales_from_eigenvalues,
 )
+from gdyn.koopman.estimate import check_estimator, estimate_koopman, lag_pairs
+from gdyn.koopman.kinetics import KINETICS_COLUMNS, lifetimes, mfpt_matrix
+from gdyn.koopman.probs import Probs, ProbsLike, as_probs
+from gdyn.koopman.selection import SelectionSpec, StateSelection, resolve_selection
 from gdyn.koopman.uncertainty import CISpec, Replicates, replicate_koopman, resolve_replicates
 from gdyn.koopman.verdict import DEFAULT_CK_ALPHA, DEFAULT_CK_TOLERANCE
 from gdyn.layout import lag_label

@@ -41,15 +41,17 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from gdyn.errors import InputError
 from gdyn.files import read_json, write_csv, write_json
 from gdyn.koopman.analysis import parse_settings, run_koopman
 from gdyn.layout import lag_label
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: `import gdyn.koopman` stays light
+    import pandas as pd
 
 __all__ = [
     "NO_VALID_RESULT",
@@ -123,6 +125,8 @@ def candidate_table(
     configs : mapping
         File name -> model ``config.json`` of each candidate (state count, lag).
     """
+    import pandas as pd
+
     per_n: dict[int, tuple[str, Mapping[str, Any]]] = {}
     model = None
     for where, s in summaries.items():
@@ -242,6 +246,8 @@ def select(table: pd.DataFrame, tau_star_ps: float | None = None) -> Selection:
     tau_star_ps : float, optional
         ``koopman.tau_star_ps``: only this lag is considered (it must be on the grid).
     """
+    import pandas as pd
+
     t = table.copy()
     if tau_star_ps is not None:
         at = t["lag_ps"].map(lambda x: _close(float(x), float(tau_star_ps)))

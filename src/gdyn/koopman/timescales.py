@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gdyn.koopman.eigen import timescales_from_eigenvalues
 from gdyn.koopman.model import KoopmanModel
 from gdyn.koopman.probs import Probs, ProbsLike, as_probs
 from gdyn.koopman.selection import SelectionSpec
-from gdyn.koopman.spectrum import timescales_from_eigenvalues
 from gdyn.koopman.tau_star import TauStar, TimescaleFlags, select_tau_star, timescale_flags
 from gdyn.koopman.uncertainty import CISettings, CISpec, Group, Replicates, parse_ci
 from gdyn.layout import lag_label

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from gdyn.errors import InputError
+from gdyn.koopman.estimate import lag_pairs
 
 __all__ = [
     "CI_FORMULA",
@@ -395,7 +396,7 @@ class Replicates:
     def from_groups(
         cls, groups: Sequence[Any], n_rows: int, n_sets: int, settings: CISettings | None = None
     ) -> Replicates:
-        """Replicates that keep one CI group each (:class:`~gdyn.koopman.ci.Group`)."""
+        """Replicates that keep one CI group each (:class:`~gdyn.koopman.uncertainty.Group`)."""
         g = len(groups)
         member = np.ones((n_rows, g), dtype=bool)
         v = np.ones((g, n_sets))
@@ -542,8 +543,6 @@ def replicate_koopman(
     (the row sums of the pooled ``C00``: memberships sum to one); ``pooled`` the K of all
     pairs (every unit and set with weight one; bootstrap only, where no pair is dropped).
     """
-    from gdyn.koopman.estimate import lag_pairs
-
     i0, i1 = lag_pairs(traj, frame, lag_frames)
     if not reps.bootstrap:
         # A CI group is estimated on its own rows: both ends of a pair in the group.

@@ -27,7 +27,7 @@ from typing import Any
 
 from gdyn.errors import InputError
 
-__all__ = ["INPUT_KINDS", "MODEL_KINDS", "REGISTRY", "ModelSpec", "build", "module_class", "spec"]
+__all__ = ["MODEL_KINDS", "ModelSpec", "build", "module_class", "spec"]
 
 INPUT_KINDS: tuple[str, ...] = ("graphs", "positions")
 

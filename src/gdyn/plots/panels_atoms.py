@@ -29,7 +29,7 @@ from gdyn.plots.render import (
     hex_rgb,
     state_mix_colors,
 )
-from gdyn.toy.sites import OCT_SITES, TET_SITES
+from gdyn.toy import OCT_SITES, TET_SITES
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -7,23 +7,21 @@ is the model input of a list of (piece, local frame) pairs: a
 :class:`gdyn.models.gdynet.GraphBatch` gathered from the pieces' graph sources
 (:func:`graph_batch`, whatever the source: a store, graphs in memory or graphs built on
 the fly) or the VAMPnet's wrapped target positions (:func:`vampnet_batch`).
-:mod:`gdyn.train.data` re-exports every name.
+It reads :class:`gdyn.train.data.Piece` objects (one direction: data does not import it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from gdyn.errors import InputError
 from gdyn.models.gdynet import GraphBatch
-
-if TYPE_CHECKING:
-    from gdyn.train.data import Piece
+from gdyn.train.data import Piece
 
 __all__ = [
     "BATCH_BUILDERS",

@@ -8,9 +8,8 @@ builds them (the API, :func:`graphs_in_memory`), or a source that searches each 
 frames when it is assembled (``graph.store: false``, :mod:`gdyn.train.onthefly`); the batch
 code does not care which.
 
-Lag pairs, the epoch shuffle and the batch builders live in :mod:`gdyn.train.batches`
-and are re-exported here (:class:`PairIndex`, :func:`epoch_permutation`,
-:func:`graph_batch`, ...).
+Lag pairs, the epoch shuffle and the batch builders are in :mod:`gdyn.train.batches`
+(which reads pieces; this module does not import it).
 
 ``frame_stride`` s > 1 uses only raw frames that are multiples of s (``Piece.grid``, aligned
 to raw frame numbers, so every part and every lag agree).
@@ -36,44 +35,22 @@ from gdyn.graph import (
     open_store,
     receptive_field,
 )
-from gdyn.train.batches import (
-    BATCH_BUILDERS,
-    PairIndex,
-    epoch_batches,
-    epoch_permutation,
-    epoch_seed,
-    fractional_targets,
-    frame_size,
-    graph_batch,
-    make_batch,
-    vampnet_batch,
-)
 from gdyn.trajectory import Trajectory, load_trajectory
 
 __all__ = [
-    "BATCH_BUILDERS",
     "Graphs",
-    "PairIndex",
     "Piece",
     "attach_graphs",
     "check_grid",
     "data_summary",
-    "epoch_batches",
-    "epoch_permutation",
-    "epoch_seed",
-    "fractional_targets",
-    "frame_size",
-    "graph_batch",
     "graphs_in_memory",
     "load_part",
     "load_piece",
-    "make_batch",
     "max_distance",
     "open_graphs",
     "piece_from_trajectory",
     "set_grid",
     "target_rows",
-    "vampnet_batch",
 ]
 
 # Frames per neighbour search call when graphs are built in memory (bounds temporaries).

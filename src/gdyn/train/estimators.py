@@ -38,8 +38,8 @@ import torch
 from gdyn.errors import InputError
 from gdyn.models import spec
 from gdyn.train.align import ReferenceProbs, read_reference
+from gdyn.train.batches import PairIndex
 from gdyn.train.data import (
-    PairIndex,
     Piece,
     attach_graphs,
     graphs_in_memory,

@@ -45,17 +45,14 @@ from gdyn.files import atomic_path
 from gdyn.layout import PARTS, parse_lag
 from gdyn.models import ModelSpec, build, module_class, spec
 from gdyn.models.vamp import CovarianceAccumulator, vamp2_loss
-from gdyn.train.data import (
+from gdyn.train.batches import (
     PairIndex,
-    Piece,
-    data_summary,
     epoch_batches,
     epoch_permutation,
     frame_size,
-    load_part,
     make_batch,
-    set_grid,
 )
+from gdyn.train.data import Piece, data_summary, load_part, set_grid
 from gdyn.train.onthefly import on_the_fly
 from gdyn.train.stopping import curve, stopping_state
 

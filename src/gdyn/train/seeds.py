@@ -69,7 +69,7 @@ from gdyn.train.align import (
     permute_output_layer,
     population_order,
 )
-from gdyn.train.data import PairIndex, frame_size
+from gdyn.train.batches import PairIndex, frame_size
 from gdyn.train.loop import (
     CHECKPOINT,
     PREDICT_EDGES,
