@@ -132,7 +132,7 @@ def matmul_rate(device, seconds: float = 1.0, n: int = 2048) -> float:
 
 
 def _train_step(model, opt, problem, pairs, perm, batch_pairs: int, device, b: int) -> None:
-    """One full training step on batch ``b`` of lag-1 pairs (as gdyn.train.fit does it)."""
+    """One full training step on batch ``b`` of lag-1 pairs (as gdyn.train.loop.fit does it)."""
     from gdyn.models.vamp import vamp2_loss
 
     ids = (np.arange(batch_pairs) + b * batch_pairs) % pairs.n_pairs

@@ -8,7 +8,7 @@ of a finished default run (``results/split/toy``, ``results/graphs/toy``) with t
 stopping rule (``train.patience`` / ``train.min_delta`` defaults, at most ``--max-epochs``),
 then again with the rule off for 3x the epochs the first run took (the best validation
 epoch kept in both, as always). The slowest implied timescale of each model comes from its
-validation memberships at its own lag (``gdyn.koopman.estimate_koopman``). The verdict's
+validation memberships at its own lag (``gdyn.koopman.estimate.estimate_koopman``). The verdict's
 error rate is the fraction of runs the rule called converged whose timescale moved by more
 than 5 % with 3x the training. Training settings are the default config's (config.yaml,
 toy system); one torch thread. Prints one row per run and the summary; ``--out`` writes

@@ -13,7 +13,7 @@ probabilities and, for the same test frames, the raw trajectories' ``site_label`
   of those frames whose most probable state is tetrahedral, and the site labels' fraction;
 * the minimum tetrahedral membership over the test frames (raw and mapped);
 * the slowest implied timescale and the global timescale rebuilt from the 2-state K
-  (Supp. Note 2, ``gdyn.compare.global_timescale_from_local``).
+  (Supp. Note 2, ``gdyn.compare.headlines.global_timescale_from_local``).
 
 Then a 12-site MSM of the same run: each frame's Li goes to the nearest of the cell's
 4 octahedral and 8 tetrahedral site centres (minimum image, relative to its S lattice),

@@ -1,7 +1,7 @@
 """Periodic geometry of the analyses (rows of a lattice are its vectors; triclinic allowed).
 
 Image searches (:func:`gdyn.graph.image_shifts`, :func:`gdyn.graph.pairs_within`) and face
-widths (:func:`gdyn.graph.face_widths`) live in :mod:`gdyn.graph`; what is here is the
+widths (:func:`gdyn.graph.cell.face_widths`) live in :mod:`gdyn.graph`; what is here is the
 displacement arithmetic of target sets.
 """
 

@@ -179,7 +179,7 @@ def representative_configurations(
     Parameters
     ----------
     trajectories : Trajectory, Piece or a list of them
-        The test data (as for :func:`gdyn.analysis.as_pieces`).
+        The test data (as for :func:`gdyn.analysis.inputs.as_pieces`).
     probs : ndarray (F, n_sets, S) or a list of them, optional
         State probabilities aligned with each trajectory (not needed for pieces).
     shell_radius_A : float or sequence of float

@@ -2,7 +2,7 @@
 
 ``gdyn figure NAME OUT.pdf --png OUT.png --inputs JSON`` draws one of the paper's figures
 (Fig. 2-5, Supp. Figs. 1-3) from the files named in ``--inputs`` (a JSON object: input
-name -> path, see :data:`gdyn.plots.FIGURE_INPUTS`), pictures of atoms with ``--renderer``
+name -> path, see :data:`gdyn.plots.registry.FIGURE_INPUTS`), pictures of atoms with ``--renderer``
 (OVITO or the matplotlib fallback) and, for Fig. 4, each state's representative
 configuration written to ``--configurations``; ``gdyn table NAME OUT.csv --md
 OUT.md`` writes Supp. Table 1 or 2; ``gdyn compare OUT.md --csv OUT.csv --systems JSON``

@@ -2,7 +2,7 @@
 
 Argparse and the process-wide settings of a training process (torch threads, glibc
 malloc tuning, deterministic kernels); the work is :func:`gdyn.train.train`, which goes
-through the estimator API (:class:`gdyn.train.Estimator`). Only light modules are imported
+through the estimator API (:class:`gdyn.train.estimators.Estimator`). Only light modules are imported
 at the top, so that ``gdyn --help`` stays fast.
 """
 

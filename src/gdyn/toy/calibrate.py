@@ -209,7 +209,7 @@ def bootstrap_site_statistics(
     Parameters
     ----------
     labels
-        (F,) or (F, n) labels, or a list of them (see :func:`gdyn.toy.two_state_msm`).
+        (F,) or (F, n) labels, or a list of them (see :func:`gdyn.toy.sites.two_state_msm`).
     frame_interval_ps, lag_ps
         Frame spacing and the MSM lag (ps).
     n_boot, blocks, seed

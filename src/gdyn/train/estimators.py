@@ -301,7 +301,7 @@ class Estimator:
     progress : bool
         tqdm progress bars on stderr.
     settings : mapping, optional
-        Training settings (keys of ``gdyn.train.DEFAULTS``); keyword arguments add to them.
+        Training settings (keys of ``gdyn.train.settings.DEFAULTS``); keyword arguments add to them.
     """
 
     kind: str = ""

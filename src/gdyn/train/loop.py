@@ -442,7 +442,7 @@ def fit(
         Inputs (:func:`prepare` or :func:`assemble`); a ``val`` part without pieces
         means no validation (the last epoch is kept).
     settings : mapping
-        Resolved training settings (:func:`gdyn.train.resolve_settings`).
+        Resolved training settings (:func:`gdyn.train.settings.resolve_settings`).
     outdir : Path or None
         Checkpoint directory; None writes no checkpoints.
     device : torch.device, optional
