@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from gdyn import cli
 from gdyn import koopman as kp
 from gdyn.errors import InputError
-from gdyn.koopman.analysis import analyse_tau_star, populations_table
+from gdyn.koopman.ck import CKTest
 from gdyn.koopman.eigen import ck_deviation, permute_states, timescales_from_eigenvalues
 from gdyn.koopman.estimate import estimate_koopman
+from gdyn.koopman.model import KoopmanModel
 from gdyn.koopman.probs import Probs
 from gdyn.koopman.tau_star import select_tau_star
 from gdyn.koopman.timescales import analyse_lag
@@ -48,6 +49,11 @@ def as_probs(p: np.ndarray, lag_ps: float = 1.0, dt: float = 1.0) -> Probs:
 # Pairs
 # --------------------------------------------------------------------------------------
 
+
+def tau_star_fit(data: Probs, groups: list, ck_steps: int) -> tuple[KoopmanModel, CKTest]:
+    """K(tau*) on ``data`` with CIs over ``groups`` and its CK test, as the stage fits them."""
+    km = KoopmanModel.estimate(data, data.lag_ps, ci=list(groups))
+    return km, km.ck_test(data, ck_steps)
 
 def test_pairs_never_straddle_trajectories() -> None:
     # Trajectory 0 sits in state 0, trajectory 1 in state 1: the true K is the identity.
@@ -107,10 +113,10 @@ def test_markov_chain_timescales_and_ck_pass() -> None:
     data = as_probs(soft(states, 3, noise=0.3, seed=1), lag_ps=10.0)
     res = analyse_lag(data, ci_groups("chunks", 5, 0, data.traj, data.frame, 1))
     np.testing.assert_allclose(res.timescales, true_timescales(T3, 1.0), rtol=0.06)
-    star = analyse_tau_star(data, [], ck_steps=5)
-    assert ck_deviation(star.predicted, star.estimated) < 0.03
+    _km, ckt = tau_star_fit(data, [], ck_steps=5)
+    assert ck_deviation(ckt.predicted, ckt.estimated) < 0.03
     # The estimate at step 1 is K itself.
-    np.testing.assert_allclose(star.estimated[0], star.predicted[0], atol=1e-12)
+    np.testing.assert_allclose(ckt.estimated[0], ckt.predicted[0], atol=1e-12)
 
 
 def test_lumped_chain_fails_ck() -> None:
@@ -119,11 +125,11 @@ def test_lumped_chain_fails_ck() -> None:
     states = np.array([0, 1, 1])[simulate(hidden, 20, 10_000, seed=2)]
     data = as_probs(soft(states, 2, noise=0.3, seed=3))
     groups = ci_groups("chunks", 5, 0, data.traj, data.frame, 1)
-    star = analyse_tau_star(data, groups, ck_steps=5)
-    assert ck_deviation(star.predicted, star.estimated) > 0.08
+    _km, ckt = tau_star_fit(data, groups, ck_steps=5)
+    assert ck_deviation(ckt.predicted, ckt.estimated) > 0.08
     # ...and the failure is far outside the 95% CI of the estimate at the last step.
-    elo, ehi = t_interval(star.group_estimated)
-    outside = (star.predicted[-1] < elo[-1]) | (star.predicted[-1] > ehi[-1])
+    elo, ehi = t_interval(ckt.group_estimated)
+    outside = (ckt.predicted[-1] < elo[-1]) | (ckt.predicted[-1] > ehi[-1])
     assert outside.all()
 
 
@@ -184,28 +190,28 @@ def test_matches_deeptime_msm_on_hard_assignments() -> None:
         return MaximumLikelihoodMSM(reversible=False).fit(counts).fetch_model()
 
     msm = msm_at(lag_frames)
-    star = analyse_tau_star(data, [], ck_steps=steps)
-    order = star.order
+    km, ckt = tau_star_fit(data, [], ck_steps=steps)
+    order = km.state_order
     np.testing.assert_allclose(
-        star.k, permute_states(msm.transition_matrix, order), rtol=1e-6, atol=1e-9
+        km.koopman_matrix, permute_states(msm.transition_matrix, order), rtol=1e-6, atol=1e-9
     )
-    ours = timescales_from_eigenvalues(star.spectrum.eigenvalues[1:], 3.0)
+    ours = timescales_from_eigenvalues(km.spectrum.eigenvalues[1:], 3.0)
     np.testing.assert_allclose(ours, msm.timescales() * 0.5, rtol=1e-6)
     np.testing.assert_allclose(
-        star.spectrum.stationary, msm.stationary_distribution[order], rtol=1e-6
+        km.spectrum.stationary, msm.stationary_distribution[order], rtol=1e-6
     )
     # Right eigenvectors: K r = lambda r, pi-normalised.
     for i in range(1, 3):
-        r = star.spectrum.right[:, i]
-        np.testing.assert_allclose(star.k @ r, np.real(star.spectrum.eigenvalues[i]) * r, atol=1e-9)
-        assert math.isclose(float(np.sum(star.spectrum.stationary * r**2)), 1.0, rel_tol=1e-9)
+        r = km.spectrum.right[:, i]
+        np.testing.assert_allclose(km.koopman_matrix @ r, np.real(km.spectrum.eigenvalues[i]) * r, atol=1e-9)
+        assert math.isclose(float(np.sum(km.spectrum.stationary * r**2)), 1.0, rel_tol=1e-9)
     models = [msm_at(n * lag_frames) for n in range(1, steps + 1)]
     ck = ck_test(models, MembershipsObservable(msm, np.eye(3)), test_model=msm, include_lag0=False)
     # our state a = deeptime state order[a]
     pred = np.asarray(ck.predictions)[:, order][:, :, order]
     est = np.asarray(ck.estimates)[:, order][:, :, order]
-    np.testing.assert_allclose(star.predicted, pred, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(star.estimated, est, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ckt.predicted, pred, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ckt.estimated, est, rtol=1e-6, atol=1e-9)
 
 
 def test_states_ordered_by_population() -> None:
@@ -213,13 +219,13 @@ def test_states_ordered_by_population() -> None:
     t = np.array([[0.90, 0.05, 0.05], [0.05, 0.85, 0.10], [0.01, 0.02, 0.97]])
     states = simulate(t, 5, 4000, seed=9)
     data = as_probs(np.eye(3)[states])
-    star = analyse_tau_star(data, [], ck_steps=2)
-    assert star.order[0] == 2
-    assert np.all(np.diff(star.spectrum.stationary) <= 0)
-    pop = populations_table("m", 3, star)
+    km, _ckt = tau_star_fit(data, [], ck_steps=2)
+    assert km.state_order[0] == 2
+    assert np.all(np.diff(km.spectrum.stationary) <= 0)
+    pop = km.populations_frame("m")
     assert pop["population"].is_monotonic_decreasing
     # The most stable output state (2 -> 2 = 0.97) is now row/column 0.
-    assert math.isclose(star.k[0, 0], max(np.diag(star.k)), rel_tol=1e-12)
+    assert math.isclose(km.koopman_matrix[0, 0], max(np.diag(km.koopman_matrix)), rel_tol=1e-12)
 
 
 # --------------------------------------------------------------------------------------
@@ -254,15 +260,15 @@ def test_chunk_ci_matches_per_chunk_reference() -> None:
     states = simulate(t, 3, 2000, seed=10)
     data = as_probs(np.eye(2)[states])
     groups = ci_groups("chunks", 4, 0, data.traj, data.frame, 1)
-    star = analyse_tau_star(data, groups, ck_steps=1)
+    km, _ckt = tau_star_fit(data, groups, ck_steps=1)
     pops = []
     for c in range(4):
         pieces = [s[c * 500 : (c + 1) * 500] for s in states]
         counts = TransitionCountEstimator(1, "sliding").fit(pieces).fetch_model()
         msm = MaximumLikelihoodMSM(reversible=False).fit(counts).fetch_model()
-        pops.append(msm.stationary_distribution[star.order])
+        pops.append(msm.stationary_distribution[km.state_order])
     pops = np.array(pops)
-    table = populations_table("m", 2, star)
+    table = km.populations_frame("m")
     t975_3 = 3.182446305284263
     half = t975_3 * pops.std(axis=0, ddof=1) / 2.0
     np.testing.assert_allclose(table["ci_low"], pops.mean(axis=0) - half, rtol=1e-6)

@@ -16,7 +16,6 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import numpy as np
 from gdyn.errors import InputError
 from gdyn.files import read_json, write_csv, write_json
 from gdyn.koopman.ck import CKTest
-from gdyn.koopman.eigen import Spectrum, timescales_from_eigenvalues
+from gdyn.koopman.eigen import timescales_from_eigenvalues
 from gdyn.koopman.estimate import ESTIMATORS, check_estimator
 from gdyn.koopman.model import KoopmanModel
 from gdyn.koopman.probs import Probs, load_probs
@@ -34,22 +33,14 @@ from gdyn.koopman.selection import (
     DEFAULT_MIN_SAMPLES,
     MIN_SURVIVING_MASS,
 )
-from gdyn.koopman.timescales import ImpliedTimescales, LagResult, analyse_lag
-from gdyn.koopman.uncertainty import CISettings, Group, parse_ci
+from gdyn.koopman.timescales import ImpliedTimescales, LagResult
+from gdyn.koopman.uncertainty import CISettings, parse_ci
 from gdyn.koopman.verdict import DEFAULT_CK_ALPHA, DEFAULT_CK_TOLERANCE
 from gdyn.layout import KOOPMAN_TABLES, lag_label, parse_lag
 
 __all__ = [
-    "LagResult",
-    "TauStarResult",
-    "analyse_lag",
-    "analyse_tau_star",
-    "ck_table",
-    "eigen_table",
     "parse_settings",
-    "populations_table",
     "run_koopman",
-    "timescales_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,66 +102,6 @@ def parse_settings(settings: Mapping[str, Any], lags_ps: Sequence[float]) -> dic
     }
 
 
-@dataclass(frozen=True)
-class TauStarResult:
-    """Everything estimated at tau*, in the population-ordered state basis."""
-
-    model: KoopmanModel
-    ck: CKTest
-
-    @property
-    def tau_ps(self) -> float:
-        return self.model.lag_ps
-
-    @property
-    def order(self) -> np.ndarray:
-        """New state a = model output ``order[a]``."""
-        return self.model.state_order
-
-    @property
-    def k(self) -> np.ndarray:
-        return self.model.koopman_matrix
-
-    @property
-    def spectrum(self) -> Spectrum:
-        return self.model.spectrum
-
-    @property
-    def group_spectra(self) -> list[Spectrum]:
-        return list(self.model.group_spectra)
-
-    @property
-    def predicted(self) -> np.ndarray:
-        """(steps, s, s)"""
-        return self.ck.predicted
-
-    @property
-    def estimated(self) -> np.ndarray:
-        """(steps, s, s)"""
-        return self.ck.estimated
-
-    @property
-    def group_predicted(self) -> np.ndarray:
-        """(n_groups, steps, s, s)"""
-        return self.ck.group_predicted
-
-    @property
-    def group_estimated(self) -> np.ndarray:
-        return self.ck.group_estimated
-
-
-def analyse_tau_star(
-    data: Probs, groups: Sequence[Group] | CISettings, ck_steps: int, selection: Any = "auto",
-    estimator: str = "nonreversible", ck_tolerance: float = DEFAULT_CK_TOLERANCE,
-    ck_alpha: float = DEFAULT_CK_ALPHA,
-) -> TauStarResult:
-    """K(tau*), its eigen-decomposition and the CK test, pooled and per replicate
-    (``groups``: CI groups or uncertainty settings, :mod:`~gdyn.koopman.uncertainty`)."""
-    ci = groups if isinstance(groups, CISettings) else list(groups)
-    km = KoopmanModel.estimate(data, data.lag_ps, ci=ci, selection=selection, estimator=estimator)
-    return TauStarResult(km, km.ck_test(data, ck_steps, tolerance=ck_tolerance, alpha=ck_alpha))
-
-
 # Most CK steps the horizon rule asks for (each step is one more K estimate per resample).
 MAX_CK_STEPS = 10
 # The CK horizon, in slowest resolved timescales, when neither ck_steps nor ck_horizon_ps is set.
@@ -204,38 +135,6 @@ def _slowest_resolved(km: KoopmanModel) -> float:
     t = km.timescales_ps
     t = t[np.isfinite(t) & (t > km.lag_ps)]
     return float(t.max()) if t.size else 0.0
-
-
-# --------------------------------------------------------------------------------------
-# Tables (the objects' to_frame with the given model name and state count)
-
-
-def timescales_table(model: str, n_states: int, results: Sequence[LagResult]) -> Any:
-    """``timescales.csv`` rows."""
-    table = ImpliedTimescales(tuple(results)).to_frame(model)
-    table["n_states"] = n_states
-    return table
-
-
-def ck_table(model: str, n_states: int, res: TauStarResult) -> Any:
-    """``ck.csv`` rows."""
-    table = res.ck.to_frame(model)
-    table["n_states"] = n_states
-    return table
-
-
-def eigen_table(model: str, n_states: int, res: TauStarResult) -> Any:
-    """``eigen.csv`` rows: process 0 = stationary distribution, then right eigenvectors."""
-    table = res.model.eigen_frame(model)
-    table["n_states"] = n_states
-    return table
-
-
-def populations_table(model: str, n_states: int, res: TauStarResult) -> Any:
-    """``populations.csv`` rows."""
-    table = res.model.populations_frame(model)
-    table["n_states"] = n_states
-    return table
 
 
 # --------------------------------------------------------------------------------------
