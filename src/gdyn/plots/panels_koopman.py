@@ -190,9 +190,10 @@ def plot_timescales(
         )  # fmt: skip
     elif reason is not None and tau_star_ps is not None:
         ax.axvline(tau_star_ps * scale, color=style.REFERENCE_COLOR, ls="--", lw=0.8)
+        right = tau_star_ps * scale > 0.8 * lags.max()  # the fallback is often the last lag
         ax.annotate(
-            "no τ*", (tau_star_ps * scale, ymax), xytext=(2, -2), textcoords="offset points",
-            ha="left", va="top", fontsize=7,
+            "no τ*", (tau_star_ps * scale, ymax), xytext=(-2 if right else 2, -2),
+            textcoords="offset points", ha="right" if right else "left", va="top", fontsize=7,
         )  # fmt: skip
     ax.set_ylim(ymin, ymax)
     ax.set_xlim(0.0, lags.max() * 1.03)
