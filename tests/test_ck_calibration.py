@@ -216,3 +216,49 @@ def test_a_rising_curve_is_not_converged() -> None:
         new = timescale_flags(lags, lam, t, lo, hi, rep_t, reps.interval)
         assert bool(old.converged[3, 0]) is want_old  # from 20 ps, as the issue saw
         assert new.converged[:4, 0].tolist() == want_new
+
+
+def test_every_probability_the_stage_reports_lies_in_zero_one(tmp_path) -> None:
+    """Soft memberships of an exact 8-state chain with 3 % states: its non-reversible K has
+    elements down to -0.05, yet every probability the stage writes (populations, the
+    stationary row of eigen.csv, CK predictions and estimates, with their intervals, the
+    summary's populations) lies in [0, 1]. replicates.csv holds K on the same resamples:
+    numpy's stationary vectors of those matrices give populations.csv's interval."""
+    import json
+
+    import pandas as pd
+
+    from gdyn.koopman.analysis import run_koopman
+
+    p = markov_chain(8, 2000, 8, seed=1, soft=0.3)  # (frames, atoms = target sets, states)
+    paths = []
+    for lag in (2.0, 5.0):
+        paths.append(str(tmp_path / f"p{lag:g}.npz"))
+        np.savez(paths[-1], probs=p.astype(np.float32), traj=np.zeros(2000, np.int64),
+                 frame=np.arange(2000), sources=np.array(["li000"]), lag_ps=np.float64(lag),
+                 frame_interval_ps=np.float64(1.0))  # fmt: skip
+    out = tmp_path / "vampnet-s8"
+    run_koopman(out, paths, ["2ps", "5ps"], {"ck_steps": 3, "tau_star_ps": 5,
+                                            "ci": {"n": 200}, "min_population": 0.0})
+    raw = kp.KoopmanModel.estimate(p, 5.0, 1.0, selection=None)
+    assert raw.koopman_matrix.min() < -0.01  # the case has negative elements to clip
+    ck = pd.read_csv(out / "ck.csv")
+    pops = pd.read_csv(out / "populations.csv")
+    eigen = pd.read_csv(out / "eigen.csv")
+    values = [ck[c] for c in ("predicted", "predicted_ci_low", "predicted_ci_high",
+                              "estimated", "estimated_ci_low", "estimated_ci_high")]
+    values += [pops[c] for c in ("population", "ci_low", "ci_high")]
+    values += [eigen.loc[eigen["process"] == 0, c] for c in ("component", "ci_low", "ci_high")]
+    values.append(pd.Series(json.loads((out / "summary.json").read_text())["populations"]))
+    for v in values:
+        assert v.notna().all() and v.between(0.0, 1.0).all(), v.name
+    reps = pd.read_csv(out / "replicates.csv")
+    assert len(reps) == 200 * 8 * 8 and (reps["tau_ps"] == 5.0).all()
+    k = np.zeros((200, 8, 8))
+    k[reps["replicate"], reps["from_state"], reps["to_state"]] = reps["value"]
+    w, v = np.linalg.eig(np.swapaxes(k, 1, 2))
+    pi = np.real(np.take_along_axis(v, np.argmin(abs(w - 1), axis=1)[:, None, None], 2))[..., 0]
+    pi /= pi.sum(axis=1, keepdims=True)
+    lo, hi = np.clip(np.percentile(pi, [2.5, 97.5], axis=0), 0, 1)
+    np.testing.assert_allclose(pops["ci_low"], lo, atol=1e-9)
+    np.testing.assert_allclose(pops["ci_high"], hi, atol=1e-9)

@@ -22,6 +22,8 @@ from gdyn.koopman.eigen import permute_states
 CONTRACT = {
     # issue 22: lifetimes and MFPTs
     "kinetics": ["quantity", "from_state", "to_state", "value_ps", "ci_low_ps", "ci_high_ps"],
+    # issue 22: K(tau*) on every replicate of the uncertainty engine
+    "replicates": ["model", "n_states", "tau_ps", "replicate", "from_state", "to_state", "value"],
     "timescales": [
         "model",
         "n_states",
@@ -320,6 +322,11 @@ def test_api_frames_equal_stage_outputs(tmp_path, monkeypatch) -> None:
     kin = csv("kinetics")
     assert list(kin.columns) == CONTRACT["kinetics"]
     np.testing.assert_allclose(kin["value_ps"], km.kinetics_frame()["value_ps"], rtol=1e-12)
+    reps = csv("replicates")
+    assert list(reps.columns) == CONTRACT["replicates"]
+    k = np.zeros_like(km.group_matrices)
+    k[reps["replicate"], reps["from_state"], reps["to_state"]] = reps["value"]
+    np.testing.assert_allclose(k, km.group_matrices, rtol=1e-12)  # the 3 chunks' K(tau*)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ck_max_abs_deviation"] == ck.max_deviation
     assert summary["state_order"] == km.state_order.tolist()

@@ -168,7 +168,8 @@ def _fig4(peo: dict, out: Path) -> tuple:
 
     inputs = {"charge": str(peo["charge"]), "snapshot": str(peo["snapshot"]),
               "representative": str(peo["representative"]),
-              **{k: str(out / f"{k}.csv") for k in ("timescales", "eigen", "ck")}}
+              **{k: str(out / f"{k}.csv") for k in ("timescales", "eigen", "ck")},
+              "summary": str(out / "summary.json")}
     with style.paper_style():
         fig = figure_fig4(inputs, renderer="matplotlib")
     return fig, inputs

@@ -98,6 +98,12 @@ def write_koopman(
     pops = pd.DataFrame(dict(model=model, n_states=n, tau_ps=tau, state=range(n), population=pi,
                              ci_low=pi - 0.01, ci_high=pi + 0.01))  # fmt: skip
     pops.to_csv(d / "populations.csv", index=False)
+    # K(tau*) on 5 CI groups (the stage's replicates.csv; ci_method chunks below)
+    rows = [dict(model=model, n_states=n, tau_ps=tau, replicate=r, from_state=i, to_state=j,
+                 value=kr[i, j])
+            for r, kr in enumerate(expm(q * tau * f) for f in (0.9, 0.95, 1.0, 1.05, 1.1))
+            for i in range(n) for j in range(n)]  # fmt: skip
+    pd.DataFrame(rows).to_csv(d / "replicates.csv", index=False)
     at_tau = ts[np.isclose(ts["lag_ps"], tau)].sort_values("process")
     summary = dict(model=model, n_states=n, tau_star_ps=tau, tau_star_source="config",
                    tau_star_reason="config", tau_star_auto_ps=tau, lags_ps=lags,
@@ -252,7 +258,8 @@ def test_wiring_requests_what_each_figure_draws() -> None:
     for name, keys in (FIGURE_INPUTS | TABLE_INPUTS).items():
         assert set(plots.figure_input_paths(name, systems)) == set(keys), name
     assert plots.figure_input_paths("supp_fig1", systems) == {
-        "timescales": "results/koopman/toy/vampnet-s8/timescales.csv"
+        "timescales": "results/koopman/toy/vampnet-s8/timescales.csv",
+        "summary": "results/koopman/toy/vampnet-s8/summary.json",
     }
     fig2 = plots.figure_input_paths("fig2", systems)
     assert fig2["vampnet_positions"] == "results/structure/toy/positions-vampnet-s2.csv"
@@ -500,6 +507,7 @@ def test_comparison_says_which_models_are_missing(tmp_path: Path) -> None:
         "toy:gdynet-s2:summary.json",
         "toy:gdynet-s2:timescales.csv",
         "toy:gdynet-s2:populations.csv",
+        "toy:gdynet-s2:replicates.csv",
     }
     write_koopman(tmp_path / "koopman/toy/gdynet-s2", "gdynet", 2, [5.0, 10.0], 10.0, 3)
     table, text = build_comparison(systems, inputs)

@@ -62,7 +62,8 @@ def systems(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str
     assert cli.main(["profile", str(d / "profile.csv"), *args, "--settings", settings]) == 0
     tp.write_koopman(d / "k", "gdynet", 4, [200.0, 1000.0, 3000.0], 3000.0, 4, seed=4)
     out["fig3"] = {"snapshot": str(d / "snapshot.extxyz"), "profile": str(d / "profile.csv"),
-                   **{t: str(d / "k" / f"{t}.csv") for t in ("timescales", "eigen", "ck")}}
+                   **{t: str(d / "k" / f"{t}.csv") for t in ("timescales", "eigen", "ck")},
+                   "summary": str(d / "k" / "summary.json")}
 
     d = root / "peo"
     trajs = {f"peo-traj-{c}": synth.peo_frames(n_frames=8, seed=k) for k, c in enumerate("bc")}
@@ -78,7 +79,8 @@ def systems(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str
     out["fig4"] = {"snapshot": str(d / "snapshot.extxyz"),
                    "representative": str(d / "representative.extxyz"),
                    "charge": str(d / "st" / "charge.csv"),
-                   **{t: str(d / "k" / f"{t}.csv") for t in ("timescales", "eigen", "ck")}}
+                   **{t: str(d / "k" / f"{t}.csv") for t in ("timescales", "eigen", "ck")},
+                   "summary": str(d / "k" / "summary.json")}
     out["peo_args"] = {"args": json.dumps(args)}
 
     d = root / "toy"
@@ -99,6 +101,7 @@ def systems(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str
     out["fig2"] = {"energy": str(d / "energy.csv"), "snapshot": str(d / "snapshot.extxyz"),
                    **{f"{m}_{t}": str(d / m / f"{t}.csv") for m in ("gdynet", "vampnet")
                       for t in ("timescales", "ck")},
+                   **{f"{m}_summary": str(d / m / "summary.json") for m in ("gdynet", "vampnet")},
                    **{f"{m}_positions": str(d / f"{m}.csv") for m in ("gdynet", "vampnet")}}
     return out
 

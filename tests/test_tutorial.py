@@ -173,6 +173,10 @@ def test_tutorial_learns_the_tet_and_oct_sites(executed: dict) -> None:
     # CK test: as Markovian as the labels themselves on the same frames (measured: 0.028,
     # labels 0.027).
     assert s["ck_max_deviation"] < check["ck_labels_max_deviation"] + 0.02
+    # The engine's population intervals (block bootstrap) hold the point and stay in [0, 1].
+    for (low, high), pop in zip(s["population_ci"], (1 - s["tet_population"],
+                                                     s["tet_population"]), strict=True):
+        assert 0.0 <= low <= pop <= high <= 1.0
 
 
 @pytest.mark.slow

@@ -16,7 +16,9 @@ from gdyn.errors import InputError
 RESULTS = "results"
 PARTS: tuple[str, ...] = ("train", "val", "test")
 
-KOOPMAN_TABLES: tuple[str, ...] = ("timescales", "ck", "eigen", "populations", "kinetics")
+KOOPMAN_TABLES: tuple[str, ...] = (
+    "timescales", "ck", "eigen", "populations", "kinetics", "replicates",
+)  # fmt: skip
 MODEL_FILES: tuple[str, ...] = (
     "model.pt",
     "config.json",

@@ -31,7 +31,7 @@ SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(l
 FINISHED = re.compile(r"Finished jobid: (\d+) \(Rule: (\w+)\)")
 # Columns that hold wall-clock times, not results.
 TIMING_COLUMNS = {"seconds"}
-KOOPMAN_TABLES = ("timescales", "ck", "eigen", "populations", "kinetics")
+KOOPMAN_TABLES = ("timescales", "ck", "eigen", "populations", "kinetics", "replicates")
 
 
 class Checks:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,6 +12,7 @@ import numpy as np
 from gdyn import config as gc
 from gdyn import layout
 from gdyn.analysis import summary_lag_ps
+from gdyn.koopman import parse_ci, spectrum, timescales_from_eigenvalues
 from gdyn.plots import charge_per_state
 
 if TYPE_CHECKING:
@@ -114,34 +115,53 @@ def local_koopman_matrix(t1_ps: float, populations: list[float], tau_ps: float) 
     )
 
 
-def _gdynet2_interval(ctx: Context, tau: float) -> tuple[float, float, float, float] | None:
-    """95% CIs of the 2-state GDyNet at tau*: (t1 low, t1 high, tet low, tet high) or None."""
-    ts = ctx.csv("gdynet-s2:timescales.csv", "timescales")
-    pops = ctx.csv("gdynet-s2:populations.csv", "populations")
-    if ts is None or pops is None:
+def rebuilt_global_timescales(k_local: np.ndarray, tau_ps: float) -> np.ndarray:
+    """The rebuilt global timescale (:func:`global_timescale_from_local`, ps) of each
+    (R, 2, 2) local K, through its relaxation time and populations as for the point value
+    (NaN where K has no real positive second eigenvalue)."""
+    out = np.full(len(k_local), np.nan)
+    for r, k in enumerate(np.asarray(k_local, dtype=float)):
+        if not np.all(np.isfinite(k)):
+            continue
+        spec = spectrum(k)
+        t1 = float(timescales_from_eigenvalues(spec.eigenvalues[1:], tau_ps)[0])
+        if math.isfinite(t1) and t1 > 0:
+            pops = [float(p) for p in spec.stationary]
+            out[r] = global_timescale_from_local(local_koopman_matrix(t1, pops, tau_ps), tau_ps)
+    return out
+
+
+def rebuilt_global_interval(
+    k_replicates: np.ndarray, tau_ps: float, ci: Mapping[str, Any] | None
+) -> tuple[float, float]:
+    """Interval of the rebuilt global timescale from the 2-state K on the uncertainty
+    engine's replicates (``replicates.csv``): the rebuild evaluated on every resample and
+    the run's own interval rule (``ci``: ``{"method", "level"}`` from summary.json;
+    percentile for the bootstrap, geometric Student-t for CI groups)."""
+    settings = parse_ci(ci, "summary.json key 'ci")
+    lo, hi = settings.interval(rebuilt_global_timescales(k_replicates, tau_ps)[:, None],
+                               log_scale=True)  # fmt: skip
+    return float(lo[0]), float(hi[0])
+
+
+def _replicate_matrices(table: pd.DataFrame, tau: float) -> np.ndarray | None:
+    """(R, s, s) K of every replicate in ``replicates.csv`` at tau* (None when absent)."""
+    rows = table[_near(table["tau_ps"], tau)]
+    if rows.empty:
         return None
-    t_row = ts[_near(ts["lag_ps"], tau) & (ts["process"] == 1)]
-    p_row = _at_tau(pops, "tau_ps", tau)
-    p_row = p_row[p_row["state"] == 1]
-    if t_row.empty or p_row.empty:
-        return None
-    out = (
-        float(t_row["ci_low_ps"].iloc[0]),
-        float(t_row["ci_high_ps"].iloc[0]),
-        float(p_row["ci_low"].iloc[0]),
-        float(p_row["ci_high"].iloc[0]),
-    )
-    return out if all(np.isfinite(out)) else None
+    r, i, j = (rows[c].to_numpy(int) for c in ("replicate", "from_state", "to_state"))
+    k = np.full((r.max() + 1, i.max() + 1, j.max() + 1), np.nan)
+    k[r, i, j] = rows["value"].to_numpy(float)
+    return k
 
 
 def global_from_local(ctx: Context) -> Value:
     """Supp. Note 2: the slowest global timescale rebuilt from the 2-state GDyNet model.
 
-    The CI is the range of the rebuilt timescale over the box of the GDyNet's 95% CIs of its
-    relaxation time and of its less populated (tetrahedral) state's population: the slowest
-    global process is the octahedral dwell, -tau / ln(1 - pi_tet (1 - exp(-tau / t1))),
-    which grows with t1 and falls with pi_tet, so the box's corners bound it (a conservative
-    interval: it ignores the correlation of the two).
+    The interval is the rebuild evaluated on each of the uncertainty engine's replicates of
+    the GDyNet's K(tau*) (``replicates.csv``, the resamples behind its timescale and
+    population intervals), under the run's interval rule (:func:`rebuilt_global_interval`),
+    so the correlation of the relaxation time and the population is kept.
     """
     if "gdynet2" not in toy_models(ctx.settings):
         return Value(status="no 2-state GDyNet in this config")
@@ -160,15 +180,14 @@ def global_from_local(ctx: Context) -> Value:
         value=global_timescale_from_local(k_local, tau),
         note=f"from the 2-state GDyNet K(τ* = {tau:g} ps): p_00 = {k_local[0, 0]:.4f}, p_11 = {k_local[1, 1]:.4f}",
     )
-    box = _gdynet2_interval(ctx, tau)
-    if box is not None and box[0] > 0 and 0 < box[2] <= box[3] < 1:
-        t_lo, t_hi, p_lo, p_hi = box
-
-        def rebuilt(t: float, p_tet: float) -> float:
-            return global_timescale_from_local(local_koopman_matrix(t, [1 - p_tet, p_tet], tau), tau)
-
-        out.ci_low, out.ci_high = rebuilt(t_lo, p_hi), rebuilt(t_hi, p_lo)
-        out.note += "; CI from the box of the GDyNet's timescale and population CIs"
+    table = ctx.csv("gdynet-s2:replicates.csv", "replicates")
+    k_reps = None if table is None else _replicate_matrices(table, tau)
+    if k_reps is not None and k_reps.shape[1:] == (2, 2):
+        ci = {"method": summary.get("ci_method", "bootstrap")}
+        if summary.get("ci_level") is not None:
+            ci["level"] = float(summary["ci_level"])
+        out.ci_low, out.ci_high = rebuilt_global_interval(k_reps, tau, ci)
+        out.note += f"; CI: the rebuild on the {len(k_reps)} replicates of K(τ*)"
     return out
 
 

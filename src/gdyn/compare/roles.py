@@ -194,8 +194,10 @@ def comparison_inputs(
     for system in roles["toy"]:
         for key, (model, n) in toy_models(systems[system]).items():
             files = ("summary.json", "timescales.csv")
-            # the 2-state GDyNet's populations: the tet row and the CI of the global row
-            koopman(system, model, n, (*files, "populations.csv") if key == "gdynet2" else files)
+            # the 2-state GDyNet's populations (the tet row) and its K(tau*) on the engine's
+            # replicates (the interval of the global timescale rebuilt from it)
+            extra = ("populations.csv", "replicates.csv") if key == "gdynet2" else ()
+            koopman(system, model, n, (*files, *extra))
     for system in roles["siau"]:
         model, n = gc.analysed(systems[system])
         koopman(system, model, n, ("summary.json", "timescales.csv"))

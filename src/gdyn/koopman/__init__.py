@@ -30,12 +30,12 @@ over time by default (percentile intervals), or the paper's CI groups (Student-t
 This package exports what other packages use: the API's objects, the helpers of
 :mod:`gdyn.analysis` (the tau* state order, K of a transport model, the uncertainty engine)
 and the stage entries of :mod:`gdyn.cli`. Everything else is imported from the module that
-defines it (``from gdyn.koopman.eigen import timescales_from_eigenvalues``).
+defines it (``from gdyn.koopman.verdict import DEFAULT_CK_ALPHA``).
 """
 
 from gdyn.koopman.analysis import run_koopman
 from gdyn.koopman.ck import CKTest
-from gdyn.koopman.eigen import spectrum, state_order
+from gdyn.koopman.eigen import spectrum, state_order, timescales_from_eigenvalues
 from gdyn.koopman.estimate import covariance_sums, koopman_matrix, lag_pairs
 from gdyn.koopman.model import KoopmanModel
 from gdyn.koopman.model_selection import (
@@ -72,5 +72,6 @@ __all__ = [
     "select_states",
     "spectrum",
     "state_order",
+    "timescales_from_eigenvalues",
     "weighted_sums",
 ]

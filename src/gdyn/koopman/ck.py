@@ -165,6 +165,11 @@ class CKTest:
 
         plo, phi = self.predicted_ci
         elo, ehi = self.estimated_ci
+        # Reported as the probabilities they estimate, within [0, 1] like their intervals:
+        # the non-reversible K of soft memberships can have elements a little below 0 (the
+        # default run's 8-state VAMPnet: down to -0.001), which would sit outside their own
+        # clipped interval. The verdict above uses the unclipped values.
+        pred, est = np.clip(self.predicted, 0.0, 1.0), np.clip(self.estimated, 0.0, 1.0)
         verdict = self.verdict.element_pass
         s, total = self.n_surviving, self.n_states
         nan = float("nan")
@@ -183,10 +188,10 @@ class CKTest:
                             "lag_ps": (n + 1) * self.lag_ps,
                             "from_state": i,
                             "to_state": j,
-                            "predicted": self.predicted[n, i, j] if ok else nan,
+                            "predicted": pred[n, i, j] if ok else nan,
                             "predicted_ci_low": plo[n, i, j] if ok else nan,
                             "predicted_ci_high": phi[n, i, j] if ok else nan,
-                            "estimated": self.estimated[n, i, j] if ok else nan,
+                            "estimated": est[n, i, j] if ok else nan,
                             "estimated_ci_low": elo[n, i, j] if ok else nan,
                             "estimated_ci_high": ehi[n, i, j] if ok else nan,
                             "near_empty": not ok,

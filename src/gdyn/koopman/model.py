@@ -439,8 +439,8 @@ class KoopmanModel:
         spec = self.spectrum
         s, total = self.n_surviving, self.n_states
         comp = spec.right.copy()
-        if s:
-            comp[:, 0] = spec.stationary
+        if s:  # within [0, 1] as in populations.csv
+            comp[:, 0] = np.clip(spec.stationary, 0.0, 1.0)
         n_groups = len(self.group_spectra)
         g_comp = np.array([g.right for g in self.group_spectra]).reshape(n_groups, s, s)
         if s:
@@ -482,7 +482,9 @@ class KoopmanModel:
         s, total = self.n_surviving, self.n_states
         pi = np.full(total, np.nan)
         lo, hi = np.full(total, np.nan), np.full(total, np.nan)
-        pi[:s] = self.spectrum.stationary
+        # A probability, reported within [0, 1] like its interval (a non-stochastic K of
+        # soft memberships can put a rare state's stationary weight a little below 0).
+        pi[:s] = np.clip(self.spectrum.stationary, 0.0, 1.0)
         lo[:s], hi[:s] = self.interval(
             np.array([g.stationary for g in self.group_spectra]).reshape(len(self.group_spectra), s),
             probability=True,

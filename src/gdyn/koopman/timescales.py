@@ -131,9 +131,10 @@ class ImpliedTimescales:
     """Relaxation timescales ``t_i(tau) = -tau / ln|lambda_i(tau)|`` over a lag grid.
 
     One :class:`LagResult` per lag, in the order given (the workflow's is ascending).
-    Arrays are (n_lags, n_states - 1), slowest process first; CIs are 95 % Student-t
-    intervals on ``ln t`` over the CI groups (NaN without groups). :attr:`flags` marks
-    each (lag, process) (:func:`~gdyn.koopman.tau_star.timescale_flags`).
+    Arrays are (n_lags, n_states - 1), slowest process first; CIs are the uncertainty
+    engine's 95 % intervals (percentile over the block bootstrap, or Student-t on ``ln t``
+    over CI groups; NaN without replicates). :attr:`flags` marks each (lag, process)
+    (:func:`~gdyn.koopman.tau_star.timescale_flags`).
     """
 
     results: tuple[LagResult, ...]
@@ -271,7 +272,7 @@ def implied_timescales(
     selection: SelectionSpec = "auto",
     estimator: str = "nonreversible",
 ) -> ImpliedTimescales:
-    """Implied timescales over a lag grid, with 95 % CIs over CI groups.
+    """Implied timescales over a lag grid, with the uncertainty engine's 95 % CIs.
 
     Parameters
     ----------
@@ -287,8 +288,10 @@ def implied_timescales(
     traj, frame : (F,) int, optional
         Trajectory and frame of every row of an array probs.
     ci : mapping, optional
-        CI groups as the config's ``koopman.ci`` block (``{"method": "chunks", "n": 5}``);
-        None: CI columns are NaN.
+        The config's ``koopman.ci`` block (``{"method": "bootstrap", "n": 500, "seed": 0}``,
+        the workflow's default; or the paper's groups ``{"method": "chunks", "n": 5}``);
+        with the bootstrap every lag draws the same resamples (one block for the grid),
+        so convergence can test differences between lags. None: CI columns are NaN.
     selection : "auto", mapping or None
         The near-empty rule, applied to each lag's model (see
         :meth:`KoopmanModel.estimate <gdyn.koopman.model.KoopmanModel.estimate>`).

@@ -247,6 +247,29 @@ class CISettings:
     def formula(self) -> str:
         return CI_FORMULA["bootstrap" if self.bootstrap else "groups"]
 
+    def interval(
+        self,
+        samples: np.ndarray,
+        log_scale: bool = False,
+        probability: bool = False,
+        point: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Interval of a quantity from its (R, ...) replicate values (:meth:`Replicates.interval`).
+
+        Also what a reader of saved replicate values (``replicates.csv``) calls to get the
+        run's own interval for a quantity derived from them.
+        """
+        if self.bootstrap:
+            lo, hi = percentile_interval(samples, self.level)
+        else:
+            lo, hi = t_interval(samples, log_scale=log_scale, level=self.level)
+            if point is not None and not log_scale:
+                half = 0.5 * (hi - lo)
+                lo, hi = point - half, point + half
+        if probability:
+            lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
+        return lo, hi
+
     def with_block(self, block_ps: float | None) -> CISettings:
         """These settings with the bootstrap block fixed (no-op for group methods or when
         the config sets one)."""
@@ -436,16 +459,7 @@ class Replicates:
         timescales; ``point``: the half-width around this pooled value instead of the
         group mean); ``probability`` clips to [0, 1].
         """
-        if self.bootstrap:
-            lo, hi = percentile_interval(samples, self.settings.level)
-        else:
-            lo, hi = t_interval(samples, log_scale=log_scale, level=self.settings.level)
-            if point is not None and not log_scale:
-                half = 0.5 * (hi - lo)
-                lo, hi = point - half, point + half
-        if probability:
-            lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
-        return lo, hi
+        return self.settings.interval(samples, log_scale, probability, point)
 
 
 def unit_sums(

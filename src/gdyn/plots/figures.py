@@ -24,6 +24,7 @@ from gdyn.plots.io import (
     _states,
     read_representative,
     read_snapshot,
+    read_summary,
     read_table,
 )
 from gdyn.plots.panels_atoms import (
@@ -95,6 +96,7 @@ def figure_fig2(inputs: Mapping[str, str], renderer: Renderer = "auto") -> Figur
             ck,
             _single_tau(ck, inputs[f"{m}_ck"], "ck"),
             read_table(inputs[f"{m}_positions"], "positions"),
+            read_summary(inputs[f"{m}_summary"]),
         )
     unit = figure_unit(*(d[0] for d in data.values()), *(d[1] for d in data.values()))
     n_ck = max(_ck_states(d[1]) for d in data.values())
@@ -112,16 +114,17 @@ def figure_fig2(inputs: Mapping[str, str], renderer: Renderer = "auto") -> Figur
     plot_energy_path(ax_a, energy)
     sc = None
     for col, (m, label) in enumerate(models):
-        ts, ck, tau, pos = data[m]
+        ts, ck, tau, pos, summary = data[m]
         ax_b = fig.add_subplot(outer[1, col])
-        plot_timescales(ax_b, ts, tau, title=label, unit=unit)
+        plot_timescales(ax_b, ts, tau, title=label, unit=unit, summary=summary)
         if col == 0:
             style.panel_letter(ax_b, "b")
         ax_c = fig.add_subplot(outer[2, col], projection="3d")
         sc = plot_assignment(ax_c, pos, label)
         if col == 0:
             style.panel_letter(ax_c, "c", dx_in=-0.2)
-        plot_ck(fig, outer[3, col], ck, title=label, letter="d" if col == 0 else None, unit=unit)
+        plot_ck(fig, outer[3, col], ck, title=label, letter="d" if col == 0 else None, unit=unit,
+                summary=summary)  # fmt: skip
     box = outer[2, 0].get_position(fig)
     cax = fig.add_axes((box.x1 + 0.02, box.y0 + 0.25 * box.height, 0.012, 0.5 * box.height))
     cb = fig.colorbar(sc, cax=cax)
@@ -143,6 +146,7 @@ def figure_fig3(inputs: Mapping[str, str], renderer: Renderer = "auto") -> Figur
     eigen = read_table(inputs["eigen"], "eigen")
     ck = read_table(inputs["ck"], "ck")
     tau = _single_tau(ck, inputs["ck"], "ck")
+    summary = read_summary(inputs["summary"])
     unit = figure_unit(ts, ck)
     n = _ck_states(ck)
     ck_h = 0.75 * n + 0.4
@@ -162,10 +166,10 @@ def figure_fig3(inputs: Mapping[str, str], renderer: Renderer = "auto") -> Figur
     plot_profile(ax_c, profile, vertical=True)
     style.panel_letter(ax_c, "c")
     ax_d = fig.add_subplot(outer[1, 0])
-    plot_timescales(ax_d, ts, tau, unit=unit)
+    plot_timescales(ax_d, ts, tau, unit=unit, summary=summary)
     style.panel_letter(ax_d, "d")
-    plot_eigen(fig, outer[1, 1], eigen, letter="e", unit=unit)
-    plot_ck(fig, outer[2, :], ck, letter="f", unit=unit)
+    plot_eigen(fig, outer[1, 1], eigen, letter="e", unit=unit, summary=summary)
+    plot_ck(fig, outer[2, :], ck, letter="f", unit=unit, summary=summary)
     picture_note(fig, choice)
     return fig
 
@@ -183,6 +187,7 @@ def figure_fig4(inputs: Mapping[str, str], renderer: Renderer = "auto") -> Figur
     eigen = read_table(inputs["eigen"], "eigen")
     ck = read_table(inputs["ck"], "ck")
     tau = _single_tau(ck, inputs["ck"], "ck")
+    summary = read_summary(inputs["summary"])
     unit = figure_unit(ts, ck)
     n = _ck_states(ck)
     ck_h = 0.75 * n + 0.4
@@ -207,10 +212,10 @@ def figure_fig4(inputs: Mapping[str, str], renderer: Renderer = "auto") -> Figur
     plot_charge(ax_c, charge)
     style.panel_letter(ax_c, "c")
     ax_d = fig.add_subplot(outer[1, 1])
-    plot_timescales(ax_d, ts, tau, unit=unit)
+    plot_timescales(ax_d, ts, tau, unit=unit, summary=summary)
     style.panel_letter(ax_d, "d")
-    plot_eigen(fig, outer[2, :], eigen, letter="e", unit=unit)
-    plot_ck(fig, outer[3, :], ck, letter="f", unit=unit)
+    plot_eigen(fig, outer[2, :], eigen, letter="e", unit=unit, summary=summary)
+    plot_ck(fig, outer[3, :], ck, letter="f", unit=unit, summary=summary)
     picture_note(fig, choice)
     return fig
 
@@ -254,8 +259,10 @@ def figure_supp_fig1(inputs: Mapping[str, str]) -> Figure:
     n_states = (
         int(ts["n_states"].iloc[0]) if "n_states" in ts.columns else int(ts["process"].max()) + 1
     )
+    summary = read_summary(inputs["summary"])
     fig, ax = plt.subplots(figsize=(style.SINGLE_COLUMN_IN * 1.3, 2.8))
-    plot_timescales(ax, ts, title=f"global VAMPnet, {n_states} states")
+    # The paper draws no tau* here; the summary still marks the unconverged lag models.
+    plot_timescales(ax, ts, title=f"global VAMPnet, {n_states} states", summary=summary)
     return fig
 
 

@@ -35,6 +35,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "eigen": ("tau_ps", "process", "timescale_ps", "state", "component", "ci_low", "ci_high"),
     "populations": ("tau_ps", "state", "population", "ci_low", "ci_high"),
+    "replicates": ("tau_ps", "replicate", "from_state", "to_state", "value"),
     "energy": ("path_coordinate_A", "energy_meV", "site"),
     "positions": ("x_frac", "y_frac", "z_frac", "p0"),
     "profile": ("state", "axis", "position_A", "density"),
@@ -75,6 +76,22 @@ def read_table(path: str | Path, kind: str) -> pd.DataFrame:
     if frame.empty:
         raise InputError(f"{path}: {kind} CSV: expected at least one row, got none")
     return frame
+
+
+def read_summary(path: str | Path) -> dict[str, Any]:
+    """A Koopman ``summary.json`` (docs/contracts.md), checked for the keys figures read."""
+    import json
+
+    try:
+        summary = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found (expected a Koopman summary.json)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(summary, dict) or "tau_star_ps" not in summary:
+        got = sorted(summary) if isinstance(summary, dict) else type(summary).__name__
+        raise InputError(f"{path}: Koopman summary: expected key 'tau_star_ps', got {got}")
+    return summary
 
 
 def _single_tau(frame: pd.DataFrame, path: str | Path, kind: str) -> float:

@@ -8,14 +8,25 @@ the Koopman tables) are named, not drawn; the CK grid says PASS or FAIL (the ``p
 column) and shades the panels of failing elements; flagged timescales (complex or negative
 eigenvalues) are drawn hollow; no axis range is set by an excluded state or a runaway
 confidence interval. Tables without the new columns (older runs) draw as before.
+
+With the Koopman ``summary.json`` (``summary=``, issues 21-22) the panels also say what the
+tables alone cannot: when the data give no tau* (``tau_star_ps`` null) the timescale panel
+says "no τ*" with the reason and marks the lag the tables fell back to, and the CK and
+eigenvector headers name that lag as the fallback instead of calling it tau*; lag models
+whose training hit ``train.epochs`` unconverged (``unconverged_models``) are marked "×"
+and named, as near-empty states are.
 """
 
 from __future__ import annotations
 
+import textwrap
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gdyn.errors import InputError
+from gdyn.layout import parse_lag
 from gdyn.plots import style
 from gdyn.plots.io import _states
 
@@ -63,6 +74,48 @@ def near_empty_states(frame: pd.DataFrame, column: str = "state") -> list[int]:
     return sorted({int(s) for s in frame.loc[_flag(frame, "near_empty"), column]})
 
 
+Summary = Mapping[str, Any]  # a Koopman summary.json (docs/contracts.md)
+
+
+def no_tau_star_reason(summary: Summary | None) -> str | None:
+    """Why the Koopman stage found no tau* (None when it has one or there is no summary).
+
+    The first clause of ``tau_star_reason`` (the rule that no lag met); the per-lag
+    rejections and the fallback sentence stay in summary.json.
+    """
+    if summary is None or summary.get("tau_star_ps") is not None:
+        return None
+    reason = str(summary.get("tau_star_reason") or "see summary.json")
+    return reason.split(": ", 1)[0].split("; ", 1)[0]
+
+
+def unconverged_lags(summary: Summary | None) -> list[float]:
+    """Lags (ps) of the grid whose model's training hit ``train.epochs`` unconverged.
+
+    Read from ``unconverged_models`` (model directory names ``{model}-s{n}-lag{lag}``,
+    :func:`gdyn.layout.model_dir`).
+    """
+    out = []
+    for name in (summary or {}).get("unconverged_models") or []:
+        head, sep, label = str(name).rpartition("-lag")
+        if not sep or not head:
+            raise InputError(f"summary.json: key 'unconverged_models': expected model "
+                             f"directory names '{{model}}-s{{n}}-lag{{lag}}', got {name!r}")
+        out.append(parse_lag(label))
+    return sorted(out)
+
+
+def lag_header(tau_ps: float, unit: Unit, summary: Summary | None) -> str:
+    """``τ* = 10 ps``, or ``no τ* (fallback lag 40 ps)`` when the summary has no tau*, with
+    ``, training unconverged`` when that lag's model hit ``train.epochs``."""
+    name, scale = unit
+    lag = f"{tau_ps * scale:g} {name}"
+    text = f"τ* = {lag}" if no_tau_star_reason(summary) is None else f"no τ* (fallback lag {lag})"
+    if any(np.isclose(tau_ps, u, rtol=1e-6) for u in unconverged_lags(summary)):
+        text += ", training unconverged"
+    return text
+
+
 def _note(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=7,
             wrap=True)  # fmt: skip
@@ -76,13 +129,20 @@ def plot_timescales(
     tau_star_ps: float | None = None,
     title: str | None = None,
     unit: Unit | None = None,
+    summary: Summary | None = None,
 ) -> None:
     """Relaxation timescales t_i(tau) vs lag with 95% CI bands and the t = tau line.
 
     Points of complex or negative eigenvalues (``complex`` / ``negative`` columns) are
     hollow; lags where a process does not exist (fewer surviving states) are gaps.
+    ``tau_star_ps`` is the lag the Koopman tables describe (None: no line). With the Koopman
+    ``summary``, when it has no tau* that lag is its fallback: a dashed line instead of τ*,
+    and the title says "no τ*" with the reason; points at lags whose model's training was
+    unconverged get "×" (with or without ``tau_star_ps``).
     """
     name, scale = unit or figure_unit(ts)
+    reason = None if tau_star_ps is None else no_tau_star_reason(summary)
+    bad_lags = unconverged_lags(summary)
     processes = sorted(int(p) for p in set(ts["process"]) if int(p) >= 1)
     lags = np.sort(np.unique(ts["lag_ps"].to_numpy(float))) * scale
     points: list[float] = []
@@ -103,6 +163,9 @@ def plot_timescales(
         if (ok & flagged).any():
             any_flagged = True
             ax.plot(x[ok & flagged], y[ok & flagged], "o", mfc="white", color=color)
+        unconverged = ok & np.isin(g["lag_ps"].to_numpy(float), bad_lags)
+        if unconverged.any():
+            ax.plot(x[unconverged], y[unconverged], "x", color="k", ms=6, mew=1.0, zorder=5)
         band = ok & np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
         if band.any():
             ax.fill_between(x[band], lo[band], hi[band], color=color, alpha=0.25, lw=0)
@@ -119,21 +182,33 @@ def plot_timescales(
     xs = np.linspace(0.0, lags.max() * 1.03, 100)
     ax.plot(xs, xs, color="k", lw=0.8)
     ax.fill_between(xs, ymin, np.maximum(xs, ymin), color=style.REFERENCE_COLOR, alpha=0.35, lw=0)
-    if tau_star_ps is not None and np.isfinite(tau_star_ps):
+    if reason is None and tau_star_ps is not None and np.isfinite(tau_star_ps):
         ax.axvline(tau_star_ps * scale, color="k", ls=":", lw=0.8)
         ax.annotate(
             "τ*", (tau_star_ps * scale, ymax), xytext=(2, -2), textcoords="offset points",
             ha="left", va="top", fontsize=7,
+        )  # fmt: skip
+    elif reason is not None and tau_star_ps is not None:
+        ax.axvline(tau_star_ps * scale, color=style.REFERENCE_COLOR, ls="--", lw=0.8)
+        right = tau_star_ps * scale > 0.8 * lags.max()  # the fallback is often the last lag
+        ax.annotate(
+            "no τ*", (tau_star_ps * scale, ymax), xytext=(-2 if right else 2, -2),
+            textcoords="offset points", ha="right" if right else "left", va="top", fontsize=7,
         )  # fmt: skip
     ax.set_ylim(ymin, ymax)
     ax.set_xlim(0.0, lags.max() * 1.03)
     style.plain_log_ticks(ax.yaxis)
     ax.set_xlabel(f"lag time τ ({name})")
     ax.set_ylabel(f"relaxation timescale ({name})")
-    if title:
-        ax.set_title(title)
+    lines = [title] if title else []
+    if reason is not None and tau_star_ps is not None:
+        lines += textwrap.wrap(f"no τ*: {reason} (tables at {tau_star_ps * scale:g} {name})", 48)
+    if lines:
+        ax.set_title("\n".join(lines), fontsize=7 if reason is not None else None)
     if any_flagged:
         ax.plot([], [], "o", mfc="white", color="k", label="complex/negative λ")
+    if bad_lags:
+        ax.plot([], [], "x", color="k", label="training unconverged")
     n_items = len(ax.get_legend_handles_labels()[1])
     if n_items == 0:
         return
@@ -161,12 +236,15 @@ def plot_ck(
     title: str | None = None,
     letter: str | None = None,
     unit: Unit | None = None,
+    summary: Summary | None = None,
 ) -> list[Axes]:
     """CK test grid: K(n tau*) predicted (line, CI band) vs estimated (points, CI bars).
 
     One panel per pair of surviving states (near-empty states are named in the header, not
     drawn); the header says PASS or FAIL, and panels with a failing element are shaded. The y range
-    is that of a probability, whatever the numbers.
+    is that of a probability, whatever the numbers. With the Koopman ``summary`` the header
+    says "no τ*" when the table's lag is the fallback, and "training unconverged" when that
+    lag's model hit ``train.epochs`` (:func:`lag_header`).
     """
     from matplotlib.transforms import ScaledTranslation
 
@@ -180,7 +258,7 @@ def plot_ck(
     verdict = ck_verdict_label(ck)
     box = spec.get_position(fig)
     up = lambda pts: fig.transFigure + ScaledTranslation(0, pts / 72, fig.dpi_scale_trans)  # noqa: E731
-    head = f"CK test at τ* = {tau * scale:g} {name}"
+    head = f"CK test at {lag_header(tau, (name, scale), summary)}"
     if verdict:
         head += f": {verdict}"
     if excluded:
@@ -277,12 +355,15 @@ def plot_eigen(
     eigen: pd.DataFrame,
     letter: str | None = None,
     unit: Unit | None = None,
+    summary: Summary | None = None,
 ) -> list[Axes]:
     """Eigenvectors of K(tau*) projected onto the states, one bar panel per relaxation.
 
     Right eigenvectors normalised to ``sum_j pi_j r_j^2 = 1`` (pi: stationary distribution
     of the surviving states), largest component positive. Near-empty states are marked
     "×" (no component); the shared y range is set by the components, not by runaway CIs.
+    With the Koopman ``summary`` the axis label names a fallback lag as such
+    (:func:`lag_header`).
     """
     processes = sorted(int(p) for p in set(eigen["process"]) if int(p) >= 1)
     name, scale = unit or style.time_unit(float(eigen["tau_ps"].iloc[0]))
@@ -329,7 +410,7 @@ def plot_eigen(
         if k > 0:
             ax.tick_params(labelleft=False)
     axes[0].set_ylim(*ylim)
-    axes[0].set_ylabel(f"eigenvector component\nat τ* = {tau * scale:g} {name}")
+    axes[0].set_ylabel(f"eigenvector component\nat {lag_header(tau, (name, scale), summary)}")
     if letter:
         style.panel_letter(axes[0], letter)
     return axes

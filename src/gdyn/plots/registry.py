@@ -16,21 +16,25 @@ from gdyn.errors import InputError
 
 # Input names of each figure/table (the keys of --inputs); workflow/rules/figures.smk
 # builds the same names.
+# A Koopman figure also reads its model's summary.json: whether the tables' lag is tau* or
+# the fallback of a run without one, and which lag models trained unconverged.
 FIGURE_INPUTS: dict[str, tuple[str, ...]] = {
     "fig2": (
         "energy",
         "snapshot",
         "gdynet_timescales",
         "gdynet_ck",
+        "gdynet_summary",
         "gdynet_positions",
         "vampnet_timescales",
         "vampnet_ck",
+        "vampnet_summary",
         "vampnet_positions",
     ),
-    "fig3": ("snapshot", "profile", "timescales", "eigen", "ck"),
-    "fig4": ("snapshot", "representative", "charge", "timescales", "eigen", "ck"),
+    "fig3": ("snapshot", "profile", "timescales", "eigen", "ck", "summary"),
+    "fig4": ("snapshot", "representative", "charge", "timescales", "eigen", "ck", "summary"),
     "fig5": ("conduction",),
-    "supp_fig1": ("timescales",),
+    "supp_fig1": ("timescales", "summary"),
     "supp_fig2": ("q3",),
     "supp_fig3": ("rdf",),
 }
@@ -96,7 +100,8 @@ def figure_input_paths(
         return rebase(path, results)
 
     def koopman(model: str, n_states: int, tables: Sequence[str]) -> dict[str, str]:
-        return {t: under(layout.koopman_table(system, model, n_states, t)) for t in tables}
+        out = {t: under(layout.koopman_table(system, model, n_states, t)) for t in tables}
+        return out | {"summary": under(layout.koopman_summary(system, model, n_states))}
 
     def structure(file: str) -> str:
         return under(layout.structure_file(system, file))
@@ -115,7 +120,7 @@ def figure_input_paths(
             n_vamp = n_gdy if n_gdy in states["vampnet"] else min(states["vampnet"])
         ins = {"energy": under(layout.toy_energy(system)), "snapshot": structure("snapshot.extxyz")}
         for m, n_m in (("gdynet", n_gdy), ("vampnet", n_vamp)):
-            ins.update({f"{m}_{t}": p for t, p in koopman(m, n_m, ("timescales", "ck")).items()})
+            ins.update({f"{m}_{t}": p for t, p in koopman(m, n_m, ("timescales", "ck")).items()})  # + summary
             ins[f"{m}_positions"] = under(layout.positions(system, m, n_m))
         return ins
     if name == "supp_fig1":
