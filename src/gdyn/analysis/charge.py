@@ -16,6 +16,7 @@ import numpy as np
 
 from gdyn.analysis.rdf import first_peak_index, running_mean
 from gdyn.errors import InputError
+from gdyn.settings import default
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def charge_integral(
     rdf_frame: Any,
     center: str,
     charges: Mapping[str, float],
-    reference: str = "Li",
+    reference: str = default("structure", "charge", "reference"),
     r_star_A: float | None = None,
     reference_charge: float | None = None,
     where: str = "rdf_frame",
@@ -158,7 +159,7 @@ def charge_table(rdf: Any, settings: dict[str, Any], where: str) -> Any:
     the ``structure/charge`` settings (center, charges, reference, reference_charge,
     r_star_A)."""
     return charge_integral(rdf, settings["center"], settings["charges"],
-                           reference=settings.get("reference", "Li"),
+                           reference=settings.get("reference", default("structure", "charge", "reference")),
                            r_star_A=settings.get("r_star_A"),
                            reference_charge=settings.get("reference_charge"), where=where)
 
