@@ -273,10 +273,11 @@ def test_sigkill_then_rerun_equals_uninterrupted(toy: dict, tmp_path: Path) -> N
     assert all(torch.equal(ref[k], got[k]) for k in ref)
 
 
-def test_checkpoint_of_other_settings_is_ignored(toy: dict, tmp_path: Path) -> None:
+def test_checkpoint_of_other_settings_is_ignored(toy: dict, tmp_path: Path,
+                                                 crash_after) -> None:
     settings = dict(FAST, epochs=2, max_pairs_per_epoch=1024)
-    with pytest.raises(gt.Interrupted):
-        _run(toy, tmp_path, settings, stop=20)
+    with pytest.raises(gt.Interrupted), crash_after(20):
+        _run(toy, tmp_path, settings)
     res = _run(toy, tmp_path, dict(settings, learning_rate=0.02))
     assert res["resumed"] is None
 
