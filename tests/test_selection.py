@@ -150,7 +150,8 @@ def chain_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             (d / "config.json").write_text(json.dumps(cfg))
             configs.append(str(d / "config.json"))
         out = root / "koopman" / f"gdynet-s{n}"
-        k = _gdyn("koopman", str(out), "--probs", *files, "--model", "gdynet", "--n-states", str(n), "--settings", json.dumps(KOOPMAN))
+        k = _gdyn("koopman", str(out), "--probs", *files, "--model", "gdynet",
+                  "--n-states", str(n), "--settings", json.dumps(KOOPMAN))
         assert k.returncode == 0, k.stderr
         summaries.append(str(out / "summary.json"))
         probs[n] = files

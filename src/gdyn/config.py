@@ -484,10 +484,10 @@ class _SystemCheck:
         charge = st.get("charge")
         if charge:
             wanted.append(("structure/charge/center", charge["center"]))
-            wanted.append(("structure/charge/reference", charge.get("reference", default("structure", "charge", "reference"))))
+            ref = charge.get("reference", default("structure", "charge", "reference"))
+            wanted.append(("structure/charge/reference", ref))
             wanted += [(f"structure/charge/charges/{e}", e) for e in charge.get("charges", {})]
             in_rdf = set(rdf.get("elements", []))
-            ref = charge.get("reference", default("structure", "charge", "reference"))
             for where, e in [("structure/charge/center", charge["center"])] + [
                 (f"structure/charge/charges/{x}", x) for x in charge.get("charges", {}) if x != ref
             ]:
@@ -496,7 +496,8 @@ class _SystemCheck:
                               f"({', '.join(rdf.get('elements', [])) or 'no rdf block'}); the "
                               "charge integral reads its RDF")
         if st.get("q3") is not None:
-            wanted.append(("structure/q3/element", st["q3"].get("element", default("structure", "q3", "element"))))
+            element = st["q3"].get("element", default("structure", "q3", "element"))
+            wanted.append(("structure/q3/element", element))
         if not wanted or not self.headers:
             return
         from ase.data import atomic_numbers, chemical_symbols

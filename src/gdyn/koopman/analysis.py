@@ -162,8 +162,8 @@ class TauStarResult:
 
 def analyse_tau_star(
     data: Probs, groups: Sequence[Group] | CISettings, ck_steps: int, selection: Any = "auto",
-    estimator: str = default("koopman", "estimator"), ck_tolerance: float = DEFAULT_CK_TOLERANCE,
-    ck_alpha: float = DEFAULT_CK_ALPHA,
+    estimator: str = default("koopman", "estimator"),
+    ck_tolerance: float = DEFAULT_CK_TOLERANCE, ck_alpha: float = DEFAULT_CK_ALPHA,
 ) -> TauStarResult:
     """K(tau*), its eigen-decomposition and the CK test, pooled and per replicate
     (``groups``: CI groups or uncertainty settings, :mod:`~gdyn.koopman.uncertainty`)."""
