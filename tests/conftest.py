@@ -6,8 +6,10 @@ Test files import the helpers with ``from conftest import ...`` (pytest puts ``t
 
 from __future__ import annotations
 
+import contextlib
 import re
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,33 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def crash_after() -> Callable[[int], contextlib.AbstractContextManager[None]]:
+    """``with crash_after(n): ...``: training inside stops with ``Interrupted`` after its n-th
+    optimiser step, counted over every seed, as a killed job would (before that step's
+    checkpoint); it replaces gdyn.train.loop's per-step hook for the block only."""
+    import gdyn.train.loop as loop
+
+    @contextlib.contextmanager
+    def armed(n: int) -> Iterator[None]:
+        steps = 0
+
+        def hook() -> None:
+            nonlocal steps
+            steps += 1
+            if steps >= n:
+                raise loop.Interrupted(f"stopped after {steps} steps (test)")
+
+        before = loop._after_step
+        loop._after_step = hook
+        try:
+            yield
+        finally:
+            loop._after_step = before
+
+    return armed
 
 
 def simulate(t_matrix: np.ndarray, n_traj: int, n_steps: int, seed: int,

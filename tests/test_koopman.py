@@ -451,10 +451,8 @@ def test_cli_writes_contract_outputs(tmp_path, main) -> None:
         str(out),
         "--probs",
         *paths,
-        "--lags",
-        "0.5ps",
-        "1ps",
-        "2ps",
+        "--model",
+        "gdynet",
         "--settings",
         json.dumps(cfg),
     ]
@@ -500,20 +498,16 @@ def test_cli_bad_input_exits_2(tmp_path, capsys, main) -> None:
     path = tmp_path / "p.npz"
     write_probs(path, soft(states, 3, 0.2, seed=0), 1.0, dt=0.1)
     out = str(tmp_path / "out")
-    # lag in the file (1 ps) disagrees with --lags
-    assert main(["koopman", out, "--probs", str(path), "--lags", "2ps"]) == 2
-    assert "lag_ps" in capsys.readouterr().err
+    m = ["--model", "gdynet"]
+    # two files recording one lag (each file's lag_ps is its lag)
+    assert main(["koopman", out, "--probs", str(path), str(path), *m]) == 2
+    assert "one file per lag, got 2 at lag 1ps" in capsys.readouterr().err
     # tau* must be a lag of the grid
     settings_json = json.dumps({"n_states": 3, "tau_star_ps": 5})
-    assert (
-        main(["koopman", out, "--probs", str(path), "--lags", "1ps", "--settings", settings_json])
-        == 2
-    )
+    assert main(["koopman", out, "--probs", str(path), *m, "--settings", settings_json]) == 2
     assert "tau_star_ps" in capsys.readouterr().err
-    # state count disagrees with the output directory name
-    assert (
-        main(["koopman", str(tmp_path / "gdynet-s4"), "--probs", str(path), "--lags", "1ps"]) == 2
-    )
+    # state count disagrees with --n-states
+    assert main(["koopman", out, "--probs", str(path), *m, "--n-states", "4"]) == 2
     assert "expected 4 states, got 3" in capsys.readouterr().err
     # frames 2 apart: no pairs at a 1-frame lag
     write_probs(path, soft(states, 3, 0.2, seed=0), 0.1, dt=0.1)
@@ -521,9 +515,9 @@ def test_cli_bad_input_exits_2(tmp_path, capsys, main) -> None:
         arrays = dict(z)
     arrays["frame"] = arrays["frame"] * 2
     np.savez(path, **arrays)
-    assert main(["koopman", out, "--probs", str(path), "--lags", "0.1ps"]) == 2
+    assert main(["koopman", out, "--probs", str(path), *m]) == 2
     assert "got none" in capsys.readouterr().err
     arrays["probs"] = arrays["probs"][:, 0]  # (F, n_states): the set axis is missing
     np.savez(path, **arrays)
-    assert main(["koopman", out, "--probs", str(path), "--lags", "0.1ps"]) == 2
+    assert main(["koopman", out, "--probs", str(path), *m]) == 2
     assert "key 'probs': expected shape" in capsys.readouterr().err

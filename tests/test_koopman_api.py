@@ -305,8 +305,8 @@ def test_api_frames_equal_stage_outputs(tmp_path, monkeypatch) -> None:
     ci = {"method": "chunks", "n": 3, "seed": 0}
     settings = {"tau_star_ps": 1.0, "ck_steps": 3, "ci": ci}
     out = tmp_path / "gdynet-s3"
-    argv = ["koopman", str(out), "--probs", *map(str, paths.values()), "--lags", "0.5ps", "1ps",
-            "2ps", "--settings", json.dumps(settings)]  # fmt: skip
+    argv = ["koopman", str(out), "--probs", *map(str, paths.values()), "--model", "gdynet",
+            "--settings", json.dumps(settings)]  # fmt: skip
     assert cli.main(argv) == 0
 
     def csv(name: str) -> pd.DataFrame:

@@ -322,7 +322,7 @@ def test_stage_summary_and_tables(tmp_path, monkeypatch) -> None:
         paths.append(str(path))
     out = tmp_path / "vampnet-s5"
     settings = {"ck_steps": 4, "ci": {"method": "chunks", "n": 5}}
-    argv = ["koopman", str(out), "--probs", *paths, "--lags", "1ps", "2ps", "5ps",
+    argv = ["koopman", str(out), "--probs", *paths, "--model", "vampnet",
             "--settings", json.dumps(settings)]  # fmt: skip
     assert cli.main(argv) == 0
     s = json.loads((out / "summary.json").read_text())
@@ -374,7 +374,7 @@ def test_no_surviving_state_is_reported_not_a_crash(tmp_path, monkeypatch) -> No
         write_probs(paths[-1], sharp(states, 3, seed=15), lag, 1.0)
     out = tmp_path / "gdynet-s3"
     settings = {"ck_steps": 3, "min_samples": 1e6}  # no state has a million samples
-    assert cli.main(["koopman", str(out), "--probs", *paths, "--lags", "1ps", "2ps",
+    assert cli.main(["koopman", str(out), "--probs", *paths, "--model", "gdynet",
                      "--settings", json.dumps(settings)]) == 0  # fmt: skip
     s = json.loads((out / "summary.json").read_text())
     assert s["n_surviving_states"] == 0 and s["near_empty_states"] == [0, 1, 2]

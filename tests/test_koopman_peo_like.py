@@ -80,8 +80,8 @@ def peo(tmp_path_factory) -> dict:
     out = tmp / "koopman" / "gdynet-s4"
     settings = {"model": "gdynet", "n_states": 4, "tau_star_ps": 40, "ck_steps": 3,
                 "ci": {"method": "trajectories", "n": 4}}  # fmt: skip
-    argv = ["koopman", str(out), "--probs", *probs.values(), "--lags",
-            *(f"{lag * FI:g}ps" for lag in LAGS), "--settings", json.dumps(settings)]  # fmt: skip
+    argv = ["koopman", str(out), "--probs", *probs.values(), "--model", "gdynet",
+            "--settings", json.dumps(settings)]  # fmt: skip
     assert main(argv) == 0
     # The structure analyses of the analysed model, as the workflow runs them.
     args = ["--test", *pieces, "--probs", *probs.values(), "--summary", str(out / "summary.json")]

@@ -67,7 +67,7 @@ def test_koopman_fails_when_no_lag_has_an_evaluable_ck(tmp_path: Path,
     files = [write_probs(tmp_path / f"m{lag}" / "probs_test.npz", arrays, lag)
              for lag in (15, 20)]
     args = ["koopman", str(tmp_path / "k" / "gdynet-s2"), "--probs", *files,
-            "--lags", "15ps", "20ps", "--settings", json.dumps(KOOPMAN)]
+            "--model", "gdynet", "--settings", json.dumps(KOOPMAN)]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "no valid result" in err and "not evaluable beyond step 1" in err
@@ -82,7 +82,7 @@ def test_koopman_fails_when_no_lag_has_an_evaluable_ck(tmp_path: Path,
     short = [write_probs(tmp_path / f"n{lag}" / "probs_test.npz", arrays, lag)
              for lag in (1, 2)]
     assert main(["koopman", str(tmp_path / "ok" / "gdynet-s2"), "--probs", *short,
-                 "--lags", "1ps", "2ps", "--settings", json.dumps(KOOPMAN)]) == 0
+                 "--model", "gdynet", "--settings", json.dumps(KOOPMAN)]) == 0
     ok = json.loads((tmp_path / "ok" / "gdynet-s2" / "summary.json").read_text())
     assert [e["ck_steps_tested"] for e in ok["ck_by_lag"]] == [3, 3]
 
@@ -96,8 +96,7 @@ def _candidates(tmp_path: Path, n_frames: int, lags: tuple[int, ...], kept_dead:
     configs = [write_config(Path(f).parent / "config.json", 2, float(lag), kept_dead)
                for f, lag in zip(files, lags, strict=True)]
     out = tmp_path / "koopman" / "gdynet-s2"
-    run_koopman(out, files, [f"{lag}ps" for lag in lags], dict(KOOPMAN, no_valid_result="keep"),
-                "gdynet", 2)
+    run_koopman(out, files, dict(KOOPMAN, no_valid_result="keep"), "gdynet", 2)
     return [str(out / "summary.json")], configs, files
 
 
@@ -161,8 +160,7 @@ def test_select_koopman_credits_the_selection_not_the_config(
     sel = json.loads(sel_path.read_text())
     assert sel["tau_star_source"] == "selection"
     caplog.set_level(logging.INFO, logger="gdyn")
-    summary = run_select_koopman(tmp_path / "gdynet-sauto", sel_path, files, ["1ps", "2ps"],
-                                 KOOPMAN)
+    summary = run_select_koopman(tmp_path / "gdynet-sauto", sel_path, files, KOOPMAN)
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tau* = ")]
     assert said and all("(selection)" in m and "(config)" not in m for m in said), said
     assert "set in config" not in summary["tau_star_reason"]

@@ -150,8 +150,8 @@ def chain_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             (d / "config.json").write_text(json.dumps(cfg))
             configs.append(str(d / "config.json"))
         out = root / "koopman" / f"gdynet-s{n}"
-        k = _gdyn("koopman", str(out), "--probs", *files, "--lags", *[f"{x}ps" for x in LAGS],
-                  "--model", "gdynet", "--n-states", str(n), "--settings", json.dumps(KOOPMAN))
+        k = _gdyn("koopman", str(out), "--probs", *files, "--model", "gdynet",
+                  "--n-states", str(n), "--settings", json.dumps(KOOPMAN))
         assert k.returncode == 0, k.stderr
         summaries.append(str(out / "summary.json"))
         probs[n] = files
@@ -215,8 +215,7 @@ def test_select_koopman_writes_the_selected_model_at_its_tau(chain_run: dict) ->
     out = root / "koopman" / "gdynet-sauto"
     files = [p for n in (2, 3, 4) for p in chain_run["probs"][n]]
     res = _gdyn("select-koopman", str(out), "--selection", str(chain_run["selection"]),
-                "--probs", *files, "--lags", *[f"{x}ps" for _ in range(3) for x in LAGS],
-                "--settings", json.dumps(KOOPMAN))
+                "--probs", *files, "--settings", json.dumps(KOOPMAN))
     assert res.returncode == 0, res.stderr
     sel = json.loads(chain_run["selection"].read_text())
     summary = json.loads((out / "summary.json").read_text())

@@ -215,19 +215,20 @@ def test_vampnet_baseline_outputs(toy: dict, tmp_path: Path) -> None:
     assert not torch.allclose(model(x)[0], model(x)[1])
 
 
-def _run(toy: dict, outdir: Path, settings: dict, stop: int | None = None) -> dict:
+def _run(toy: dict, outdir: Path, settings: dict) -> dict:
     return gt.train("gdynet", outdir, 2, "1ps", toy["parts"], toy["graphs"], settings,
-                    progress=False, stop_after_batches=stop)
+                    progress=False)
 
 
 @pytest.mark.parametrize("every_s", [1e9, 0.0], ids=["epoch-checkpoints", "batch-checkpoints"])
-def test_resume_after_crash_equals_uninterrupted(toy: dict, tmp_path: Path, every_s: float) -> None:
+def test_resume_after_crash_equals_uninterrupted(toy: dict, tmp_path: Path, every_s: float,
+                                                 crash_after) -> None:
     settings = dict(FAST, epochs=3, batch_size=128, max_pairs_per_epoch=1024,
                     checkpoint_every_s=every_s)
     _run(toy, tmp_path / "ref", settings)
     # 1024 pairs / 128 = 8 batches per epoch: crash in the middle of the second epoch.
-    with pytest.raises(Interrupted):
-        _run(toy, tmp_path / "crash", settings, stop=12)
+    with pytest.raises(Interrupted), crash_after(12):
+        _run(toy, tmp_path / "crash", settings)
     assert (tmp_path / "crash" / "checkpoint.pt").exists()
     res = _run(toy, tmp_path / "crash", settings)
     # The crash hits after the 12th step, before that batch's checkpoint.
@@ -277,10 +278,11 @@ def test_sigkill_then_rerun_equals_uninterrupted(toy: dict, tmp_path: Path) -> N
     assert all(torch.equal(ref[k], got[k]) for k in ref)
 
 
-def test_checkpoint_of_other_settings_is_ignored(toy: dict, tmp_path: Path) -> None:
+def test_checkpoint_of_other_settings_is_ignored(toy: dict, tmp_path: Path,
+                                                 crash_after) -> None:
     settings = dict(FAST, epochs=2, max_pairs_per_epoch=1024)
-    with pytest.raises(Interrupted):
-        _run(toy, tmp_path, settings, stop=20)
+    with pytest.raises(Interrupted), crash_after(20):
+        _run(toy, tmp_path, settings)
     res = _run(toy, tmp_path, dict(settings, learning_rate=0.02))
     assert res["resumed"] is None
 

@@ -148,12 +148,13 @@ def test_all_seeds_dead_fail_the_job_in_one_line(toy: dict, tmp_path: Path,
     assert model.config["kept_dead"] and model.config["dead_seeds"] == [4, 5]
 
 
-def test_killed_multi_seed_job_resumes_bit_identically(toy: dict, tmp_path: Path) -> None:
+def test_killed_multi_seed_job_resumes_bit_identically(toy: dict, tmp_path: Path,
+                                                       crash_after) -> None:
     settings = dict(FAST, seeds=[0, 1], checkpoint_every_s=0.0)
     _train(toy, tmp_path / "ref", settings)
     # 1024 pairs / 64 = 16 steps per epoch, 32 per seed: crash in seed 1's first epoch.
-    with pytest.raises(Interrupted):
-        _train(toy, tmp_path / "crash", settings, stop_after_batches=32 + 5)
+    with pytest.raises(Interrupted), crash_after(32 + 5):
+        _train(toy, tmp_path / "crash", settings)
     assert (tmp_path / "crash" / "seed0.pt").exists()
     assert (tmp_path / "crash" / "checkpoint.pt").exists()
     res = _train(toy, tmp_path / "crash", settings)

@@ -22,6 +22,7 @@ import yaml
 from gdyn.errors import InputError
 from gdyn.layout import AUTO, PARTS, lag_label, parse_lag, raw, toy_trajectory_name
 from gdyn.models import MODEL_KINDS
+from gdyn.settings import SCHEMA_PATH, default
 from gdyn.split import frame_window
 from gdyn.trajectory import TrajectoryHeader, read_header
 
@@ -43,7 +44,6 @@ __all__ = [
     "trajectory_names",
     "validate",
 ]
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def lag_to_frames(lag_ps: float, frame_interval_ps: float, rtol: float = 1e-6) -> int:
@@ -104,7 +104,8 @@ def split_pieces(system: Mapping[str, Any], part: str) -> dict[str, tuple[float,
     names = trajectory_names(system)
     pieces: dict[str, tuple[float, float]] = {}
     for piece in system["split"][part]:
-        sel = piece.get("trajectories", "all")
+        piece = {**default("split", part), **piece}
+        sel = piece["trajectories"]
         if sel == "all":
             chosen = names
         elif isinstance(sel, Mapping):
@@ -122,7 +123,7 @@ def split_pieces(system: Mapping[str, Any], part: str) -> dict[str, tuple[float,
                 raise InputError(
                     f"config key 'split/{part}': trajectory {name!r} appears in two pieces"
                 )
-            pieces[name] = (float(piece.get("start", 0.0)), float(piece.get("stop", 1.0)))
+            pieces[name] = (float(piece["start"]), float(piece["stop"]))
     return pieces
 
 
@@ -147,7 +148,7 @@ def analysed(system: Mapping[str, Any]) -> tuple[str, int | str]:
     k = system.get("koopman") or {}
     if "n_states" not in k:
         raise InputError("config key 'koopman/n_states': missing (the analysed state count)")
-    model = str(k.get("model", "gdynet"))
+    model = str(k.get("model", default("koopman", "model")))
     if k["n_states"] == AUTO:
         if not model_state_counts(system).get(model):
             raise InputError(
@@ -164,7 +165,7 @@ def selection_candidates(system: Mapping[str, Any]) -> tuple[str, list[int]] | N
     of the analysed model kind under ``train.models`` (the selection is then reported,
     the configured count is still analysed)."""
     k = system.get("koopman") or {}
-    model = str(k.get("model", "gdynet"))
+    model = str(k.get("model", default("koopman", "model")))
     counts = sorted(model_state_counts(system).get(model, []))
     if k.get("n_states") == AUTO or len(counts) > 1:
         return (model, counts) if counts else None
@@ -186,8 +187,9 @@ def as_sequence(value: Any) -> Sequence[Any]:
 # --------------------------------------------------------------------------------------
 # The config's meaning (after the schema): `check`
 
-# ck_steps when the koopman block sets none (gdyn.koopman.analysis uses the same default)
-DEFAULT_CK_STEPS = 5
+# The fewest CK steps gdyn.koopman.analysis.ck_steps_for takes when the koopman block sets
+# no ck_steps (its horizon rule caps the steps at what fits in half the test window)
+MIN_CK_STEPS = 2
 _RTOL = 1e-6
 
 
@@ -324,7 +326,8 @@ class _SystemCheck:
         for part in PARTS:
             for i, piece in enumerate(self.s["split"][part]):
                 label = f"split/{part}[{i}]"
-                start, stop = float(piece.get("start", 0.0)), float(piece.get("stop", 1.0))
+                piece = {**default("split", part), **piece}
+                start, stop = float(piece["start"]), float(piece["stop"])
                 ok = True
                 for k, v in (("start", start), ("stop", stop)):
                     if not 0.0 <= v <= 1.0:
@@ -334,7 +337,7 @@ class _SystemCheck:
                 if start >= stop:
                     self.fail(label, f": start {_g(start)} >= stop {_g(stop)} (an empty window)")
                     ok = False
-                chosen = self._selection(piece.get("trajectories", "all"), label)
+                chosen = self._selection(piece["trajectories"], label)
                 if ok:
                     for t in chosen:
                         windows.setdefault(t, []).append((label, part, start, stop))
@@ -382,7 +385,7 @@ class _SystemCheck:
 
     def _lags(self, windows: Mapping[str, Any]) -> None:
         train = self.s["train"]
-        stride = int(train.get("frame_stride", 1))
+        stride = int(train.get("frame_stride", default("train", "frame_stride")))
         labels: dict[str, int] = {}
         for i, lag in enumerate(float(x) for x in train["lags_ps"]):
             where = f"train/lags_ps[{i}]"
@@ -457,7 +460,7 @@ class _SystemCheck:
         k = self.s.get("koopman") or {}
         lags = [float(x) for x in self.s["train"]["lags_ps"]]
         tau = k.get("tau_star_ps")
-        steps = int(k.get("ck_steps", DEFAULT_CK_STEPS))
+        steps = int(k.get("ck_steps") or MIN_CK_STEPS)
         if tau is None:
             tau, known = min(lags), False  # the automatic tau* is at least the smallest lag
         else:
@@ -482,10 +485,10 @@ class _SystemCheck:
         charge = st.get("charge")
         if charge:
             wanted.append(("structure/charge/center", charge["center"]))
-            wanted.append(("structure/charge/reference", charge.get("reference", "Li")))
+            ref = charge.get("reference", default("structure", "charge", "reference"))
+            wanted.append(("structure/charge/reference", ref))
             wanted += [(f"structure/charge/charges/{e}", e) for e in charge.get("charges", {})]
             in_rdf = set(rdf.get("elements", []))
-            ref = charge.get("reference", "Li")
             for where, e in [("structure/charge/center", charge["center"])] + [
                 (f"structure/charge/charges/{x}", x) for x in charge.get("charges", {}) if x != ref
             ]:
@@ -494,7 +497,8 @@ class _SystemCheck:
                               f"({', '.join(rdf.get('elements', [])) or 'no rdf block'}); the "
                               "charge integral reads its RDF")
         if st.get("q3") is not None:
-            wanted.append(("structure/q3/element", st["q3"].get("element", "Si")))
+            element = st["q3"].get("element", default("structure", "q3", "element"))
+            wanted.append(("structure/q3/element", element))
         if not wanted or not self.headers:
             return
         from ase.data import atomic_numbers, chemical_symbols
@@ -519,7 +523,7 @@ class _SystemCheck:
             if kind not in MODEL_KINDS:
                 self.fail(f"train/models/{kind}", f": unknown model kind (gdyn.models.REGISTRY "
                           f"has {', '.join(MODEL_KINDS)})")
-        model = str(k.get("model", "gdynet"))
+        model = str(k.get("model", default("koopman", "model")))
         if model not in models:
             self.fail("koopman/model", f" = {model}: not trained (train/models lists "
                       f"{', '.join(models)})")

@@ -12,10 +12,14 @@ from gdyn import config as gc
 from gdyn import layout as L
 from gdyn import models as gdyn_models
 from gdyn import plots as gdyn_plots
+from gdyn.settings import ExecutionSettings, GraphSettings
 from gdyn.trajectory import read_header
 
 SYSTEMS = config["systems"]
-EXECUTION = config.get("execution", {})
+# Config defaults are the schema's, filled in by `validate` (Snakefile) into every mapping
+# the config has, so the rules read keys without a fallback. The `execution` section may be
+# absent; its settings object has the same defaults (gdyn.settings).
+EXECUTION = ExecutionSettings(**config.get("execution", {}))
 PARTS = list(L.PARTS)
 GDYN_ENV = "../../envs/gdyn.yaml"
 
@@ -135,12 +139,6 @@ def candidate_probs(system, model, n_states, part="test"):
         _, counts = gc.selection_candidates(SYSTEMS[system])
         return [p for n in counts for p in model_probs(system, model, n, part)]
     return model_probs(system, model, n_states, part)
-
-
-def candidate_lags(system):
-    """The lag label of each candidate_probs(..., "auto") file, in the same order."""
-    _, counts = gc.selection_candidates(SYSTEMS[system])
-    return [lag for _ in counts for lag in lag_labels(system)]
 
 
 def selection_summaries(system):
@@ -273,7 +271,7 @@ def frame_time_args(wildcards):
 def toy_jobs(system):
     """Li indices simulated by each simulate_toy job of a simulated system."""
     sim = SYSTEMS[system]["simulate"]
-    n_li, n_jobs = int(sim["n_li"]), int(sim.get("n_jobs", 1))
+    n_li, n_jobs = int(sim["n_li"]), int(sim["n_jobs"])
     n_jobs = max(1, min(n_jobs, n_li))
     bounds = [round(k * n_li / n_jobs) for k in range(n_jobs + 1)]
     return [list(range(bounds[k], bounds[k + 1])) for k in range(n_jobs)]
@@ -333,9 +331,14 @@ def split_args(wildcards):
     return " ".join(parts)
 
 
+def graph_settings(system):
+    """The system's `graph` section (gdyn.settings.GraphSettings)."""
+    return GraphSettings(**SYSTEMS[system]["graph"])
+
+
 def graph_store(system):
     """Whether the system's graphs are stored (graphs rule) or built inside training."""
-    return SYSTEMS[system]["graph"].get("store", True)
+    return graph_settings(system).store
 
 
 def train_graph_inputs(wildcards):
@@ -388,8 +391,8 @@ def train_mem_mb(model):
     def mem_mb(wildcards, input):
         s = SYSTEMS[wildcards.system]
         train = s["train"]
-        batch = int(train.get("batch_size", 16))
-        stride = int(train.get("frame_stride", 1))
+        batch = int(train["batch_size"])
+        stride = int(train["frame_stride"])
         missing = [f for f in input.splits if not os.path.exists(f)]
         if missing:  # not made yet (a dry run): Snakemake asks again when it schedules the job
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), missing[0])
@@ -401,7 +404,7 @@ def train_mem_mb(model):
             mb = TRAIN_BASE_MB + TRAIN_MB_PER_MEDGE * 2 * batch * n_atoms * m / 1e6
             if not graph_store(wildcards.system):
                 kept = grid_frames * n_atoms * m * 8 / 1e6
-                mb += min(kept, float(s["graph"].get("cache_mb", 1024)))
+                mb += min(kept, float(graph_settings(wildcards.system).cache_mb))
         else:  # positions of the targets, cached per piece for every grid frame
             with np.load(input.splits[0]) as z:  # reads only this small member
                 n_targets = z["target_index"].size
@@ -413,5 +416,5 @@ def train_mem_mb(model):
 
 TRAIN_RESOURCES = dict(
     runtime=240,
-    gpu=int(EXECUTION.get("train_gpus", 0)),
+    gpu=EXECUTION.train_gpus,
 )

@@ -15,11 +15,11 @@ rule graphs:
     params:
         n_neighbors=lambda wc: SYSTEMS[wc.system]["graph"]["n_neighbors"],
         prune=lambda wc: (
-            f"--n-conv {SYSTEMS[wc.system]['train'].get('n_conv', 3)}"
-            if SYSTEMS[wc.system]["graph"].get("prune", True)
+            f"--n-conv {SYSTEMS[wc.system]['train']['n_conv']}"
+            if graph_settings(wc.system).prune
             else "--all-rows"
         ),
-        frame_stride=lambda wc: SYSTEMS[wc.system]["train"].get("frame_stride", 1),
+        frame_stride=lambda wc: SYSTEMS[wc.system]["train"]["frame_stride"],
         store_format=GRAPH_STORE_FORMAT,
     log:
         log_path("graphs", "{system}/{part}/{traj}"),

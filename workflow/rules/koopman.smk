@@ -13,7 +13,6 @@ rule koopman:
         summary=L.koopman_summary("{system}", "{model}", "{n_states}"),
     params:
         settings=lambda wc: settings("koopman", wc.system),
-        lags=lambda wc: " ".join(lag_labels(wc.system)),
         outdir=lambda wc: L.koopman_dir(wc.system, wc.model, wc.n_states),
     log:
         log_path("koopman", "{system}/{model}-s{n_states}"),
@@ -26,8 +25,8 @@ rule koopman:
     conda:
         GDYN_ENV
     shell:
-        # --probs and --lags are in the same (sorted) lag order.
-        "gdyn koopman {params.outdir} --probs {input.probs} --lags {params.lags} "
+        # each probs file records its lag
+        "gdyn koopman {params.outdir} --probs {input.probs} "
         "--model {wildcards.model} --n-states {wildcards.n_states} "
         "--settings {params.settings} > {log} 2>&1"
 
@@ -86,7 +85,6 @@ rule select_koopman:
         summary=L.koopman_summary("{system}", "{model}", L.AUTO),
     params:
         settings=lambda wc: settings("koopman", wc.system),
-        lags=lambda wc: " ".join(candidate_lags(wc.system)),
         outdir=lambda wc: L.koopman_dir(wc.system, wc.model, L.AUTO),
     log:
         log_path("select_koopman", "{system}/{model}"),
@@ -100,4 +98,4 @@ rule select_koopman:
         GDYN_ENV
     shell:
         "gdyn select-koopman {params.outdir} --selection {input.selection} "
-        "--probs {input.probs} --lags {params.lags} --settings {params.settings} > {log} 2>&1"
+        "--probs {input.probs} --settings {params.settings} > {log} 2>&1"

@@ -29,7 +29,7 @@ rule train_gdynet:
         log_path("train_gdynet", "{system}/s{n_states}-lag{lag}"),
     benchmark:
         bench_path("train_gdynet", "{system}/s{n_states}-lag{lag}")
-    threads: int(EXECUTION.get("train_threads", 1))
+    threads: EXECUTION.train_threads
     resources:
         mem_mb=train_mem_mb("gdynet"),
         **TRAIN_RESOURCES,
@@ -60,7 +60,7 @@ rule train_vampnet:
         log_path("train_vampnet", "{system}/s{n_states}-lag{lag}"),
     benchmark:
         bench_path("train_vampnet", "{system}/s{n_states}-lag{lag}")
-    threads: int(EXECUTION.get("train_threads", 1))
+    threads: EXECUTION.train_threads
     resources:
         mem_mb=train_mem_mb("vampnet"),
         **TRAIN_RESOURCES,

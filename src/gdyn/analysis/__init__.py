@@ -34,10 +34,9 @@ from gdyn.analysis.q3 import q3_table
 from gdyn.analysis.rdf import state_weighted_rdf
 from gdyn.analysis.representative import representative_configurations, shell_radii
 from gdyn.analysis.snapshot import plot_snapshot, snapshot_atoms
-from gdyn.analysis.transport import DEFAULT_CI, conduction
+from gdyn.analysis.transport import conduction
 
 __all__ = [
-    "DEFAULT_CI",
     "MAX_POSITION_ROWS",
     "charge_integral",
     "charge_table",

@@ -16,6 +16,7 @@ import numpy as np
 
 from gdyn.analysis.rdf import first_peak_index, running_mean
 from gdyn.errors import InputError
+from gdyn.settings import default, with_defaults
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def charge_integral(
     rdf_frame: Any,
     center: str,
     charges: Mapping[str, float],
-    reference: str = "Li",
+    reference: str = default("structure", "charge", "reference"),
     r_star_A: float | None = None,
     reference_charge: float | None = None,
     where: str = "rdf_frame",
@@ -157,9 +158,9 @@ def charge_table(rdf: Any, settings: dict[str, Any], where: str) -> Any:
     """charge.csv rows (state, r_A, charge, r_star_A, charge_at_r_star) from rdf.csv and
     the ``structure/charge`` settings (center, charges, reference, reference_charge,
     r_star_A)."""
+    settings = with_defaults("structure", {"charge": settings})["charge"]
     return charge_integral(rdf, settings["center"], settings["charges"],
-                           reference=settings.get("reference", "Li"),
-                           r_star_A=settings.get("r_star_A"),
+                           reference=settings["reference"], r_star_A=settings.get("r_star_A"),
                            reference_charge=settings.get("reference_charge"), where=where)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from gdyn.analysis.inputs import Piece, element_number
 from gdyn.errors import InputError
+from gdyn.settings import default
 
 
 def _upper_triangular(lattice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +34,8 @@ def steinhardt_q3(positions: np.ndarray, lattice: np.ndarray, n_neighbors: int) 
 
 
 def q3_distribution(
-    pieces: Sequence[Piece], element: str, n_neighbors: int, n_bins: int, stride: int = 1
+    pieces: Sequence[Piece], element: str, n_neighbors: int, n_bins: int,
+    stride: int = default("structure", "q3", "stride"),
 ) -> tuple[np.ndarray, np.ndarray]:
     """(bin centres on [0, 1], density (S, n_bins)): p_i-weighted histogram of the
     targets' q3, normalised to unit area per state. Neighbours are atoms of ``element``."""
@@ -67,7 +69,7 @@ def q3_distribution(
 
 
 def q3_table(pieces: Sequence[Piece], element: str, n_neighbors: int, n_bins: int,
-             stride: int = 1) -> Any:
+             stride: int = default("structure", "q3", "stride")) -> Any:
     """q3.csv rows (state, q3, density) of :func:`q3_distribution`."""
     import pandas as pd
 

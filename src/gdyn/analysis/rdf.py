@@ -20,6 +20,7 @@ from gdyn.analysis.geometry import set_centres
 from gdyn.analysis.inputs import Piece, as_pieces, element_number
 from gdyn.errors import InputError
 from gdyn.graph import image_shifts, pairs_within
+from gdyn.settings import default
 from gdyn.trajectory import Trajectory
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 _PAIR_BUDGET = 1_000_000
 
 
-def _frame_chunks(n_frames: int, per_frame: int, stride: int = 1) -> Iterator[np.ndarray]:
+def _frame_chunks(n_frames: int, per_frame: int, stride: int) -> Iterator[np.ndarray]:
     frames = np.arange(0, n_frames, stride)
     step = max(1, _PAIR_BUDGET // max(per_frame, 1))
     for lo in range(0, frames.size, step):
@@ -57,7 +58,8 @@ class RdfCounts:
 
 def rdf_counts(
     coords: np.ndarray, lattices: np.ndarray, sets: np.ndarray, atom_types: np.ndarray,
-    probs: np.ndarray, element: int, r_max: float, n_bins: int, stride: int = 1,
+    probs: np.ndarray, element: int, r_max: float, n_bins: int,
+    stride: int = default("structure", "rdf", "stride"),
 ) -> RdfCounts:
     """Accumulate :class:`RdfCounts` of atoms with atomic number ``element`` around the
     target set centres of one trajectory (``probs`` (F, n, S), NaN rows are skipped)."""
@@ -161,9 +163,9 @@ def state_weighted_rdf(
     trajectories: Trajectory | Piece | Sequence[Trajectory | Piece],
     probs: np.ndarray | Sequence[np.ndarray] | None,
     elements: Sequence[str],
-    r_max_A: float = 8.0,
-    n_bins: int = 160,
-    stride: int = 1,
+    r_max_A: float = default("structure", "rdf", "r_max_A"),
+    n_bins: int = default("structure", "rdf", "n_bins"),
+    stride: int = default("structure", "rdf", "stride"),
 ) -> Any:
     """State-weighted RDF g_i(r) and coordination number n_i(r) around the targets (Eq. 12).
 

@@ -50,6 +50,7 @@ from gdyn.analysis.inputs import Piece, as_pieces
 from gdyn.config import lag_to_frames
 from gdyn.errors import InputError
 from gdyn.koopman import Replicates, koopman_matrix, parse_ci, spectrum, weighted_sums
+from gdyn.settings import default
 from gdyn.trajectory import Trajectory
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,6 @@ log = logging.getLogger(__name__)
 ELEMENTARY_CHARGE_C = 1.602176634e-19
 BOLTZMANN_J_PER_K = 1.380649e-23
 A2_PER_PS_TO_CM2_PER_S = 1e-4  # 1 A^2/ps = 1e-16 cm^2 / 1e-12 s
-DEFAULT_CI = {"method": "bootstrap"}
 
 
 def unwrap(positions: np.ndarray, lattices: np.ndarray) -> np.ndarray:
@@ -212,7 +212,7 @@ def assign_cells(
     The cell is ``unit * n_sets + set`` (units: the engine's bootstrap blocks of each
     piece, ``block_ps`` long by default, or its CI groups' row patterns).
     """
-    settings = parse_ci(ci if ci is not None else DEFAULT_CI, where)
+    settings = parse_ci(ci, where)  # None: the schema's defaults
     sizes = {pc.target_sets.shape[0] for pc in pieces}
     if len(sizes) != 1:
         raise InputError(f"test trajectories: expected the same number of target sets in "
@@ -273,7 +273,8 @@ def state_charges(
 
 def conduction_tables(
     pieces: Sequence[Piece], tau_ps: float, z_state: np.ndarray, temperature_K: float,
-    msd_window: float = 0.5, msd_points: int = 11, ci: Mapping[str, Any] | None = None,
+    msd_window: float = default("conduction", "msd_window"),
+    msd_points: int = default("conduction", "msd_points"), ci: Mapping[str, Any] | None = None,
     volume_A3: float | None = None, block_ps: float | None = None,
 ) -> tuple[Any, Any]:
     """(diffusion, conduction) DataFrames per the contract (docs/contracts.md).
@@ -346,8 +347,8 @@ def conduction(
     temperature_K: float,
     charges: dict[str, float] | None = None,
     charge_frame: Any = None,
-    msd_window: float = 0.5,
-    msd_points: int = 11,
+    msd_window: float = default("conduction", "msd_window"),
+    msd_points: int = default("conduction", "msd_points"),
     ci: dict[str, Any] | None = None,
     volume_A3: float | None = None,
     frame_interval_ps: float | None = None,

@@ -18,6 +18,13 @@ from typing import Any
 
 from gdyn.cli._args import json_object
 from gdyn.errors import InputError
+from gdyn.settings import (
+    ConductionSettings,
+    ProfileSettings,
+    Q3Settings,
+    RdfSettings,
+    from_config,
+)
 
 __all__ = ["register"]
 
@@ -42,12 +49,10 @@ def _cmd_rdf(args: argparse.Namespace) -> int:
     from gdyn.analysis import flag_states, state_weighted_rdf
     from gdyn.files import write_csv
 
-    block = settings_block(args.settings, "rdf")
+    s = from_config(RdfSettings, settings_block(args.settings, "rdf"), "structure/rdf")
     analysis = _analysis(args)
-    table = state_weighted_rdf(analysis.pieces, None, block["elements"],
-                               r_max_A=float(block.get("r_max_A", 8.0)),
-                               n_bins=int(block.get("n_bins", 160)),
-                               stride=int(block.get("stride", 1)))
+    table = state_weighted_rdf(analysis.pieces, None, s.elements, r_max_A=float(s.r_max_A),
+                               n_bins=int(s.n_bins), stride=int(s.stride))
     write_csv(args.output, flag_states(table, analysis.near_empty_states))
     return 0
 
@@ -69,9 +74,10 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from gdyn.analysis import flag_states, profile_table
     from gdyn.files import write_csv
 
-    block = settings_block(args.settings, "profile")
+    s = from_config(ProfileSettings, settings_block(args.settings, "profile"),
+                    "structure/profile")
     analysis = _analysis(args)
-    table = profile_table(analysis.pieces, block.get("axis", "z"), int(block.get("n_bins", 60)))
+    table = profile_table(analysis.pieces, s.axis, int(s.n_bins))
     write_csv(args.output, flag_states(table, analysis.near_empty_states))
     return 0
 
@@ -88,11 +94,10 @@ def _cmd_q3(args: argparse.Namespace) -> int:
     from gdyn.analysis import flag_states, q3_table
     from gdyn.files import write_csv
 
-    block = settings_block(args.settings, "q3")
+    s = from_config(Q3Settings, settings_block(args.settings, "q3"), "structure/q3")
     analysis = _analysis(args)
-    table = q3_table(analysis.pieces, block.get("element", "Si"),
-                     int(block.get("n_neighbors", 4)), int(block.get("n_bins", 50)),
-                     int(block.get("stride", 1)))
+    table = q3_table(analysis.pieces, s.element, int(s.n_neighbors), int(s.n_bins),
+                     int(s.stride))
     write_csv(args.output, flag_states(table, analysis.near_empty_states))
     return 0
 
@@ -104,6 +109,8 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     from gdyn.files import atomic_path
 
     analysis = _analysis(args)
+    # no schema default: the key's presence switches the snapshot on in the workflow;
+    # by hand, without it, the first frame
     frame = int(args.settings.get("snapshot_frame", 0))
     piece = analysis.pieces[0]
     atoms = snapshot_atoms(piece, frame)
@@ -131,21 +138,17 @@ def _cmd_representative(args: argparse.Namespace) -> int:
 def _cmd_conduction(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from gdyn.analysis import DEFAULT_CI, conduction, flag_states
+    from gdyn.analysis import conduction, flag_states
     from gdyn.files import write_csv
 
-    settings = args.settings
-    temperature = settings.get("temperature_K")
-    if temperature is None:
-        raise InputError("--settings: key 'conduction/temperature_K': missing")
+    s = from_config(ConductionSettings, args.settings, "conduction")
     analysis = _analysis(args)
     diffusion, cond = conduction(
-        analysis.pieces, None, analysis.tau_star_ps, float(temperature),
-        charges=settings.get("charges"), charge_frame=args.charge,
-        msd_window=float(settings.get("msd_window", 0.5)),
-        msd_points=int(settings.get("msd_points", 11)),
-        ci=args.koopman_settings.get("ci", DEFAULT_CI),
-        volume_A3=settings.get("volume_A3"), block_ps=analysis.summary.get("ci_block_ps"),
+        analysis.pieces, None, analysis.tau_star_ps, float(s.temperature_K),
+        charges=s.charges, charge_frame=args.charge,
+        msd_window=float(s.msd_window), msd_points=int(s.msd_points),
+        ci=args.koopman_settings.get("ci"),
+        volume_A3=s.volume_A3, block_ps=analysis.summary.get("ci_block_ps"),
     )
     if not math.isfinite(float(np.nansum(cond["sigma_S_per_m"]))):
         raise InputError(f"{analysis.summary_path}: conductivity is not finite "

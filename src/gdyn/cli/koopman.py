@@ -19,7 +19,6 @@ def _cmd_koopman(args: argparse.Namespace) -> int:
     summary = run_koopman(
         args.outdir,
         args.probs,
-        args.lags,
         args.settings,
         args.model,
         args.n_states,
@@ -60,23 +59,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         required=True,
         metavar="NPZ",
-        help="probs_test.npz of the model trained at each lag, same order as --lags",
-    )
-    p.add_argument(
-        "--lags", nargs="+", required=True, metavar="LAG", help="lag labels, e.g. 1ps 2ps 5ps"
+        help="probs_test.npz of the model trained at each lag (each records its lag)",
     )
     p.add_argument(
         "--settings", type=json_arg, default={}, help="the system's koopman config block (JSON)"
     )
-    p.add_argument(
-        "--model",
-        default=None,
-        help="model name for the tables (default: from OUTDIR '{model}-s{n}')",
-    )
+    p.add_argument("--model", required=True, help="model name for the tables, e.g. gdynet")
     p.add_argument(
         "--n-states",
         type=int,
         default=None,
-        help="expected state count (default: from OUTDIR, else the probs)",
+        help="expected state count (default: the probs')",
     )
     p.set_defaults(func=_cmd_koopman)

@@ -38,8 +38,7 @@ def _cmd_select_koopman(args: argparse.Namespace) -> int:
 
     from gdyn.koopman import run_select_koopman
 
-    summary = run_select_koopman(args.outdir, args.selection, args.probs, args.lags,
-                                 args.settings,
+    summary = run_select_koopman(args.outdir, args.selection, args.probs, args.settings,
                                  progress=functools.partial(tqdm, desc="koopman lags"))
     print(f"select-koopman: {summary['model']} {summary['n_states']} states at tau* = "
           f"{summary.get('analysis_lag_ps', summary['tau_star_ps']):g} ps -> {args.outdir}")
@@ -80,10 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     k.add_argument("outdir", type=Path)
     k.add_argument("--selection", type=Path, required=True, help="selection.json")
     k.add_argument("--probs", nargs="+", required=True, metavar="NPZ",
-                   help="test probs of the candidates at every lag (same order as --lags); "
+                   help="test probs of the candidates at every lag (each records its lag); "
                    "files of other state counts are skipped")
-    k.add_argument("--lags", nargs="+", required=True, metavar="LAG",
-                   help="lag label of each --probs file")
     k.add_argument("--settings", type=json_object, default={},
                    help="the system's koopman config block (JSON)")
     k.set_defaults(func=_cmd_select_koopman)

@@ -14,20 +14,20 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gdyn.config import MIN_CK_STEPS
 from gdyn.errors import InputError
 from gdyn.files import read_json, write_csv, write_json
 from gdyn.koopman.ck import CKTest
 from gdyn.koopman.eigen import timescales_from_eigenvalues
-from gdyn.koopman.estimate import ESTIMATORS, check_estimator
+from gdyn.koopman.estimate import check_estimator
 from gdyn.koopman.model import KoopmanModel
-from gdyn.koopman.probs import Probs, load_probs
+from gdyn.koopman.probs import Probs, load_probs, read_lag_ps
 from gdyn.koopman.selection import (
     DEFAULT_MIN_POPULATION,
     DEFAULT_MIN_SAMPLES,
@@ -36,7 +36,8 @@ from gdyn.koopman.selection import (
 from gdyn.koopman.timescales import ImpliedTimescales, LagResult
 from gdyn.koopman.uncertainty import CISettings, parse_ci
 from gdyn.koopman.verdict import DEFAULT_CK_ALPHA, DEFAULT_CK_TOLERANCE
-from gdyn.layout import KOOPMAN_TABLES, lag_label, parse_lag
+from gdyn.layout import KOOPMAN_TABLES, lag_label
+from gdyn.settings import default
 
 __all__ = [
     "parse_settings",
@@ -80,7 +81,7 @@ def parse_settings(settings: Mapping[str, Any], lags_ps: Sequence[float]) -> dic
                 f"got {tau!r}"
             )
         tau = matches[0]
-    estimator = settings.get("estimator", ESTIMATORS[0])
+    estimator = settings.get("estimator", default("koopman", "estimator"))
     return {
         "tau_star_ps": tau,
         "ck_steps": ck_steps,
@@ -127,7 +128,8 @@ def ck_steps_for(km: KoopmanModel, data: Probs, opts: Mapping[str, Any]) -> tupl
         for j in np.unique(data.traj)
     )
     window = max(1, (span // 2) // data.frames_for(lag))
-    steps = min(max(2, math.ceil(horizon / lag - 1e-9)), MAX_CK_STEPS, max(window, 2))
+    steps = min(max(MIN_CK_STEPS, math.ceil(horizon / lag - 1e-9)), MAX_CK_STEPS,
+                max(window, MIN_CK_STEPS))
     return steps, source
 
 
@@ -170,11 +172,6 @@ def replicates_table(model: str, n_states: int, km: KoopmanModel) -> Any:
 # The stage
 
 
-def _name_from_outdir(outdir: Path) -> tuple[str | None, int | None]:
-    m = re.fullmatch(r"(?P<model>.+)-s(?P<n>\d+)", outdir.name)
-    return (m["model"], int(m["n"])) if m else (None, None)
-
-
 def _finite(x: Any) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
@@ -213,15 +210,6 @@ def _fallback_lag(lags: Sequence[float], its: ImpliedTimescales) -> float:
     return float(lags[int(ok[-1])]) if ok.size else float(lags[0])
 
 
-def _load_lag(path: str, lag: float) -> Probs:
-    data = load_probs(path)
-    if not math.isclose(data.lag_ps, lag, rel_tol=1e-6):
-        raise InputError(
-            f"{path}: key 'lag_ps': expected {lag:g} (from --lags), got {data.lag_ps:g}"
-        )
-    return data
-
-
 def unconverged_models(probs_paths: Sequence[str | Path]) -> list[str]:
     """Model directories (names) among the probs files' parents whose ``config.json`` says
     ``training_converged: false`` (the stopping rule never fired, gdyn.train.stopping);
@@ -237,9 +225,8 @@ def unconverged_models(probs_paths: Sequence[str | Path]) -> list[str]:
 def run_koopman(
     outdir: Path,
     probs_paths: Sequence[str | Path],
-    lag_labels: Sequence[str],
     settings: Mapping[str, Any],
-    model: str | None = None,
+    model: str,
     n_states: int | None = None,
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
     tau_star_source: str = "config",
@@ -249,13 +236,16 @@ def run_koopman(
     Parameters
     ----------
     outdir : Path
-        Output directory (``{model}-s{n}`` names the model and state count by default).
-    probs_paths, lag_labels : sequences
-        The test probs of the model trained at each lag, and the lags ("10ps").
+        Output directory.
+    probs_paths : sequence
+        The test probs of the model trained at each lag, in any order: each file records
+        its lag (``lag_ps``).
     settings : mapping
         The system's ``koopman`` config block.
-    model, n_states : optional
-        Model name for the tables and the expected state count.
+    model : str
+        Model name for the tables.
+    n_states : int, optional
+        The expected state count (None: the probs' own).
     progress : callable, optional
         Wraps the iteration over lags (e.g. a tqdm progress bar).
     tau_star_source : str
@@ -268,28 +258,24 @@ def run_koopman(
     dict
         The summary written to ``summary.json`` (docs/contracts.md).
     """
-    if len(probs_paths) != len(lag_labels):
-        raise InputError(
-            f"--probs/--lags: expected as many files as lags, got "
-            f"{len(probs_paths)} files and {len(lag_labels)} lags"
-        )
-    lags = [parse_lag(x) for x in lag_labels]
-    if len(set(lags)) != len(lags):
-        raise InputError(f"--lags: expected distinct lags, got {' '.join(lag_labels)}")
+    lags = [read_lag_ps(p) for p in probs_paths]
+    labels = [lag_label(x) for x in lags]
+    twice = sorted({x for x in labels if labels.count(x) > 1})
+    if twice:
+        raise InputError(f"--probs: expected one file per lag, got {labels.count(twice[0])} "
+                         f"at lag {twice[0]} (lag_ps recorded in the files)")
     pairs = sorted(zip(lags, (str(p) for p in probs_paths), strict=True))
     lags = [lg for lg, _ in pairs]
     paths = [p for _, p in pairs]
     opts = parse_settings(settings, lags)
     ci: CISettings = opts["ci"]
-    dir_model, dir_states = _name_from_outdir(Path(outdir))
-    model = model or dir_model or "unknown"
 
     # Pass 1 (pooled, no CIs): the slowest resolved timescale over the grid fixes one
     # bootstrap block for every lag's timescales, so that the same resample is drawn at
     # every lag and their differences have bootstrap intervals (convergence).
     want = max(lags)
-    for lag, path in zip(lags, paths, strict=True):
-        data = _load_lag(path, lag)
+    for path in paths:
+        data = load_probs(path)
         km = KoopmanModel.estimate(data, data.lag_ps, selection=opts["selection"],
                                    estimator=opts["estimator"])  # fmt: skip
         want = max(want, _slowest_resolved(km))
@@ -302,8 +288,8 @@ def run_koopman(
     n_sets = traj_ids = None
     lag_paths: Iterable[Any] = list(zip(lags, paths, strict=True))
     for lag, path in progress(lag_paths) if progress else lag_paths:
-        data = _load_lag(path, lag)
-        expected = n_states or dir_states or data.n_states
+        data = load_probs(path)
+        expected = n_states or data.n_states
         if data.n_states != expected:
             raise InputError(
                 f"{path}: key 'probs': expected {expected} states, got {data.n_states}"

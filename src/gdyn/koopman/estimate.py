@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from gdyn.errors import InputError
+from gdyn.settings import default
 
 __all__ = [
     "C00_EPSILON",
@@ -162,7 +163,7 @@ def koopman_matrix(
     c01: np.ndarray,
     epsilon: float = C00_EPSILON,
     c11: np.ndarray | None = None,
-    estimator: str = "nonreversible",
+    estimator: str = default("koopman", "estimator"),
 ) -> np.ndarray:
     """``K = C00^+ C01``; the pseudo-inverse drops C00 eigenvalues below ``epsilon * max``.
 
@@ -189,7 +190,7 @@ def estimate_koopman(
     lag_frames: int,
     rows: np.ndarray | None = None,
     sets: np.ndarray | None = None,
-    estimator: str = "nonreversible",
+    estimator: str = default("koopman", "estimator"),
 ) -> tuple[np.ndarray, int]:
     """K at ``lag_frames`` from the rows ``rows`` (bool mask or indices) and target sets ``sets``.
 

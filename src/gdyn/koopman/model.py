@@ -56,6 +56,7 @@ from gdyn.koopman.selection import SelectionSpec, StateSelection, resolve_select
 from gdyn.koopman.uncertainty import CISpec, Replicates, replicate_koopman, resolve_replicates
 from gdyn.koopman.verdict import DEFAULT_CK_ALPHA, DEFAULT_CK_TOLERANCE
 from gdyn.layout import lag_label
+from gdyn.settings import default
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -119,7 +120,7 @@ class KoopmanModel:
     n_samples: int
     ci: CISpec = field(default=None, repr=False)
     selection: StateSelection | None = field(default=None, repr=False)
-    estimator: str = "nonreversible"
+    estimator: str = default("koopman", "estimator")
     replicates: Replicates | None = field(default=None, repr=False)
 
     @classmethod
@@ -132,7 +133,7 @@ class KoopmanModel:
         frame: np.ndarray | None = None,
         ci: CISpec = None,
         selection: SelectionSpec = "auto",
-        estimator: str = "nonreversible",
+        estimator: str = default("koopman", "estimator"),
     ) -> KoopmanModel:
         """Estimate K at ``lag_ps`` from state probabilities, pooled over sets and rows.
 

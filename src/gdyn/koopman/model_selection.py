@@ -49,6 +49,7 @@ from gdyn.errors import InputError
 from gdyn.files import read_json, write_csv, write_json
 from gdyn.koopman.analysis import parse_settings, run_koopman
 from gdyn.layout import lag_label
+from gdyn.settings import default
 
 if TYPE_CHECKING:  # pandas is imported where a table is built: `import gdyn.koopman` stays light
     import pandas as pd
@@ -393,7 +394,7 @@ def check_result(reason: str | None, settings: Mapping[str, Any] | None, what: s
     what : str
         The stage, named in the message.
     """
-    mode = (settings or {}).get("no_valid_result", "fail")
+    mode = (settings or {}).get("no_valid_result", default("koopman", "no_valid_result"))
     if mode not in NO_VALID_RESULT:
         raise InputError(f"koopman settings key 'no_valid_result': expected one of "
                          f"{', '.join(NO_VALID_RESULT)}, got {mode!r}")
@@ -460,16 +461,15 @@ def run_select_koopman(
     outdir: str | Path,
     selection_path: str | Path,
     probs_paths: Sequence[str | Path],
-    lag_labels: Sequence[str],
     settings: Mapping[str, Any] | None = None,
     progress: Any = None,
 ) -> dict[str, Any]:
     """``gdyn select-koopman``: the selected candidate's Koopman outputs at the selected
     tau*, in ``outdir`` (the same files as ``gdyn koopman`` writes).
 
-    ``probs_paths`` / ``lag_labels`` are the selected state count's test probs at every lag
-    (files of other counts may be given too: those whose state count is not the selected
-    one are skipped). The summary gains ``selection`` (the selection file),
+    ``probs_paths`` are the selected state count's test probs at every lag (each file
+    records its lag; files of other counts may be given too: those whose state count is
+    not the selected one are skipped). The summary gains ``selection`` (the selection file),
     ``selection_reason`` and ``tau_star_source: "selection"`` (unless tau* was set in
     config).
     """
@@ -477,25 +477,21 @@ def run_select_koopman(
     n = int(_need(sel, "n_states", str(selection_path), "an integer", _is_num))
     tau = float(_need(sel, "tau_star_ps", str(selection_path), "a number", _is_num))
     model = str(sel.get("model", "unknown"))
-    if len(probs_paths) != len(lag_labels):
-        raise InputError(f"--probs/--lags: expected as many files as lags, got "
-                         f"{len(probs_paths)} files and {len(lag_labels)} lags")
-    mine_p, mine_l = [], []
-    for p, lab in zip(probs_paths, lag_labels, strict=True):
+    mine_p = []
+    for p in probs_paths:
         with np.load(p, allow_pickle=False) as z:
             if "probs" not in z.files:
                 raise InputError(f"{p}: key 'probs': missing (expected a probs file)")
             s = z["probs"].shape[-1]
         if s == n:
             mine_p.append(p)
-            mine_l.append(lab)
     if not mine_p:
         raise InputError(f"--probs: expected the test probs of {model}-s{n} (the selection "
                          f"of {selection_path}), got none with {n} states")
     koop = dict(settings or {})
     koop["tau_star_ps"] = tau
     source = "config" if sel.get("tau_star_source") == "config" else "selection"
-    summary = run_koopman(Path(outdir), mine_p, mine_l, koop, model, n, progress=progress,
+    summary = run_koopman(Path(outdir), mine_p, koop, model, n, progress=progress,
                           tau_star_source=source)
     if sel.get("tau_star_source") != "config":
         summary["tau_star_source"] = "selection"

@@ -194,3 +194,16 @@ def as_probs(
         path = f"<{len(parts)} arrays>"
     sources = np.array([f"trajectory {i}" for i in range(int(traj.max()) + 1 if traj.size else 0)])
     return Probs(path, p, traj, frame, sources, float(lag_ps), float(frame_interval_ps))
+
+
+def read_lag_ps(path: str | Path) -> float:
+    """The lag (ps) a probs file records (its ``lag_ps``), read without its arrays."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "lag_ps" not in z.files:
+                raise InputError(f"{path}: key 'lag_ps': expected present, got missing")
+            return float(z["lag_ps"])
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable .npz ({exc})") from None

@@ -54,6 +54,7 @@ from gdyn.errors import InputError
 from gdyn.koopman.estimate import C00_EPSILON, lag_pairs, lagged_covariances
 from gdyn.koopman.probs import Probs
 from gdyn.layout import lag_label
+from gdyn.settings import default
 
 __all__ = [
     "COLLAPSE_VAMP2",
@@ -72,9 +73,9 @@ __all__ = [
     "vamp2_score",
 ]
 
-DEFAULT_MIN_POPULATION = 0.005
-DEFAULT_MIN_SAMPLES = 10.0
-MIN_SURVIVING_MASS = 0.5
+DEFAULT_MIN_POPULATION = float(default("koopman", "min_population"))
+DEFAULT_MIN_SAMPLES = float(default("koopman", "min_samples"))
+MIN_SURVIVING_MASS = float(default("koopman", "min_surviving_mass"))
 COLLAPSE_VAMP2 = 1e-3
 CONSTANT_SD = 1e-6
 

@@ -23,6 +23,7 @@ from gdyn.koopman.selection import SelectionSpec
 from gdyn.koopman.tau_star import TauStar, TimescaleFlags, select_tau_star, timescale_flags
 from gdyn.koopman.uncertainty import CISettings, CISpec, Group, Replicates, parse_ci
 from gdyn.layout import lag_label
+from gdyn.settings import default
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -114,7 +115,7 @@ def analyse_lag(
     data: Probs,
     groups: Sequence[Group] | CISettings,
     selection: SelectionSpec = "auto",
-    estimator: str = "nonreversible",
+    estimator: str = default("koopman", "estimator"),
 ) -> LagResult:
     """Pooled and per-replicate timescales of the model trained at ``data.lag_ps``
     (``groups``: CI groups or uncertainty settings).
@@ -270,7 +271,7 @@ def implied_timescales(
     frame: np.ndarray | None = None,
     ci: CISpec = None,
     selection: SelectionSpec = "auto",
-    estimator: str = "nonreversible",
+    estimator: str = default("koopman", "estimator"),
 ) -> ImpliedTimescales:
     """Implied timescales over a lag grid, with the uncertainty engine's 95 % CIs.
 

@@ -52,6 +52,7 @@ import numpy as np
 
 from gdyn.errors import InputError
 from gdyn.koopman.estimate import lag_pairs
+from gdyn.settings import default
 
 __all__ = [
     "CI_FORMULA",
@@ -79,10 +80,10 @@ __all__ = [
 ]
 
 CI_METHODS: tuple[str, ...] = ("bootstrap", "chunks", "target_subsets", "trajectories")
-CI_LEVEL = 0.95
+CI_LEVEL = float(default("koopman", "ci", "level"))
 DEFAULT_N_RESAMPLES = 500
 DEFAULT_CI_N = {"bootstrap": DEFAULT_N_RESAMPLES, "chunks": 5, "target_subsets": 5}
-DEFAULT_CI: dict[str, Any] = {"method": "bootstrap"}
+DEFAULT_CI: dict[str, Any] = {"method": default("koopman", "ci", "method")}
 # Fewest blocks a bootstrap resamples; below it the block is shortened (module docstring).
 MIN_BLOCKS = 20
 CI_FORMULA = {
@@ -233,9 +234,9 @@ class CISettings:
     the block rule of the module docstring); ``level`` the interval's coverage.
     """
 
-    method: str = "bootstrap"
+    method: str = default("koopman", "ci", "method")
     n: int | None = DEFAULT_N_RESAMPLES
-    seed: int = 0
+    seed: int = default("koopman", "ci", "seed")
     block_ps: float | None = None
     level: float = CI_LEVEL
 
@@ -319,7 +320,7 @@ def parse_ci(ci: Mapping[str, Any] | None, where: str = "koopman settings key 'c
     ``seed`` to 0; ``block_ps`` (bootstrap only) to the block rule; ``level`` to 0.95.
     """
     ci = dict(ci or {})
-    method = ci.get("method", "bootstrap")
+    method = ci.get("method", DEFAULT_CI["method"])
     if method not in CI_METHODS:
         raise InputError(
             f"{where}/method': expected one of {', '.join(CI_METHODS)}, got {method!r}"
@@ -340,7 +341,7 @@ def parse_ci(ci: Mapping[str, Any] | None, where: str = "koopman settings key 'c
     unknown = set(ci) - {"method", "n", "seed", "block_ps", "level"}
     if unknown:
         raise InputError(f"{where}': unknown keys {sorted(unknown)}")
-    seed = ci.get("seed", 0)
+    seed = ci.get("seed", default("koopman", "ci", "seed"))
     if not isinstance(seed, int) or seed < 0:
         raise InputError(f"{where}/seed': expected an integer >= 0, got {seed!r}")
     return CISettings(method, n, seed, None if block is None else float(block), float(level))
@@ -521,7 +522,7 @@ def koopman_matrices(
     c00: np.ndarray,
     c01: np.ndarray,
     c11: np.ndarray | None = None,
-    estimator: str = "nonreversible",
+    estimator: str = default("koopman", "estimator"),
     epsilon: float = 1e-10,
 ) -> np.ndarray:
     """Batched ``K = C00^+ C01`` (R, S, S), as :func:`~gdyn.koopman.estimate.koopman_matrix`."""
@@ -547,7 +548,7 @@ def replicate_koopman(
     frame: np.ndarray,
     lag_frames: int,
     reps: Replicates,
-    estimator: str = "nonreversible",
+    estimator: str = default("koopman", "estimator"),
     starts: list[np.ndarray] | None = None,
     pooled: list[np.ndarray] | None = None,
 ) -> np.ndarray:

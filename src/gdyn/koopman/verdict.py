@@ -31,10 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from gdyn.settings import default
+
 __all__ = ["DEFAULT_CK_ALPHA", "DEFAULT_CK_TOLERANCE", "CKVerdict", "ck_verdict", "ck_verdict_replicates"]
 
-DEFAULT_CK_TOLERANCE = 0.05
-DEFAULT_CK_ALPHA = 0.05
+DEFAULT_CK_TOLERANCE = float(default("koopman", "ck_tolerance"))
+DEFAULT_CK_ALPHA = float(default("koopman", "ck_alpha"))
 # A difference whose replicate spread is below this is degenerate (structural zeros of one-hot
 # chains: both sides exactly 0 on every replicate); the tolerance decides it.
 _SE_FLOOR = 1e-12

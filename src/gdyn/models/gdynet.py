@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from gdyn.settings import default
+
 N_ELEMENTS = 119  # embeddings indexed directly by atomic number 0..118
 GAUSS_STEP_A = 0.2  # mu_t = 0.2 t Angstrom (paper Eq. 7)
 GAUSS_SIGMA_A = 0.2
@@ -86,7 +88,8 @@ class GatedConv(nn.Module):
     the message ``z W_n + b_n`` (ReLU).
     """
 
-    def __init__(self, atom_fea_len: int, n_gauss: int, batch_norm: bool = False):
+    def __init__(self, atom_fea_len: int, n_gauss: int,
+                 batch_norm: bool = default("train", "batch_norm")):
         super().__init__()
         self.atom_fea_len = atom_fea_len
         self.fc = nn.Linear(2 * atom_fea_len + n_gauss, atom_fea_len + 1)
@@ -141,9 +144,9 @@ class GDyNetModule(nn.Module):
         self,
         n_states: int,
         n_gauss: int,
-        atom_fea_len: int = 16,
-        n_conv: int = 3,
-        batch_norm: bool = False,
+        atom_fea_len: int = default("train", "atom_fea_len"),
+        n_conv: int = default("train", "n_conv"),
+        batch_norm: bool = default("train", "batch_norm"),
         gauss_step_A: float = GAUSS_STEP_A,
         gauss_sigma_A: float = GAUSS_SIGMA_A,
     ):

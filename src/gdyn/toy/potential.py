@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from gdyn.errors import InputError
+from gdyn.settings import default
 from gdyn.toy.sites import SITE_NAMES, TETRAHEDRAL, label_sites
 
 __all__ = [
@@ -58,12 +59,13 @@ class ToySettings:
 
     Defaults: the calibrated toy (docs/toy.md, "Calibration"): ``wall_r_A`` gives the paper's
     9.1 % tetrahedral population and ``friction_per_ps`` its 42.3 ps relaxation at a 10 ps lag.
+    The keys the schema gives a default (``n_jobs``, ``equilibration_ps``) take it from there.
     """
 
     n_li: int = 16
-    n_jobs: int = 2
+    n_jobs: int = default("simulate", "n_jobs")
     duration_ps: float = 8000.0
-    equilibration_ps: float = 200.0
+    equilibration_ps: float = default("simulate", "equilibration_ps")
     temperature_K: float = 64.0
     timestep_fs: float = 1.0
     friction_per_ps: float = 140.0

@@ -37,6 +37,7 @@ import torch
 
 from gdyn.errors import InputError
 from gdyn.models import spec
+from gdyn.settings import default
 from gdyn.train.align import ReferenceProbs, read_reference
 from gdyn.train.batches import PairIndex
 from gdyn.train.data import (
@@ -145,7 +146,7 @@ class GDyNetModel:
 
     @property
     def frame_stride(self) -> int:
-        return int(self.config.get("frame_stride", self.settings.get("frame_stride", 1)))
+        return int(self.config.get("frame_stride", self.settings["frame_stride"]))
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -202,7 +203,7 @@ class GDyNetModel:
         traj: TrajectoryLike,
         frames: np.ndarray | Sequence[int] | None = None,
         *,
-        prune: bool = True,
+        prune: bool = default("graph", "prune"),
         device: Any = None,
         raw: bool = False,
     ) -> np.ndarray:
@@ -313,7 +314,7 @@ class Estimator:
         *,
         kind: str | None = None,
         n_neighbors: int | None = None,
-        prune: bool = True,
+        prune: bool = default("graph", "prune"),
         frame_interval_ps: float | None = None,
         device: Any = None,
         progress: bool = False,
@@ -410,7 +411,6 @@ class Estimator:
         *,
         graph: Mapping[str, Any] | None = None,
         checkpoint_dir: str | Path | None = None,
-        stop_after_batches: int | None = None,
         reference: str | Path | ReferenceProbs | None = None,
     ) -> GDyNetModel:
         """Train on the workflow's split pieces and graph stores (``gdyn train``).
@@ -419,17 +419,14 @@ class Estimator:
         files / store directories (matched by trajectory name). ``graph`` (the system's
         ``graph`` config section) with ``store: false`` builds the graphs on the fly
         instead of reading stores. With ``checkpoint_dir`` the run resumes from (and
-        keeps) ``checkpoint.pt`` there; ``stop_after_batches`` raises
-        :class:`gdyn.train.loop.Interrupted` after that many steps (a test hook);
-        ``reference`` as in :meth:`fit`.
+        keeps) ``checkpoint.pt`` there; ``reference`` as in :meth:`fit`.
         """
         problem = prepare(self.kind, self.n_states, self.lag_ps, part_paths, part_graphs or {},
                           self.settings, graph)
-        return self._fit(problem, checkpoint_dir, stop_after_batches, reference)
+        return self._fit(problem, checkpoint_dir, reference)
 
     def _fit(
         self, problem: Problem, checkpoint_dir: str | Path | None,
-        stop_after_batches: int | None = None,
         reference: str | Path | ReferenceProbs | None = None,
     ) -> GDyNetModel:
         if reference is not None and not isinstance(reference, ReferenceProbs):
@@ -441,8 +438,7 @@ class Estimator:
                  PairIndex(problem.parts["train"], problem.lag_frames).n_pairs,
                  seed_list(self.settings))
         outdir = None if checkpoint_dir is None else Path(checkpoint_dir)
-        fitted = fit_seeds(problem, self.settings, outdir, device, stop_after_batches,
-                           self.progress, reference)
+        fitted = fit_seeds(problem, self.settings, outdir, device, self.progress, reference)
         result = fitted.result
         # Memberships: the crispest affine map of the kept model's outputs on its scored
         # frames (validation, else training; never test), in the aligned state order.
@@ -486,7 +482,6 @@ def train(
     part_graphs: Mapping[str, Sequence[Path] | None] | None = None,
     settings: Mapping[str, Any] | None = None,
     device: Any = None,
-    stop_after_batches: int | None = None,
     progress: bool = True,
     reference: str | Path | None = None,
     graph: Mapping[str, Any] | None = None,
@@ -511,14 +506,15 @@ def train(
         ``test_vamp2``, ``seed``, ``seeds`` (one record per seed), ``dead_seeds``,
         ``seed_spread``, ``alignment``, plus ``gdynet_model``, the :class:`GDyNetModel`.
     """
-    # The workflow fails on a model whose every seed is dead unless told to keep it.
-    settings = {"all_seeds_dead": "fail", **(settings or {})}
+    # The workflow fails on a model whose every seed is dead unless told to keep it (the
+    # schema's default; the API's estimators keep it).
+    settings = {"all_seeds_dead": default("train", "all_seeds_dead"), **(settings or {})}
     est = Estimator(n_states, lag, kind=kind, device=device, progress=progress,
                     settings=settings)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     model = est.fit_pieces(part_paths, part_graphs, graph=graph, checkpoint_dir=outdir,
-                           stop_after_batches=stop_after_batches, reference=reference)
+                           reference=reference)
     # Parts the kept seed's scoring predicted with the final weights are not predicted again.
     write_outputs(outdir, model, est.problem_, est.seeds_.predictions)
     (outdir / CHECKPOINT).unlink(missing_ok=True)

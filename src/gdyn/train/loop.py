@@ -45,6 +45,7 @@ from gdyn.files import atomic_path
 from gdyn.layout import PARTS, parse_lag
 from gdyn.models import ModelSpec, build, module_class, spec
 from gdyn.models.vamp import CovarianceAccumulator, vamp2_loss
+from gdyn.settings import with_defaults
 from gdyn.train.batches import (
     PairIndex,
     epoch_batches,
@@ -86,10 +87,6 @@ PREDICT_EDGES = 2**16
 # Batches made ahead of the one being used (gdyn.train.loop.ahead): the bound on batches in
 # flight in training and prediction.
 AHEAD = 1
-# Default `graph.cache_mb`: graphs built on the fly that fit are searched once per job.
-GRAPH_CACHE_MB = 1024
-
-
 def ahead(
     make: Callable[[int], Any], items: range, depth: int = AHEAD
 ) -> Iterator[tuple[int, Any]]:
@@ -125,8 +122,13 @@ def ahead(
                 future.cancel()
 
 
+def _after_step() -> None:
+    """Called after every optimiser step, before its checkpoint: does nothing. The resume
+    tests replace it with one that raises :class:`Interrupted` (a crash mid-epoch)."""
+
+
 class Interrupted(RuntimeError):
-    """Raised by the test hook ``stop_after_batches`` to simulate a crash mid-epoch."""
+    """A training run stopped mid-epoch (the resume tests raise it from the step hook)."""
 
 
 @dataclass
@@ -224,12 +226,13 @@ def prepare(
 
     ``graph`` is the system's ``graph`` config section: with ``store: false`` a graph-input
     model takes no stores and builds its graphs on the fly (:mod:`gdyn.train.onthefly`;
-    up to ``cache_mb`` of them, default :data:`GRAPH_CACHE_MB`, are kept in memory).
+    up to ``cache_mb`` of them are kept in memory); missing keys take the schema's defaults.
     """
     entry = check_model(kind, n_states)
     lag_ps = as_lag_ps(lag)
     graph_inputs = entry.inputs == "graphs"
-    live = graph_inputs and graph is not None and graph.get("store", True) is False
+    graph = None if graph is None else with_defaults("graph", graph)
+    live = graph_inputs and graph is not None and graph["store"] is False
     parts: dict[str, list[Piece]] = {}
     for part in PARTS:
         graphs = part_graphs.get(part) if graph_inputs and not live else None
@@ -243,8 +246,8 @@ def prepare(
         if "n_neighbors" not in graph:
             raise InputError(f"--graph: key 'n_neighbors': expected an integer >= 1, got "
                              f"none in {dict(graph)}")
-        n_conv = int(settings["n_conv"]) if graph.get("prune", True) else None
-        cache = int(float(graph.get("cache_mb", GRAPH_CACHE_MB)) * 2**20)
+        n_conv = int(settings["n_conv"]) if graph["prune"] else None
+        cache = int(float(graph["cache_mb"]) * 2**20)
         attach = on_the_fly(parts["train"], graph["n_neighbors"], n_conv, cache)
     return assemble(kind, n_states, lag_ps, parts, settings, attach)
 
@@ -431,7 +434,6 @@ def fit(
     settings: Mapping[str, Any],
     outdir: Path | None,
     device: Any = None,
-    stop_after_batches: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train, keeping the best validation epoch; resumes from ``outdir/checkpoint.pt``.
@@ -447,9 +449,6 @@ def fit(
         Checkpoint directory; None writes no checkpoints.
     device : torch.device, optional
         Default :func:`pick_device`.
-    stop_after_batches : int, optional
-        Raise :class:`Interrupted` after that many optimiser steps in this call (a crash
-        for the resume tests).
     progress : bool
         tqdm progress bar on stderr.
 
@@ -578,8 +577,7 @@ def fit(
                 steps += 1
                 if run_n:
                     bar.set_postfix(vamp2=f"{run_sum / run_n:.4f}", refresh=False)
-                if stop_after_batches is not None and steps >= stop_after_batches:
-                    raise Interrupted(f"stopped after {steps} batches (test hook)")
+                _after_step()
                 now = time.perf_counter()
                 if now - last_ckpt >= every and b + 1 < len(bounds):
                     epoch_secs += now - t0

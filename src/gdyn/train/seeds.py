@@ -73,7 +73,6 @@ from gdyn.train.batches import PairIndex, frame_size
 from gdyn.train.loop import (
     CHECKPOINT,
     PREDICT_EDGES,
-    Interrupted,
     Problem,
     evaluating,
     fingerprint,
@@ -325,7 +324,7 @@ def _load_done(path: Path, digest: str) -> dict[str, Any] | None:
 
 def _run_seed(
     problem: Problem, settings: Mapping[str, Any], seed: int, outdir: Path | None, device: Any,
-    stop_after_batches: int | None, progress: bool,
+    progress: bool,
 ) -> dict[str, Any]:
     """One seed's :func:`fit`, or its finished result from ``seed{n}.pt``."""
     s = seed_settings(settings, seed)
@@ -342,7 +341,7 @@ def _run_seed(
                 "best_epoch": state["best_epoch"], "best_val_vamp2": state["best_score"],
                 "resumed": "finished", "device": str(device), "steps": 0,
                 "epochs_run": len(metrics), "training_converged": converged}
-    res = fit(problem, s, outdir, device, stop_after_batches, progress)
+    res = fit(problem, s, outdir, device, progress)
     if done_path is not None:
         with atomic_path(done_path) as tmp:
             torch.save({"fingerprint": digest, "best_epoch": res["best_epoch"],
@@ -358,7 +357,6 @@ def fit_seeds(
     settings: Mapping[str, Any],
     outdir: Path | None = None,
     device: Any = None,
-    stop_after_batches: int | None = None,
     progress: bool = True,
     reference: ReferenceProbs | None = None,
 ) -> SeedsFit:
@@ -374,9 +372,6 @@ def fit_seeds(
     outdir : Path, optional
         Checkpoint directory (``checkpoint.pt``, ``seed{n}.pt``); None: no checkpoints.
     device : torch.device
-    stop_after_batches : int, optional
-        Test hook: raise :class:`gdyn.train.loop.Interrupted` after that many optimiser
-        steps in this call, counted over all seeds.
     progress : bool
         tqdm bars.
     reference : ReferenceProbs, optional
@@ -394,13 +389,8 @@ def fit_seeds(
     label = f"{problem.kind} s{problem.n_states} lag {lag_label(problem.lag_ps)}"
     runs: list[SeedRun] = []
     metrics: list[dict[str, Any]] = []
-    steps = 0
     for seed in seeds:
-        left = None if stop_after_batches is None else stop_after_batches - steps
-        if left is not None and left <= 0:
-            raise Interrupted(f"stopped after {steps} batches (test hook)")
-        res = _run_seed(problem, settings, seed, outdir, device, left, progress)
-        steps += int(res.get("steps", 0))
+        res = _run_seed(problem, settings, seed, outdir, device, progress)
         model = res["model"]
         # The best epoch's validation predictions (when this call made them) are the
         # kept weights' predictions on the same frames: scored without predicting again.

@@ -8,40 +8,29 @@ from typing import Any
 
 from gdyn.errors import InputError
 from gdyn.models.vamp import MODES
+from gdyn.settings import with_defaults
 
 __all__ = ["DEFAULTS", "WORKFLOW_KEYS", "resolve_settings", "seed_list"]
 
-# Settings of the `train` config section (workflow/schemas/config.schema.yaml) and their
-# defaults: the original GDyNet code's (atom_fea_len 16, 3 convolutions, Adam 5e-4, batch 16,
-# 10 epochs). `lags_ps` and `models` belong to the workflow, not to one training run.
+# Settings of the `train` config section (workflow/schemas/config.schema.yaml), with the
+# schema's defaults (gdyn.settings): the original GDyNet code's (atom_fea_len 16, 3
+# convolutions, Adam 5e-4, batch 16, 10 epochs). `lags_ps` and `models` belong to the
+# workflow, not to one training run.
 # VAMP regularisation: 'regularize' with epsilon 1e-3 (C + eps I). VAMP-2 is invariant to
 # affine maps of the features, so Adam lets softmax outputs drift into a narrow, fuzzy band;
 # with 'trunc' the band's variance eventually falls below epsilon and the score drops to 1
 # with zero gradient (a dead model). eps = 1e-3 penalises a band narrower than ~0.1 and
 # drives the outputs to crisp states; for two crisp states of populations pi, 1 - pi it
 # shrinks rho^2 = VAMP-2 - 1 by a fraction ~eps / (pi (1 - pi)) (BENCHMARKS.md, "Training").
+# Stopping rule (gdyn.train.stopping): `patience` epochs without a validation VAMP-2 gain of
+# `min_delta` end training, and mark it converged (~1 % timescale drift left).
 DEFAULTS: dict[str, Any] = {
-    "atom_fea_len": 16,
-    "n_conv": 3,
-    "batch_norm": False,
-    "learning_rate": 5.0e-4,
-    "batch_size": 16,
-    "epochs": 10,  # the most epochs a seed trains: the stopping rule ends it earlier
-    # Stopping rule (gdyn.train.stopping): `patience` epochs without a validation VAMP-2
-    # gain of `min_delta` end training, and mark it converged (~1 % timescale drift left).
-    "patience": 3,
-    "min_delta": 1.0e-3,
-    "max_pairs_per_epoch": None,
-    "seed": 0,
-    "seeds": None,  # a list trains every seed and keeps the best validation VAMP-2; None: [seed]
-    # Every seed dead: "keep" the best, flagged, with a warning (the API's default) or
-    # "fail" (the workflow's: gdyn.train.train, i.e. `gdyn train`, defaults to it).
+    **with_defaults("train", {}),
+    # a list trains every seed and keeps the best validation VAMP-2; None: [seed]
+    "seeds": None,
+    # Every seed dead: the API keeps the best, flagged, with a warning; the workflow's
+    # default (the schema's, which gdyn.train.train and so `gdyn train` use) fails.
     "all_seeds_dead": "keep",
-    "frame_stride": 1,
-    "vamp_epsilon": 1.0e-3,
-    "vamp_mode": "regularize",
-    "vampnet_hidden": [64, 64],
-    "checkpoint_every_s": 600.0,
 }
 WORKFLOW_KEYS = frozenset({"lags_ps", "models"})
 

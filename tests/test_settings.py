@@ -1,0 +1,194 @@
+"""One source of config defaults: the schema's ``default:`` (gdyn.settings).
+
+These tests fail when a default is written a second time: in a settings object that does
+not take it from the schema, in a ``.get(key, literal)`` or a keyword default of a module,
+or in a rule file's fallback.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from gdyn import settings as gs
+from gdyn.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Names that are also schema keys with a default but name another setting, with the value
+# written where they are: each says why it is not a copy of the schema's default.
+NOT_A_COPY = {
+    ("graph/store.py", "frame_stride"): "the graph store's file format (meta.json of stores "
+                                        "made before the key existed) and its API: every frame",
+    ("train/data.py", "frame_stride"): "a graph store's meta.json, as graph/store.py",
+    ("toy/calibrate.py", "seed"): "the calibration's bootstrap seed, not train.seed",
+    ("train/seeds.py", "seed"): "the dead-seed null's shuffle seed, not train.seed",
+    ("toy/sites.py", "start"): "a window of the toy's site labels (the API's), not a split",
+    ("toy/sites.py", "stop"): "as start",
+}
+
+
+def _flat(tree: dict[str, Any], out: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """{key: [schema defaults of every key of that name]} (nested sections flattened)."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            _flat(value, out)
+        else:
+            out.setdefault(key, []).append(value)
+    return out
+
+
+DEFAULTS = _flat(gs.defaults(), {})
+
+
+def _is_copy(value: Any, key: str) -> bool:
+    # True == 1 in Python: a bool matches only a bool default
+    return any((type(value) is type(d) and value == d)
+               or (type(value) in (int, float) and type(d) in (int, float) and value == d)
+               for d in DEFAULTS[key])
+
+
+def _literal_defaults(path: Path) -> list[tuple[int, str, Any]]:
+    """(line, key, value) of the literal defaults one module writes for schema keys:
+    ``x.get("key", literal)``, ``def f(key=literal)`` and dataclass fields ``key: T = literal``
+    whose value is the schema's default of a key of that name."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        pairs: list[tuple[str, ast.AST]] = []
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "get" and len(node.args) == 2
+                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            pairs.append((node.args[0].value, node.args[1]))
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = node.args
+            pos = a.posonlyargs + a.args
+            pairs += [(arg.arg, d) for arg, d in zip(pos[len(pos) - len(a.defaults):], a.defaults,
+                                                       strict=True)]
+            pairs += [(arg.arg, d) for arg, d in zip(a.kwonlyargs, a.kw_defaults, strict=True)
+                      if d is not None]
+        elif (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+              and node.value is not None):
+            pairs.append((node.target.id, node.value))
+        for key, value_node in pairs:
+            if key not in DEFAULTS:
+                continue
+            try:
+                value = ast.literal_eval(value_node)
+            except ValueError:
+                continue  # not a literal: e.g. default("graph", "prune")
+            if _is_copy(value, key):
+                found.append((value_node.lineno, key, value))
+    return found
+
+
+def test_no_module_writes_a_schema_default_again() -> None:
+    src = ROOT / "src" / "gdyn"
+    copies = []
+    for path in sorted(src.rglob("*.py")):
+        rel = path.relative_to(src).as_posix()
+        copies += [f"src/gdyn/{rel}:{line}: {key} = {value!r}"
+                   for line, key, value in _literal_defaults(path)
+                   if (rel, key) not in NOT_A_COPY]
+    assert not copies, ("defaults written again (use gdyn.settings.default(...) or the "
+                        "section's settings object):\n" + "\n".join(copies))
+
+
+def test_no_rule_file_falls_back_to_a_default() -> None:
+    # Snakemake's validate fills the schema's defaults in (the Snakefile): a rule reads
+    # config["section"]["key"], or the section's settings object where the section may be
+    # absent (execution).
+    get = re.compile(r"""\.get\(\s*["'](\w+)["']\s*,""")
+    files = [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]
+    found = [f"{f.relative_to(ROOT)}:{i}: {line.strip()}"
+             for f in files for i, line in enumerate(f.read_text().splitlines(), 1)
+             for m in get.finditer(line) if m.group(1) in DEFAULTS]
+    assert not found, "\n".join(found)
+
+
+def test_the_scan_finds_a_copy(tmp_path: Path) -> None:
+    # The scan above would flag each form it looks for.
+    path = tmp_path / "m.py"
+    path.write_text("from dataclasses import dataclass\n"
+                    "def f(block, cache_mb=1024):\n"
+                    "    return block.get('msd_window', 0.5), block.get('stride', 2)\n"
+                    "@dataclass\nclass S:\n    prune: bool = True\n    store: bool = 1\n")
+    assert sorted(_literal_defaults(path)) == [(2, "cache_mb", 1024), (3, "msd_window", 0.5),
+                                               (6, "prune", True)]
+
+
+SETTINGS_OBJECTS = [
+    (gs.GraphSettings, ("graph",)),
+    (gs.RdfSettings, ("structure", "rdf")),
+    (gs.ProfileSettings, ("structure", "profile")),
+    (gs.Q3Settings, ("structure", "q3")),
+    (gs.ConductionSettings, ("conduction",)),
+    (gs.ExecutionSettings, ("execution",)),
+]
+
+
+def _schema_properties(*section: str) -> dict[str, Any]:
+    schema = yaml.safe_load(gs.SCHEMA_PATH.read_text())
+    node = schema["definitions"]["system"] if section[0] != "execution" else schema
+    for key in section:
+        node = node["properties"][key]
+        while "$ref" in node:
+            node = schema["definitions"][node["$ref"].removeprefix("#/definitions/")]
+    return node["properties"]
+
+
+@pytest.mark.parametrize(("cls", "section"), SETTINGS_OBJECTS,
+                         ids=[c.__name__ for c, _ in SETTINGS_OBJECTS])
+def test_a_settings_object_is_its_schema_section(cls: type, section: tuple[str, ...]) -> None:
+    props = _schema_properties(*section)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    # the same keys, so that a key added to the schema is added here too
+    assert set(fields) == set(props)
+    for name, field in fields.items():
+        if "default" in props[name]:
+            assert field.default == props[name]["default"], name
+        else:  # no schema default: the config must give it, or None means "not given"
+            assert field.default in (dataclasses.MISSING, None), name
+
+
+def test_train_and_toy_defaults_are_the_schemas() -> None:
+    from gdyn.toy import ToySettings
+    from gdyn.train.settings import DEFAULTS as TRAIN
+
+    schema = gs.default("train")
+    # The API keeps a model whose every seed is dead (flagged); the workflow fails.
+    assert TRAIN["all_seeds_dead"] == "keep" and schema["all_seeds_dead"] == "fail"
+    assert {k: v for k, v in TRAIN.items() if k not in ("all_seeds_dead", "seeds")} == \
+        {k: v for k, v in schema.items() if k != "all_seeds_dead"}
+    toy = ToySettings()
+    for key, value in gs.default("simulate").items():
+        assert getattr(toy, key) == value, key
+
+
+def test_with_defaults_fills_as_snakemake_validate() -> None:
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["systems"]["toy"]["structure"]["q3"] = {"n_bins": 30}
+    config["systems"]["toy"]["koopman"].pop("ci")
+    config["systems"]["toy"]["split"]["train"] = [{"stop": 0.4}]
+    system = yaml.safe_load(yaml.safe_dump(config["systems"]["toy"]))
+    validate(config, str(gs.SCHEMA_PATH))
+    filled = config["systems"]["toy"]
+    for section in ("simulate", "split", "graph", "train", "koopman", "structure", "conduction"):
+        assert gs.with_defaults(section, system[section]) == filled[section], section
+    # Neither creates a mapping the config does not have (a block switches its analysis on).
+    assert "ci" not in filled["koopman"] and "profile" not in filled["structure"]
+
+
+def test_from_config_names_the_bad_key() -> None:
+    with pytest.raises(InputError, match="'structure/rdf/bins': unknown"):
+        gs.from_config(gs.RdfSettings, {"elements": ["S"], "bins": 3}, "structure/rdf")
+    with pytest.raises(InputError, match="'structure/rdf/elements': missing"):
+        gs.from_config(gs.RdfSettings, {}, "structure/rdf")
+    s = gs.from_config(gs.RdfSettings, {"elements": ["S"]}, "structure/rdf")
+    assert (s.r_max_A, s.n_bins, s.stride) == (8.0, 160, 1)
