@@ -56,6 +56,7 @@ from gdyn.toy.sites import (
     count_transitions,
     label_sites,
     read_site_labels,
+    site_index,
     site_statistics,
     two_state_msm,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "save_job",
     "simulate",
     "site_energies_meV",
+    "site_index",
     "site_statistics",
     "steps_per_frame",
     "tet_oct_tet_path",
