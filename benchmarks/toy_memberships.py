@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = args.results / "raw" / "toy"
     dirs = sorted((args.results / "models" / "toy").glob(f"{args.model}-lag*"),
                   key=lambda d: parse_lag(d.name.rsplit("-lag", 1)[1]))
-    rows = [lag_row(d, raw) for d in dirs]
+    rows = [lag_row(d, raw) for d in dirs if (d / "probs_test.npz").exists()]
     for r in rows:
         print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v)
                           for k, v in r.items()}))
@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         for m in msms[rule]:
             print(json.dumps({"site_rule": rule, **m}))
     crit = next(m for m in msms[args.site_rule] if math.isclose(m["msm_lag_ps"], args.msm_lag_ps))
-    at_tau = next(r for r in rows if math.isclose(r["lag_ps"], args.tau_ps))
-    rebuilt = at_tau["mapped_global_ps"] if "mapped_global_ps" in at_tau else math.nan
+    at_tau = next((r for r in rows if math.isclose(r["lag_ps"], args.tau_ps)), {})
+    rebuilt = at_tau.get("mapped_global_ps", math.nan)
     verdict = {"site_rule": args.site_rule, "msm_lag_ps": args.msm_lag_ps,
                "msm_mean3_ps": crit["msm_mean3_ps"], "tau_ps": args.tau_ps,
                "rebuilt_global_ps": rebuilt,
