@@ -1,7 +1,7 @@
 """The default toy run's 2-state GDyNet against the simulator's site labels (issue 21).
 
     python benchmarks/toy_memberships.py [--results results] [--model gdynet-s2]
-        [--msm-lag-ps 10] [--out toy_memberships.json]
+        [--msm-lag-ps 10] [--site-rule polyhedron] [--tau-ps 10] [--out toy_memberships.json]
 
 For every lag's model directory ``results/models/toy/{model}-lag*/`` it reads the test
 probabilities and, for the same test frames, the raw trajectories' ``site_label``
@@ -15,11 +15,15 @@ probabilities and, for the same test frames, the raw trajectories' ``site_label`
 * the slowest implied timescale and the global timescale rebuilt from the 2-state K
   (Supp. Note 2, ``gdyn.compare.headlines.global_timescale_from_local``).
 
-Then a 12-site MSM of the same run: each frame's Li goes to the nearest of the cell's
-4 octahedral and 8 tetrahedral site centres (minimum image, relative to its S lattice),
+Then the issue's criterion, a 12-site MSM of the same run: each frame's Li goes to one of
+the cell's 4 octahedral and 8 tetrahedral sites relative to its S lattice
+(``gdyn.toy.sites.site_index``; ``--site-rule polyhedron``, the default, assigns the
+containing S polyhedron, the face being the dividing surface as in the simulator's site
+labels; ``nearest`` the nearest site centre, whose boundary lies inside the octahedron),
 counts pooled over all frames of every Li at ``--msm-lag-ps``, a reversible
 maximum-likelihood MSM (deeptime); the mean of its three slowest implied timescales is
-the global timescale the rebuilt one is compared with.
+the global timescale the rebuilt one (at ``--tau-ps``) is compared with: ``within_15pct``.
+Both rules are printed at every lag of ``--msm-lags-ps`` (docs/toy.md, "Issue 21").
 """
 
 from __future__ import annotations
@@ -38,17 +42,7 @@ from gdyn.compare.headlines import global_timescale_from_local
 from gdyn.koopman.eigen import spectrum
 from gdyn.koopman.estimate import estimate_koopman
 from gdyn.layout import parse_lag
-from gdyn.toy.sites import OCT_SITES, TET_SITES
-
-SITES = np.vstack([OCT_SITES, TET_SITES])  # fractional; 0..3 octahedral, 4..11 tetrahedral
-
-
-def nearest_site(coords: np.ndarray, lattice_A: float) -> np.ndarray:
-    """Nearest of the 12 site centres of each frame's Li (atom 0), relative to S atom 1."""
-    rel = (coords[:, 0] - coords[:, 1]) / lattice_A
-    d = rel[:, None, :] - SITES[None]
-    d -= np.round(d)
-    return np.argmin(np.einsum("fsk,fsk->fs", d, d), axis=1)
+from gdyn.toy.sites import site_index
 
 
 def lag_row(model_dir: Path, raw_dir: Path) -> dict:
@@ -83,14 +77,19 @@ def lag_row(model_dir: Path, raw_dir: Path) -> dict:
     return out
 
 
-def site_msm(raw_dir: Path, lag_ps: float) -> dict:
-    """The 12-site MSM of every raw Li trajectory (module docstring)."""
-    dtrajs = []
-    interval = None
+def site_dtrajs(raw_dir: Path, rule: str) -> tuple[list[np.ndarray], float]:
+    """12-site index of every raw Li trajectory (Li atom 0 relative to S atom 1)."""
+    dtrajs, interval = [], math.nan
     for f in sorted(raw_dir.glob("*.npz")):
         with np.load(f) as r:
-            dtrajs.append(nearest_site(r["traj_coords"], float(r["lattices"][0, 0, 0])))
+            c = r["traj_coords"]
+            dtrajs.append(site_index(c[:, 0] - c[:, 1], float(r["lattices"][0, 0, 0]), rule))
             interval = float(r["frame_interval_ps"])
+    return dtrajs, interval
+
+
+def site_msm(dtrajs: list[np.ndarray], interval: float, lag_ps: float) -> dict:
+    """The 12-site MSM (module docstring) of ``dtrajs`` at ``lag_ps``."""
     lag_frames = round(lag_ps / interval)
     counts = TransitionCountEstimator(lag_frames, "sliding").fit(dtrajs).fetch_model()
     msm = MaximumLikelihoodMSM(reversible=True).fit(counts).fetch_model()
@@ -104,19 +103,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=Path("results"))
     ap.add_argument("--model", default="gdynet-s2")
     ap.add_argument("--msm-lag-ps", type=float, default=10.0)
+    ap.add_argument("--msm-lags-ps", type=float, nargs="+", default=[1, 2, 5, 10, 20, 40, 80])
+    ap.add_argument("--site-rule", choices=["polyhedron", "nearest"], default="polyhedron")
+    ap.add_argument("--tau-ps", type=float, default=10.0)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     raw = args.results / "raw" / "toy"
     dirs = sorted((args.results / "models" / "toy").glob(f"{args.model}-lag*"),
                   key=lambda d: parse_lag(d.name.rsplit("-lag", 1)[1]))
-    rows = [lag_row(d, raw) for d in dirs]
+    rows = [lag_row(d, raw) for d in dirs if (d / "probs_test.npz").exists()]
     for r in rows:
         print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v)
                           for k, v in r.items()}))
-    msm = site_msm(raw, args.msm_lag_ps)
-    print(json.dumps(msm))
+    msms = {}
+    for rule in ("polyhedron", "nearest"):
+        dtrajs, interval = site_dtrajs(raw, rule)
+        lags = sorted({*args.msm_lags_ps, args.msm_lag_ps})
+        msms[rule] = [site_msm(dtrajs, interval, lag) for lag in lags]
+        for m in msms[rule]:
+            print(json.dumps({"site_rule": rule, **m}))
+    crit = next(m for m in msms[args.site_rule] if math.isclose(m["msm_lag_ps"], args.msm_lag_ps))
+    at_tau = next((r for r in rows if math.isclose(r["lag_ps"], args.tau_ps)), {})
+    rebuilt = at_tau.get("mapped_global_ps", math.nan)
+    verdict = {"site_rule": args.site_rule, "msm_lag_ps": args.msm_lag_ps,
+               "msm_mean3_ps": crit["msm_mean3_ps"], "tau_ps": args.tau_ps,
+               "rebuilt_global_ps": rebuilt,
+               "rel_diff": rebuilt / crit["msm_mean3_ps"] - 1,
+               "within_15pct": abs(rebuilt / crit["msm_mean3_ps"] - 1) <= 0.15}
+    print(json.dumps(verdict))
     if args.out:
-        args.out.write_text(json.dumps({"lags": rows, "site_msm": msm}, indent=1))
+        args.out.write_text(json.dumps({"lags": rows, "site_msm": msms, "criterion": verdict},
+                                       indent=1))
     return 0
 
 

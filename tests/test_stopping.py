@@ -37,6 +37,24 @@ def test_rule_on_a_geometric_curve() -> None:
     assert not stopping_state(GEOMETRIC, 3, 0.0).stop
 
 
+def test_epochs_before_anything_is_resolved_do_not_count() -> None:
+    # The NaCl benchmark (benchmarks/liquid, 200 ps): the lag-20 ps model scored 1.0000 for
+    # 4 epochs, and the rule counting them stopped it there, "converged", nothing learned.
+    plateau = [1.00001, 1.00000, 1.00001, 1.00001]
+    assert stopping_state(plateau, 3, 1e-3, floor=-np.inf).stop
+    assert not stopping_state(plateau, 3, 1e-3).stop
+    # Its lag-1 ps curve: flat at the constant-feature score for 4 epochs, then learning.
+    start = [1.0000001, 1.0000351, 1.0004014, 1.0010156]
+    rise = [1.0034, 1.0081, 1.0175, 1.0303, 1.0452, 1.0615, 1.0831, 1.0835, 1.0838, 1.0836]
+    st = stopping_state(start + rise, 3, 1e-3)
+    # Epoch 5 (1.0034) is the first above 1 + 1e-3; the reference then moves to epoch 11
+    # (1.0831), and epochs 12-14 gain < 1e-3 over it.
+    assert (st.stop, st.epochs, st.reference_epoch) == (True, 14, 11)
+    # A seed that never leaves the floor is never called converged.
+    assert not stopping_state([1.0] * 40, 3, 1e-3).stop
+    assert not stopping_state([np.nan] * 5, 3, 1e-3).stop
+
+
 def test_rule_on_a_peak_and_on_missing_scores() -> None:
     # Rise to epoch 3, then fall: 3 epochs without a gain stop it at epoch 6.
     st = stopping_state([1.1, 1.3, 1.35, 1.33, 1.30, 1.28, 1.4], 3, 1e-3)

@@ -28,7 +28,7 @@ from gdyn.toy.potential import (
     born_mayer_energy_eV,
     steps_per_frame,
 )
-from gdyn.toy.sites import label_sites, two_state_msm
+from gdyn.toy.sites import label_sites, site_index, two_state_msm
 
 pytest.importorskip("openmm")
 
@@ -147,6 +147,26 @@ def test_site_labels_of_known_points() -> None:
     eps = 1e-6
     pts = np.array([[1 / 3 - eps] * 3, [1 / 3 + eps] * 3]) * A
     assert label_sites(pts, A).tolist() == [1, 0]
+
+
+def test_twelve_site_index_polyhedron_and_nearest() -> None:
+    sites = np.vstack([toy.OCT_SITES, toy.TET_SITES])
+    for rule in ("polyhedron", "nearest"):
+        assert site_index(sites * A, A, rule).tolist() == list(range(12))
+        assert site_index((sites + np.array([3, -2, 1])) * A, A, rule).tolist() == list(range(12))
+    # On the line from the octahedral centre (1/2, 1/2, 1/2) a to the tetrahedral one
+    # (3/4, 3/4, 3/4) a (index 4 + 7), 2.81 A apart: the shared face is a / (2 sqrt 3)
+    # = 1.876 A from the oct centre, the nearest-centre boundary sqrt(3) a / 8 = 1.407 A.
+    unit = np.ones(3) / math.sqrt(3)
+    pts = np.array([0.5, 0.5, 0.5]) * A + np.outer([1.30, 1.50, 1.85, 1.90], unit)
+    assert site_index(pts, A, "polyhedron").tolist() == [0, 0, 0, 11]
+    assert site_index(pts, A, "nearest").tolist() == [0, 11, 11, 11]
+    # The polyhedron rule is label_sites, refined to the site.
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-A, 2 * A, size=(20_000, 3))
+    np.testing.assert_array_equal(site_index(x, A) >= 4, label_sites(x, A) == 1)
+    with pytest.raises(InputError, match="rule"):
+        site_index(x, A, "closest")
 
 
 def test_site_labels_split_the_cell_two_thirds_octahedral() -> None:

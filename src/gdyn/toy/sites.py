@@ -24,6 +24,7 @@ __all__ = [
     "count_transitions",
     "label_sites",
     "read_site_labels",
+    "site_index",
     "site_statistics",
     "two_state_msm",
 ]
@@ -51,6 +52,39 @@ def label_sites(coords_A: np.ndarray, lattice_A: float) -> np.ndarray:
         d = d - a * np.round(d / a)
         inside |= np.abs(d).sum(axis=-1) <= a / 2
     return np.where(inside, OCTAHEDRAL, TETRAHEDRAL).astype(np.int8)
+
+
+def site_index(coords_A: np.ndarray, lattice_A: float, rule: str = "polyhedron") -> np.ndarray:
+    """Which of the cell's 12 sites holds each Li: 0-3 octahedral (``OCT_SITES``), 4-11 tetrahedral.
+
+    ``coords_A`` are positions relative to an S atom (any S of the FCC lattice: the sites
+    are the same relative to each). ``rule="polyhedron"`` assigns the containing S
+    polyhedron, as :func:`label_sites` does (the octahedron ``|d|_1 <= a/2`` around its
+    centre, else the nearest tetrahedral centre, which is the containing tetrahedron's):
+    the dividing surface is the shared face, where the saddle of the potential is.
+    ``rule="nearest"`` takes the nearest site centre: its oct/tet boundary lies at half the
+    oct-tet distance, sqrt(3) a / 8 = 1.41 A from the octahedral centre for a = 6.5 A,
+    inside the octahedron (its faces are a / (2 sqrt(3)) = 1.88 A away), so a Li rattling
+    in its octahedron is counted tetrahedral now and then (docs/toy.md, "Issue 21").
+    """
+    c = np.asarray(coords_A, dtype=float) / lattice_A
+
+    def offsets(sites: np.ndarray) -> np.ndarray:
+        d = c[..., None, :] - sites
+        return d - np.round(d)
+
+    d_tet = offsets(TET_SITES)
+    tet = 4 + np.argmin(np.einsum("...sk,...sk->...s", d_tet, d_tet), axis=-1)
+    d_oct = offsets(OCT_SITES)
+    if rule == "polyhedron":
+        l1 = np.abs(d_oct).sum(axis=-1)
+        return np.where(l1.min(axis=-1) <= 0.5, np.argmin(l1, axis=-1), tet).astype(np.int8)
+    if rule == "nearest":
+        r2_oct = np.einsum("...sk,...sk->...s", d_oct, d_oct)
+        r2_tet = np.einsum("...sk,...sk->...s", d_tet, d_tet)
+        nearest_oct = r2_oct.min(axis=-1) <= r2_tet.min(axis=-1)
+        return np.where(nearest_oct, np.argmin(r2_oct, axis=-1), tet).astype(np.int8)
+    raise InputError(f"rule: expected 'polyhedron' or 'nearest', got {rule!r}")
 
 
 def count_transitions(labels: np.ndarray) -> int:

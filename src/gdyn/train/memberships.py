@@ -26,6 +26,13 @@ deeptime.markov.pcca) applied to the outputs themselves:
    1.
 3. **State order.** Vertex k becomes the state it belongs to most (Hungarian assignment on
    V), so the aligned state order of :mod:`gdyn.train.align` is kept.
+4. **States without a vertex.** A state that fewer than a fraction q of the fitting rows
+   belong to (mapped membership above 1/2) has no vertex in the data: the algorithm's
+   vertex there is the farthest noise, and stretching it to 1 made a PEO-like model's map
+   entries reach 205 and its CK predictions leave [0, 1]
+   (tests/test_koopman_bounds.py). Such a state takes the network's pure output e_k as
+   its vertex, and the map is refitted: its floor under the other states' frames is
+   removed down to the other vertices' noise, nothing is stretched.
 
 The whole map is chi' = chi M with M = V^-1 (I - 1 m) / (1 - sum m): affine, rows of M sum to
 one, so rows of chi' sum to one. It is not clipped, because clipping would break the
@@ -53,7 +60,8 @@ from gdyn.errors import InputError
 __all__ = ["RULE", "MembershipMap", "fit_memberships", "inner_simplex_vertices"]
 
 RULE = ("inner-simplex (PCCA+) face directions, each face at the 1 % quantile of its "
-        "coordinate over the fitting rows")
+        "coordinate over the fitting rows; a state fewer rows belong to keeps its pure output "
+        "as vertex")
 # Fraction of the fitting rows allowed beyond each face of the simplex (module docstring).
 QUANTILE = 0.01
 IDENTITY = "identity"
@@ -137,6 +145,17 @@ def inner_simplex_vertices(x: np.ndarray) -> np.ndarray:
     return np.asarray(idx, dtype=np.int64)
 
 
+def _face_map(x: np.ndarray, v: np.ndarray, quantile: float) -> np.ndarray:
+    """chi -> chi' of vertex rows ``v`` (state k's vertex in row k), faces at ``quantile``."""
+    n_states = v.shape[0]
+    vinv = np.linalg.inv(v)
+    m = np.quantile(x @ vinv, quantile, axis=0)
+    shift = np.eye(n_states) - np.outer(np.ones(n_states), m)
+    matrix = vinv @ shift / (1.0 - m.sum())
+    # Exact row sums (float error only): memberships stay on the plane sum = 1.
+    return matrix + (1.0 - matrix.sum(axis=1, keepdims=True)) / n_states
+
+
 def fit_memberships(probs: np.ndarray, fitted_on: str | None = None,
                     quantile: float = QUANTILE) -> MembershipMap:
     """The crispest affine map on the simplex of the rows ``probs`` (..., S) (module docstring).
@@ -167,17 +186,25 @@ def fit_memberships(probs: np.ndarray, fitted_on: str | None = None,
     v = x[idx]
     if not np.isfinite(np.linalg.cond(v)) or np.linalg.cond(v) > MAX_CONDITION:
         return MembershipMap(np.eye(n_states), IDENTITY, fitted_on, len(x))
-    vinv = np.linalg.inv(v)
-    b = x @ vinv
-    m = np.quantile(b, quantile, axis=0)
-    shift = np.eye(n_states) - np.outer(np.ones(n_states), m)
-    matrix = vinv @ shift / (1.0 - m.sum())
-    # Vertex k (column k of matrix) becomes the state whose output it is highest in.
+    # Vertex k (row k of the ordered vertex matrix) becomes the state whose output it is
+    # highest in (Hungarian assignment), so the aligned state order of gdyn.train.align
+    # is kept.
     rows, cols = linear_sum_assignment(-v)  # rows: vertices, cols: states
     order = np.empty(n_states, dtype=np.int64)
     order[cols] = rows
-    matrix = matrix[:, order]
-    # Exact row sums (float error only): memberships stay on the plane sum = 1.
-    matrix += (1.0 - matrix.sum(axis=1, keepdims=True)) / n_states
+    v = v[order]
+    matrix = _face_map(x, v, quantile)
+    # A state that fewer fitting rows belong to than the quantile lets lie beyond a face
+    # has no vertex in the data: the algorithm's vertex there is the farthest noise, and
+    # stretching it to 1 made the PEO-like model's map reach 205 (state 3 absent from the
+    # fitting frames; tests/test_koopman_bounds.py). Such a state keeps the network's own
+    # pure output e_k as its vertex: its floor under the others is still removed.
+    support = np.count_nonzero(x @ matrix > 0.5, axis=0)
+    weak = support < max(1.0, quantile * len(x))
+    if np.any(weak) and not np.all(weak):
+        v[weak] = np.eye(n_states)[weak]
+        if not np.isfinite(np.linalg.cond(v)) or np.linalg.cond(v) > MAX_CONDITION:
+            return MembershipMap(np.eye(n_states), IDENTITY, fitted_on, len(x))
+        matrix = _face_map(x, v, quantile)
     rule = RULE if quantile == QUANTILE else RULE.replace("1 %", f"{100 * quantile:g} %")
     return MembershipMap(matrix, rule, fitted_on, len(x))
