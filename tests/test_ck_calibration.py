@@ -238,8 +238,8 @@ def test_every_probability_the_stage_reports_lies_in_zero_one(tmp_path) -> None:
                  frame=np.arange(2000), sources=np.array(["li000"]), lag_ps=np.float64(lag),
                  frame_interval_ps=np.float64(1.0))  # fmt: skip
     out = tmp_path / "vampnet-s8"
-    run_koopman(out, paths, ["2ps", "5ps"], {"ck_steps": 3, "tau_star_ps": 5,
-                                            "ci": {"n": 200}, "min_population": 0.0})
+    run_koopman(out, paths, {"ck_steps": 3, "tau_star_ps": 5, "ci": {"n": 200},
+                             "min_population": 0.0}, model="vampnet", n_states=8)
     raw = kp.KoopmanModel.estimate(p, 5.0, 1.0, selection=None)
     assert raw.koopman_matrix.min() < -0.01  # the case has negative elements to clip
     ck = pd.read_csv(out / "ck.csv")
