@@ -50,7 +50,7 @@ def test_other_weights_are_refused(toy: dict, reference: dict, tmp_path: Path) -
     with pytest.raises(InputError, match=r"--init-from .*model\.pt.*same shape"):
         gt.train("gdynet", tmp_path / "s3", 3, "1ps", toy["parts"], toy["graphs"],
                  dict(FAST, epochs=1), progress=False, init_from=init)
-    with pytest.raises(InputError, match="--init-from .*file not found"):
+    with pytest.raises(InputError, match=r"--init-from .*file not found"):
         gt.train("gdynet", tmp_path / "x", 2, "1ps", toy["parts"], toy["graphs"],
                  dict(FAST, epochs=1), progress=False, init_from=tmp_path / "none.pt")
 
