@@ -8,11 +8,6 @@
 # The two rules' shell texts are the same (train_vampnet passes graphs="").
 
 
-
-def reference_model(wildcards, model):
-    """model.pt of the reference lag's model, the warm start ([] for the reference itself)."""
-    return [str(Path(p).parent / "model.pt") for p in reference_probs(wildcards, model)]
-
 rule train_gdynet:
     """GDyNet: graph convolutions over each frame's neighbour graphs (the graph stores, or
     graphs built on the fly with graph.store: false)."""
