@@ -359,6 +359,13 @@ def reference_probs(wildcards, model):
                     reference_lag(wildcards.system), "val")]
 
 
+def reference_model(wildcards, model):
+    """model.pt of the reference lag's model: the other lags' warm start (gdyn train
+    --init-from; [] for the reference itself)."""
+    return [os.path.join(os.path.dirname(p), "model.pt")
+            for p in reference_probs(wildcards, model)]
+
+
 def reference_arg(wildcards, model):
     """`--reference NPZ` of the training command ("" for the reference lag)."""
     return " ".join(f"--reference {p}" for p in reference_probs(wildcards, model))

@@ -2,10 +2,10 @@
 # trains every seed of train.seeds and keeps the best; its states are ordered by population
 # at the first lag of the grid (the reference) and mapped onto the reference's states at
 # every other lag (--reference: the reference model's probs_val.npz; gdyn.train.align).
+# Every other lag also starts from the reference's weights (--init-from its model.pt, a warm
+# start: gdyn.train.warmstart); the lags still train in parallel once the reference is done.
 #
-# The shell text and params of the two rules are those of the loop that generated them
-# before they were written out: Snakemake's code and params rerun triggers compare them with
-# what trained the existing models, which an unchanged text keeps.
+# The two rules' shell texts are the same (train_vampnet passes graphs="").
 
 
 rule train_gdynet:
@@ -15,6 +15,7 @@ rule train_gdynet:
         splits=lambda wc: split_files(wc.system),
         graphs=train_graph_inputs,
         reference=lambda wc: reference_probs(wc, "gdynet"),
+        init=lambda wc: reference_model(wc, "gdynet"),  # warm start (issue 24)
         sources=lambda wc: sources(wc.system),  # see traj_sources (common.smk)
     output:
         **model_outputs("gdynet"),
@@ -22,6 +23,7 @@ rule train_gdynet:
         splits=split_args,  # --train A.npz ... --val ... --test ...
         graphs=graph_args,  # --train-graphs DIR ... (or --graph JSON: graph.store false)
         reference=lambda wc: reference_arg(wc, "gdynet"),
+        init=lambda wc: " ".join(f"--init-from {p}" for p in reference_model(wc, "gdynet")),
         settings=lambda wc: settings("train", wc.system),  # the whole train section
         outdir=lambda wc: L.model_dir(wc.system, "gdynet", wc.n_states, wc.lag),
         kind="gdynet",
@@ -38,7 +40,7 @@ rule train_gdynet:
     shell:
         "gdyn train {params.kind} {params.outdir} --n-states {wildcards.n_states} "
         "--lag {wildcards.lag} {params.splits} {params.graphs} {params.reference} "
-        "--settings {params.settings} --threads {threads} > {log} 2>&1"
+        "{params.init} --settings {params.settings} --threads {threads} > {log} 2>&1"
 
 
 rule train_vampnet:
@@ -46,6 +48,7 @@ rule train_vampnet:
     input:
         splits=lambda wc: split_files(wc.system),
         reference=lambda wc: reference_probs(wc, "vampnet"),
+        init=lambda wc: reference_model(wc, "vampnet"),  # warm start (issue 24)
         sources=lambda wc: sources(wc.system),  # see traj_sources (common.smk)
     output:
         **model_outputs("vampnet"),
@@ -53,6 +56,7 @@ rule train_vampnet:
         splits=split_args,
         graphs="",  # none: kept so that the shell text is the same as train_gdynet's
         reference=lambda wc: reference_arg(wc, "vampnet"),
+        init=lambda wc: " ".join(f"--init-from {p}" for p in reference_model(wc, "vampnet")),
         settings=lambda wc: settings("train", wc.system),
         outdir=lambda wc: L.model_dir(wc.system, "vampnet", wc.n_states, wc.lag),
         kind="vampnet",
@@ -69,4 +73,4 @@ rule train_vampnet:
     shell:
         "gdyn train {params.kind} {params.outdir} --n-states {wildcards.n_states} "
         "--lag {wildcards.lag} {params.splits} {params.graphs} {params.reference} "
-        "--settings {params.settings} --threads {threads} > {log} 2>&1"
+        "{params.init} --settings {params.settings} --threads {threads} > {log} 2>&1"

@@ -97,7 +97,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     stop_like_ctrl_c()
     try:
         res = train(args.model, args.outdir, args.n_states, args.lag, parts, graphs, settings,
-                    reference=args.reference, graph=args.graph)
+                    reference=args.reference, graph=args.graph, init_from=args.init_from)
     except DamagedStore as exc:
         # The store is the graphs rule's output: once removed, the next run rebuilds it
         # (Snakemake takes a store that is there for up to date, whatever is in it).
@@ -151,5 +151,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="probs_val.npz of the reference model (same model kind and state "
                    "count, first lag of the grid): states are mapped onto its states by "
                    "maximum overlap; without it, states are ordered by population")
+    p.add_argument("--init-from", type=Path, default=None, metavar="MODEL_PT",
+                   help="start every seed from these weights (a model.pt of the same kind, "
+                   "state count and widths, e.g. the reference lag's: a warm start); "
+                   "default: random weights")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.set_defaults(func=_cmd_train)

@@ -24,6 +24,7 @@ the trajectory (default: the file name, else ``traj{i}``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -69,6 +70,7 @@ from gdyn.train.outputs import (
 )
 from gdyn.train.seeds import fit_seeds
 from gdyn.train.settings import resolve_settings, seed_list
+from gdyn.train.warmstart import read_warm_start
 from gdyn.trajectory import Trajectory, load_trajectory, validate_trajectory
 
 __all__ = ["Estimator", "GDyNet", "GDyNetModel", "VAMPNet", "train"]
@@ -412,6 +414,7 @@ class Estimator:
         graph: Mapping[str, Any] | None = None,
         checkpoint_dir: str | Path | None = None,
         reference: str | Path | ReferenceProbs | None = None,
+        init_from: str | Path | None = None,
     ) -> GDyNetModel:
         """Train on the workflow's split pieces and graph stores (``gdyn train``).
 
@@ -419,10 +422,13 @@ class Estimator:
         files / store directories (matched by trajectory name). ``graph`` (the system's
         ``graph`` config section) with ``store: false`` builds the graphs on the fly
         instead of reading stores. With ``checkpoint_dir`` the run resumes from (and
-        keeps) ``checkpoint.pt`` there; ``reference`` as in :meth:`fit`.
+        keeps) ``checkpoint.pt`` there; ``reference`` as in :meth:`fit`; ``init_from``: a ``model.pt`` of the same
+        architecture to start every seed from (:mod:`gdyn.train.warmstart`).
         """
         problem = prepare(self.kind, self.n_states, self.lag_ps, part_paths, part_graphs or {},
                           self.settings, graph)
+        if init_from is not None:
+            problem = dataclasses.replace(problem, init=read_warm_start(init_from))
         return self._fit(problem, checkpoint_dir, reference)
 
     def _fit(
@@ -485,6 +491,7 @@ def train(
     progress: bool = True,
     reference: str | Path | None = None,
     graph: Mapping[str, Any] | None = None,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """``gdyn train``: train one model on split pieces and write its model directory.
 
@@ -493,6 +500,7 @@ def train(
     states are ordered by population, or mapped onto ``reference`` (the reference lag's
     ``probs_val.npz``; :mod:`gdyn.train.align`). ``graph``: the system's ``graph`` config
     section; with ``store: false`` the graphs are built on the fly (no ``part_graphs``).
+    ``init_from``: start from that ``model.pt`` (the reference lag's; a warm start).
     Resumes from ``outdir/checkpoint.pt`` and ``outdir/seed{n}.pt`` (removed on success).
     Writes ``model.pt``, ``config.json``, ``metrics.csv``, ``alignment.json`` and
     ``probs_{train,val,test}.npz`` (docs/contracts.md). Process-wide settings (threads,
@@ -514,7 +522,8 @@ def train(
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     model = est.fit_pieces(part_paths, part_graphs, graph=graph, checkpoint_dir=outdir,
-                           reference=reference)
+                           reference=reference,
+                           init_from=init_from)
     # Parts the kept seed's scoring predicted with the final weights are not predicted again.
     write_outputs(outdir, model, est.problem_, est.seeds_.predictions)
     (outdir / CHECKPOINT).unlink(missing_ok=True)

@@ -56,6 +56,7 @@ from gdyn.train.batches import (
 from gdyn.train.data import Piece, data_summary, load_part, set_grid
 from gdyn.train.onthefly import on_the_fly
 from gdyn.train.stopping import curve, stopping_state
+from gdyn.train.warmstart import WarmStart, apply_warm_start
 
 __all__ = [
     "AHEAD",
@@ -142,6 +143,7 @@ class Problem:
     frame_interval_ps: float
     parts: dict[str, list[Piece]]
     dims: dict[str, Any]
+    init: WarmStart | None = None  # starting weights (gdyn.train.warmstart); None: random
 
     @property
     def inputs(self) -> str:
@@ -278,7 +280,7 @@ def fingerprint(problem: Problem, settings: Mapping[str, Any]) -> str:
     run = {k: v for k, v in settings.items() if k not in ("seeds", "all_seeds_dead")}
     blob = json.dumps(
         [problem.kind, problem.n_states, problem.lag_frames, run, problem.dims, files,
-         SHUFFLE],
+         SHUFFLE] + ([problem.init.digest] if problem.init is not None else []),
         sort_keys=True, default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -486,7 +488,10 @@ def fit(
         )
 
     torch.manual_seed(int(settings["seed"]))
-    model = build(problem.kind, problem.n_states, settings, problem.dims).to(device)
+    model = build(problem.kind, problem.n_states, settings, problem.dims)
+    if problem.init is not None:
+        apply_warm_start(model, problem.init)
+    model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(settings["learning_rate"]))
     digest = fingerprint(problem, settings)
     ckpt_path = None if outdir is None else Path(outdir) / CHECKPOINT
