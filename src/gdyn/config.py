@@ -93,7 +93,8 @@ def trajectory_names(system: Mapping[str, Any]) -> list[str]:
     """Raw trajectory names of one system (``results/raw/{system}/{name}.npz``)."""
     source = system["source"]
     if source == "simulate":
-        n_li = int(system["simulate"]["n_li"])
+        sim = system["simulate"]
+        n_li = int(sim["n_li"]) * len(sim.get("temperatures_K") or [None])  # gdyn.temperatures
         return [toy_trajectory_name(i) for i in range(n_li)]
     return list(system["files"].keys())
 
@@ -249,6 +250,9 @@ class _SystemCheck:
         self.problems.append(f"{self.key}/{where}{text}")
 
     def run(self) -> list[str]:
+        from gdyn.temperatures import series_problems
+
+        self.problems += series_problems(self.name, self.s)
         windows = self._split_windows()
         self._frame_interval_agrees()
         self._lags(windows)

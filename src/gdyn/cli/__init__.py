@@ -33,6 +33,7 @@ STAGES: tuple[str, ...] = (
     "graphs",  # graphs
     "train",  # train
     "koopman",  # koopman
+    "temperature",  # arrhenius (temperature series, issue 25)
     "select",  # select, select-koopman
     "analysis",  # rdf, charge, profile, snapshot, positions, q3, representative, conduction
     "figures",  # figure, table, compare

@@ -463,6 +463,12 @@ def run_koopman(
         "populations": km.populations_frame(model),
         "kinetics": km.kinetics_frame(model),
     }
+    series = settings.get("temperatures_K")  # {trajectory: K}, set by the rule for a series
+    if series:
+        from gdyn.koopman.temperature import kinetics_by_temperature, models_by_temperature
+
+        by_t = models_by_temperature(_load_lag(tau_path, tau), series, km, ci, opts["estimator"])
+        tables["kinetics"] = kinetics_by_temperature(by_t, km.state_order)
     outdir = Path(outdir)
     for name in KOOPMAN_TABLES:
         write_csv(outdir / f"{name}.csv", tables[name])
