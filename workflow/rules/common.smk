@@ -221,6 +221,7 @@ def all_targets():
         out += structure_outputs(system)
     out += figure_outputs()
     out += [f for system in SYSTEMS for f in temperature_outputs(system)]  # temperature.smk
+    out += [f for system in SYSTEMS for f in export_outputs(system)]  # export.smk
     out.append(L.table("paper_comparison", "md"))
     return out
 

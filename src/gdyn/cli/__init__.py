@@ -37,6 +37,7 @@ STAGES: tuple[str, ...] = (
     "select",  # select, select-koopman
     "analysis",  # rdf, charge, profile, snapshot, positions, q3, representative, conduction
     "figures",  # figure, table, compare
+    "export",  # export-memberships (export: [memberships], issue 25)
 )
 
 
