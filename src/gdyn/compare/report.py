@@ -168,6 +168,11 @@ def build_comparison(
                 "|---|---|---|---|---|---|---|",
                 *("| " + " | ".join(r) + " |" for r in table_rows),
             ]
+    from gdyn.compare.arrhenius import arrhenius_section  # temperature series only (issue 25)
+
+    extra, extra_md = arrhenius_section(systems, inputs)
+    records += extra
+    md += extra_md
     return pd.DataFrame.from_records(records), "\n".join(md) + "\n"
 
 

@@ -207,4 +207,7 @@ def comparison_inputs(
         files += ["diffusion.csv", "conduction.csv"] if "conduction" in s else []
         for f in files:
             out[f"{system}:{f}"] = under(layout.structure_file(system, f))
+    from gdyn.compare.arrhenius import arrhenius_inputs  # temperature series only (issue 25)
+
+    out |= {k: under(v) for k, v in arrhenius_inputs(systems).items()}
     return out
