@@ -66,10 +66,10 @@ def _series(seed: int = 0, swap_hot: bool = False) -> tuple[Probs, dict, np.ndar
     for i, t in enumerate(temps.values()):
         q = np.array([[0, 0.4 * np.exp(-0.012 / (KB * t))], [0.5 * np.exp(-0.004 / (KB * t)), 0]])
         np.fill_diagonal(q, -q.sum(axis=1))
-        st = simulate(expm(q), 2000, 4, rng)
+        st = simulate(expm(q), 1500, 4, rng)
         rows.append(blend[st])
-        traj.append(np.full(2000, i))
-        frame.append(np.arange(2000))
+        traj.append(np.full(1500, i))
+        frame.append(np.arange(1500))
     data = Probs("<series>", np.concatenate(rows), np.concatenate(traj), np.concatenate(frame),
                  np.array([f"results/split/x/test/{n}.npz" for n in temps]), 5.0, 1.0)
     return data, temps, np.array([0, 1])
@@ -87,7 +87,7 @@ def test_split_by_temperature_and_unknown_source() -> None:
 def test_pooled_states_keep_their_meaning_across_temperatures() -> None:
     data, temps, _ = _series()
     pooled = KoopmanModel.estimate(data, 5.0, selection=None)
-    by_t = models_by_temperature(data, temps, pooled, {"method": "bootstrap", "n": 60})
+    by_t = models_by_temperature(data, temps, pooled, {"method": "bootstrap", "n": 40})
     # At every temperature the rare (higher-energy) state is pooled state 1: its exit rate
     # has the small activation energy and its population grows with T.
     res = arrhenius_by_temperature(by_t, pooled.state_order, n_boot=300)
