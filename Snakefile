@@ -45,6 +45,8 @@ include: "workflow/rules/toy.smk"
 include: "workflow/rules/graphs.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/koopman.smk"
+include: "workflow/rules/temperature.smk"
+include: "workflow/rules/export.smk"
 include: "workflow/rules/structure.smk"
 include: "workflow/rules/figures.smk"
 

@@ -35,6 +35,7 @@ _API: dict[str, str] = {
     "implied_timescales": "gdyn.koopman",
     "select_states": "gdyn.koopman",
     "ck_verdict": "gdyn.koopman",
+    "arrhenius": "gdyn.koopman.arrhenius",
     "state_weighted_rdf": "gdyn.analysis",
     "charge_integral": "gdyn.analysis",
     "conduction": "gdyn.analysis",

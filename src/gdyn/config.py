@@ -24,6 +24,7 @@ from gdyn.layout import AUTO, PARTS, lag_label, parse_lag, raw, toy_trajectory_n
 from gdyn.models import MODEL_KINDS
 from gdyn.settings import SCHEMA_PATH, default
 from gdyn.split import frame_window
+from gdyn.temperatures import series_problems
 from gdyn.trajectory import TrajectoryHeader, read_header
 
 __all__ = [
@@ -94,7 +95,8 @@ def trajectory_names(system: Mapping[str, Any]) -> list[str]:
     """Raw trajectory names of one system (``results/raw/{system}/{name}.npz``)."""
     source = system["source"]
     if source == "simulate":
-        n_li = int(system["simulate"]["n_li"])
+        sim = system["simulate"]
+        n_li = int(sim["n_li"]) * len(sim.get("temperatures_K") or [None])  # gdyn.temperatures
         return [toy_trajectory_name(i) for i in range(n_li)]
     return list(system["files"].keys())
 
@@ -252,6 +254,8 @@ class _SystemCheck:
         self.problems.append(f"{self.key}/{where}{text}")
 
     def run(self) -> list[str]:
+
+        self.problems += series_problems(self.name, self.s)
         windows = self._split_windows()
         self._frame_interval_agrees()
         self._lags(windows)

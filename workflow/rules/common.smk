@@ -218,6 +218,8 @@ def all_targets():
         out += selection_outputs(system)
         out += structure_outputs(system)
     out += figure_outputs()
+    out += [f for system in SYSTEMS for f in temperature_outputs(system)]  # temperature.smk
+    out += [f for system in SYSTEMS for f in export_outputs(system)]  # export.smk
     out.append(L.table("paper_comparison", "md"))
     return out
 
@@ -274,7 +276,10 @@ def toy_jobs(system):
     n_li, n_jobs = int(sim["n_li"]), int(sim["n_jobs"])
     n_jobs = max(1, min(n_jobs, n_li))
     bounds = [round(k * n_li / n_jobs) for k in range(n_jobs + 1)]
-    return [list(range(bounds[k], bounds[k + 1])) for k in range(n_jobs)]
+    # A temperature series (gdyn.temperatures): the same jobs at each temperature, Li
+    # numbered on from one temperature to the next, so a job never mixes temperatures.
+    return [list(range(t * n_li + bounds[k], t * n_li + bounds[k + 1]))
+            for t in range(len(sim.get("temperatures_K") or [None])) for k in range(n_jobs)]
 
 
 def toy_job_of(system, li):

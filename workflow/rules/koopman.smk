@@ -12,7 +12,7 @@ rule koopman:
         },
         summary=L.koopman_summary("{system}", "{model}", "{n_states}"),
     params:
-        settings=lambda wc: settings("koopman", wc.system),
+        settings=lambda wc: koopman_settings(wc.system),  # + temperatures of a series
         outdir=lambda wc: L.koopman_dir(wc.system, wc.model, wc.n_states),
     log:
         log_path("koopman", "{system}/{model}-s{n_states}"),

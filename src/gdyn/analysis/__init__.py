@@ -28,7 +28,7 @@ anything else is imported from the module that defines it. Importing this packag
 from __future__ import annotations
 
 from gdyn.analysis.charge import charge_integral, charge_table, read_rdf_csv
-from gdyn.analysis.inputs import flag_states, load_analysis, summary_lag_ps
+from gdyn.analysis.inputs import Piece, flag_states, load_analysis, summary_lag_ps
 from gdyn.analysis.profile import MAX_POSITION_ROWS, positions_table, profile_table
 from gdyn.analysis.q3 import q3_table
 from gdyn.analysis.rdf import state_weighted_rdf
@@ -38,6 +38,7 @@ from gdyn.analysis.transport import conduction
 
 __all__ = [
     "MAX_POSITION_ROWS",
+    "Piece",
     "charge_integral",
     "charge_table",
     "conduction",

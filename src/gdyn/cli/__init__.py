@@ -32,9 +32,11 @@ STAGES: tuple[str, ...] = (
     "graphs",  # graphs
     "train",  # train
     "koopman",  # koopman
+    "temperature",  # arrhenius (temperature series, issue 25)
     "select",  # select, select-koopman
     "analysis",  # rdf, charge, profile, snapshot, positions, q3, representative, conduction
     "figures",  # figure, table, compare
+    "export",  # export-memberships (export: [memberships], issue 25)
 )
 
 

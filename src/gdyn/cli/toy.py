@@ -39,11 +39,27 @@ def _fail(command: str, exc: Exception) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+
     from gdyn.toy import SimulationError, count_transitions, parse_settings, save_job, simulate
 
-    s = parse_settings(args.settings)
-    if max(args.li) >= s.n_li:
-        raise InputError(f"--li: expected indices < n_li = {s.n_li}, got {max(args.li)}")
+    raw = dict(args.settings)
+    temps = raw.pop("temperatures_K", None)  # a temperature series (gdyn.temperatures)
+    s = parse_settings(raw)
+    n_total = s.n_li * (len(temps) if temps else 1)
+    if max(args.li) >= n_total:
+        raise InputError(f"--li: expected indices < {n_total} (n_li x temperatures), "
+                         f"got {max(args.li)}")  # fmt: skip
+    temperature = None
+    if temps:
+        at = {float(temps[i // s.n_li]) for i in args.li}
+        if len(at) != 1:
+            raise InputError(f"--li: expected Li of one temperature of temperatures_K, got "
+                             f"{sorted(at)} K")  # fmt: skip
+        temperature = at.pop()
+        s = dataclasses.replace(s, temperature_K=temperature)
     if args.frame_interval_ps <= 0:
         raise InputError(f"--frame-interval-ps: expected > 0, got {args.frame_interval_ps:g}")
     try:
@@ -58,6 +74,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         len(args.li),
         s.duration_ps,
     )
+    if temperature is not None:  # recorded only in a series: single-temperature files unchanged
+        job["temperature_K"] = np.float64(temperature)
     save_job(args.output, s, job)
     return 0
 

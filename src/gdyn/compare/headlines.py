@@ -12,7 +12,7 @@ import numpy as np
 from gdyn import config as gc
 from gdyn import layout
 from gdyn.analysis import summary_lag_ps
-from gdyn.koopman import parse_ci, spectrum, timescales_from_eigenvalues
+from gdyn.koopman import parse_ci, spectrum
 from gdyn.plots import charge_per_state
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def rebuilt_global_timescales(k_local: np.ndarray, tau_ps: float) -> np.ndarray:
         if not np.all(np.isfinite(k)):
             continue
         spec = spectrum(k)
-        t1 = float(timescales_from_eigenvalues(spec.eigenvalues[1:], tau_ps)[0])
+        t1 = float(spec.timescales(tau_ps)[0])
         if math.isfinite(t1) and t1 > 0:
             pops = [float(p) for p in spec.stationary]
             out[r] = global_timescale_from_local(local_koopman_matrix(t1, pops, tau_ps), tau_ps)

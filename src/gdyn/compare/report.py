@@ -15,6 +15,7 @@ from gdyn.toy import ToySettings
 
 if TYPE_CHECKING:
     import pandas as pd
+from gdyn.compare.arrhenius import arrhenius_section  # temperature series only (issue 25)
 from gdyn.compare.headlines import headlines
 from gdyn.compare.roles import NOT_RUN, ROLES, Context, Value, system_roles
 
@@ -168,6 +169,10 @@ def build_comparison(
                 "|---|---|---|---|---|---|---|",
                 *("| " + " | ".join(r) + " |" for r in table_rows),
             ]
+
+    extra, extra_md = arrhenius_section(systems, inputs)
+    records += extra
+    md += extra_md
     return pd.DataFrame.from_records(records), "\n".join(md) + "\n"
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from gdyn import config as gc
 from gdyn import layout
+from gdyn.compare.arrhenius import arrhenius_inputs  # temperature series only (issue 25)
 from gdyn.errors import InputError
 from gdyn.plots import read_table
 
@@ -209,4 +210,6 @@ def comparison_inputs(
         files += ["diffusion.csv", "conduction.csv"] if "conduction" in s else []
         for f in files:
             out[f"{system}:{f}"] = under(layout.structure_file(system, f))
+
+    out |= {k: under(v) for k, v in arrhenius_inputs(systems).items()}
     return out

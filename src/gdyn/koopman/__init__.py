@@ -34,8 +34,9 @@ defines it (``from gdyn.koopman.verdict import DEFAULT_CK_ALPHA``).
 """
 
 from gdyn.koopman.analysis import run_koopman
+from gdyn.koopman.arrhenius_stage import run_arrhenius
 from gdyn.koopman.ck import CKTest
-from gdyn.koopman.eigen import spectrum, state_order, timescales_from_eigenvalues
+from gdyn.koopman.eigen import spectrum, state_order
 from gdyn.koopman.estimate import covariance_sums, koopman_matrix, lag_pairs
 from gdyn.koopman.model import KoopmanModel
 from gdyn.koopman.model_selection import (
@@ -66,12 +67,12 @@ __all__ = [
     "load_probs",
     "parse_ci",
     "renormalise",
+    "run_arrhenius",
     "run_koopman",
     "run_select",
     "run_select_koopman",
     "select_states",
     "spectrum",
     "state_order",
-    "timescales_from_eigenvalues",
     "weighted_sums",
 ]

@@ -33,6 +33,7 @@ from gdyn.koopman.selection import (
     DEFAULT_MIN_SAMPLES,
     MIN_SURVIVING_MASS,
 )
+from gdyn.koopman.temperature import kinetics_by_temperature, models_by_temperature
 from gdyn.koopman.timescales import ImpliedTimescales, LagResult
 from gdyn.koopman.uncertainty import CISettings, parse_ci
 from gdyn.koopman.verdict import DEFAULT_CK_ALPHA, DEFAULT_CK_TOLERANCE
@@ -378,6 +379,10 @@ def run_koopman(
         "kinetics": km.kinetics_frame(model),
         "replicates": replicates_table(model, n_states, km),
     }
+    series = settings.get("temperatures_K")  # {trajectory: K}, set by the rule for a series
+    if series:
+        by_t = models_by_temperature(load_probs(tau_path), series, km, ci, opts["estimator"])
+        tables["kinetics"] = kinetics_by_temperature(by_t, km.state_order)
     outdir = Path(outdir)
     for name in KOOPMAN_TABLES:
         write_csv(outdir / f"{name}.csv", tables[name])

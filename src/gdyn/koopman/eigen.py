@@ -36,6 +36,10 @@ class Spectrum:
     right: np.ndarray  # (S, S) real; column i = right eigenvector of process i
     stationary: np.ndarray  # (S,) stationary distribution (left eigenvector, sum 1)
 
+    def timescales(self, lag_ps: float) -> np.ndarray:
+        """Implied timescales (ps) of the non-stationary processes, slowest first."""
+        return timescales_from_eigenvalues(self.eigenvalues[1:], lag_ps)
+
 
 def spectrum(k: np.ndarray) -> Spectrum:
     """Eigenvalues, right eigenvectors and stationary distribution of ``K``.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from gdyn.plots.figures import render_figure
 from gdyn.plots.io import charge_per_state, read_table
+from gdyn.plots.panels_arrhenius import save_arrhenius
 from gdyn.plots.panels_koopman import plot_ck, plot_eigen, plot_timescales
 from gdyn.plots.panels_selection import render_selection
 from gdyn.plots.registry import (
@@ -49,5 +50,6 @@ __all__ = [
     "render_figure",
     "render_selection",
     "render_table",
+    "save_arrhenius",
     "system_data_label",
 ]

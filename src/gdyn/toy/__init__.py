@@ -11,7 +11,7 @@ The package exports what the CLI, :mod:`gdyn.plots`, :mod:`gdyn.compare` and
 docs/tutorial.py use; the rest is imported from its module.
 """
 
-from gdyn.toy.calibrate import bootstrap_site_statistics
+from gdyn.toy.calibrate import bootstrap_site_statistics, transition_state_theory
 from gdyn.toy.md import SimulationError, li_cell, load_job, save_job, simulate
 from gdyn.toy.potential import (
     ToySettings,
@@ -22,14 +22,18 @@ from gdyn.toy.potential import (
 )
 from gdyn.toy.sites import (
     OCT_SITES,
+    OCTAHEDRAL,
     TET_SITES,
+    TETRAHEDRAL,
     count_transitions,
     read_site_labels,
     site_statistics,
 )
 
 __all__ = [
+    "OCTAHEDRAL",
     "OCT_SITES",
+    "TETRAHEDRAL",
     "TET_SITES",
     "SimulationError",
     "ToySettings",
@@ -45,4 +49,5 @@ __all__ = [
     "simulate",
     "site_energies_meV",
     "site_statistics",
+    "transition_state_theory",
 ]

@@ -234,6 +234,8 @@ def load_job(path: str | Path) -> tuple[dict[str, np.ndarray], ToySettings]:
     try:
         with np.load(path) as data:
             job = {k: data[k] for k in JOB_KEYS}
+            if "temperature_K" in data.files:  # a temperature series' job (gdyn.temperatures)
+                job["temperature_K"] = data["temperature_K"]
             s = parse_settings(json.loads(str(data["settings"])), where=f"{path}: settings")
     except FileNotFoundError:
         raise InputError(f"{path}: job file not found") from None
@@ -264,4 +266,4 @@ def li_cell(job: Mapping[str, np.ndarray], li: int, lattice_A: float) -> dict[st
         "target_index": np.array([0], dtype=np.int64),
         "frame_interval_ps": np.float64(job["frame_interval_ps"]),
         "site_label": np.asarray(job["site_label"])[:, col : col + 1].astype(np.int8),
-    }
+    } | ({"temperature_K": np.float64(job["temperature_K"])} if "temperature_K" in job else {})

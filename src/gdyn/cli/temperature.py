@@ -1,0 +1,45 @@
+"""``gdyn arrhenius``: per-temperature Koopman models and the Arrhenius fit of a series."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gdyn.cli._args import json_object
+
+__all__ = ["register"]
+
+
+def _cmd_arrhenius(args: argparse.Namespace) -> int:
+    from gdyn.koopman import run_arrhenius
+
+    out, res, truth = run_arrhenius(args.outdir, args.summary, args.temperatures, args.settings,
+                                    args.pieces, args.simulate)  # fmt: skip
+    if args.figure is not None:
+        from gdyn.plots import save_arrhenius
+
+        save_arrhenius(res, truth, args.figure, args.png, args.data_label)
+    for tr in out["transitions"]:
+        print(f"arrhenius: state {tr['from_state']} -> {tr['to_state']}: E_a = "
+              f"{1000 * tr['activation_energy_eV']:.3f} meV [{1000 * tr['ci_low']:.3f}, "
+              f"{1000 * tr['ci_high']:.3f}]")  # fmt: skip
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``gdyn arrhenius`` to the CLI."""
+    p = subparsers.add_parser(
+        "arrhenius",
+        help="temperature series: K per temperature, rates and their Arrhenius fit",
+    )
+    p.add_argument("outdir", type=Path, help="the model's Koopman directory")
+    p.add_argument("--summary", type=Path, required=True, help="pooled Koopman summary.json")
+    p.add_argument("--temperatures", type=json_object, required=True,
+                   help="JSON {trajectory: temperature_K}")  # fmt: skip
+    p.add_argument("--settings", type=json_object, default={}, help="the koopman block (JSON)")
+    p.add_argument("--pieces", nargs="*", default=[], help="toy: test split pieces (site labels)")
+    p.add_argument("--simulate", type=json_object, default=None, help="toy: the simulate block")
+    p.add_argument("--figure", type=Path, default=None, help="figure (PDF)")
+    p.add_argument("--png", type=Path, default=None, help="figure (PNG)")
+    p.add_argument("--data-label", default="", help="data source printed with the figure")
+    p.set_defaults(func=_cmd_arrhenius)
