@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.stats import norm
 
 from gdyn.koopman.uncertainty import CI_LEVEL
 from gdyn.settings import default
@@ -172,6 +171,8 @@ def fit_arrhenius(
     t = np.asarray(temperature_K, dtype=float)
     k = np.asarray(rate_per_ps, dtype=float)
     n = t.size
+    from scipy.stats import norm  # scipy costs ~0.7 s to import: only where a fit needs it
+
     z = float(norm.ppf(0.5 + level / 2))
     logs: list[np.ndarray] | None = None
     if replicates is not None:
