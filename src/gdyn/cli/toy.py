@@ -107,7 +107,9 @@ def _cmd_energy(args: argparse.Namespace) -> int:
     from gdyn.files import atomic_path, write_csv
     from gdyn.toy import energy_path_table, parse_settings, plot_energy_path, site_energies_meV
 
-    s = parse_settings(args.settings)
+    raw = dict(args.settings)
+    raw.pop("temperatures_K", None)  # a series' temperatures: the potential does not use them
+    s = parse_settings(raw)
     table = energy_path_table(s, args.points)
     write_csv(args.output, pd.DataFrame(table))
     e = site_energies_meV(s)
