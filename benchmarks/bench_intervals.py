@@ -14,7 +14,8 @@ bootstrap (500 resamples, block rule of gdyn.koopman.uncertainty):
   intervals that cover it (nominal 95 %), and for comparison the old box of the two
   intervals (t1 and the minor population) built from the same model.
 * **converged**: ``implied_timescales(p, 1.0, [1, 2, 5, 10, 20, 40], ci=...)`` and the
-  slowest process's ``converged`` flag at each lag. On exact Markov chains (the 2-state one
+  slowest process's ``converged`` flag at each lag (converged needs a later lag that
+  resolves the process and agrees: the last lag, 40, is never converged). On exact Markov chains (the 2-state one
   and a 4-state one) the implied timescale does not depend on the lag, so "not converged"
   is a false alarm; on the lumped 3 -> 2 chain of tests/_markov_chains.py it rises with
   the lag (exact values printed), so "converged" at a lag where it still rises is a miss.

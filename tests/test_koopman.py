@@ -320,6 +320,49 @@ def test_select_tau_star_crafted() -> None:
     assert none.index is None
 
 
+def test_a_process_no_later_lag_resolves_is_not_converged() -> None:
+    """Issue 22 item 3: convergence needs a later lag that resolves the process and agrees.
+    A flat 50 ps process on a grid up to 40 ps is converged at 1-20 ps and not at 40 ps (the
+    last lag: not testable). A process resolved only at the last lag is never converged. A
+    process resolved at 1-2 ps whose later timescales fall below the t = tau line (as on a
+    lumped chain) is converged at 1 ps (2 ps agrees) and not testable at 2 ps; the old rule
+    passed it there by default. Both the CI rule and the replicate rule say so."""
+    from gdyn.koopman.tau_star import timescale_flags
+    from gdyn.koopman.uncertainty import CISettings
+
+    lags = np.array([1.0, 2.0, 5.0, 10.0, 20.0, 40.0])
+    t = np.array([[50.0, 0.5, 4.0]] * 6)
+    t[5, 1] = 45.0  # process 2 resolved only at 40 ps
+    t[1, 2] = 4.1  # process 3 resolved at 1 and 2 ps, below the line (t < tau) from 5 ps
+    lam = np.exp(-lags[:, None] / t).astype(complex)
+    r = 200
+    rng = np.random.default_rng(3)
+    rep_t = t[:, None, :] * np.exp(rng.normal(0.0, 0.01, size=(6, r, 1)))
+    reps = CISettings("bootstrap", r).replicates(np.zeros(40, int), np.arange(40), 1)
+    for flags in (
+        timescale_flags(lags, lam, t, t * 0.9, t * 1.1),
+        timescale_flags(lags, lam, t, t * 0.9, t * 1.1, rep_t, reps.interval),
+    ):
+        assert flags.resolved[:, 0].all() and flags.resolved[5, 1]
+        assert flags.converged[:, 0].tolist() == [True] * 5 + [False]
+        assert not flags.converged[:, 1].any() and not flags.testable[5, 1]
+        assert flags.resolved[:2, 2].tolist() == [True, True]
+        assert flags.converged[:, 2].tolist() == [True] + [False] * 5
+    # tau*: 1 ps qualifies (process 3 agrees at 2 ps); on the grid from 2 ps, 2 ps is
+    # rejected (process 3 not testable) and 5 ps, where process 3 is below the line, is tau*.
+    assert select_tau_star(lags, t, t * 0.9, t * 1.1, lam).index == 0
+    sub = select_tau_star(lags[1:], t[1:], t[1:] * 0.9, t[1:] * 1.1, lam[1:])
+    assert sub.index == 1, sub.reason  # 5 ps
+    assert "2ps (process 3: t=4.1 ps not testable: no later lag resolves the process)" in (
+        sub.reason
+    )
+    # A single resolved lag at the end of the grid: nothing to compare, no tau*.
+    last = select_tau_star(lags[4:], t[4:, :1], t[4:, :1] * 0.9, t[4:, :1] * 1.1)
+    assert last.index == 0
+    only = select_tau_star(lags[5:], t[5:, :1], t[5:, :1] * 0.9, t[5:, :1] * 1.1)
+    assert only.index is None and "no later lag resolves the process" in only.reason
+
+
 def test_auto_tau_star_with_known_markovian_onset() -> None:
     # One "model" per lag, as the DAG trains them: below 5 frames the models are poor (very
     # noisy outputs, timescales biased low), from 5 frames on they resolve the chain.

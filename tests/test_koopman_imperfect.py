@@ -251,10 +251,27 @@ def test_flagged_processes_are_reported_and_never_tau_star() -> None:
     assert flags.negative[0, 1] and flags.complex[1, 1] and not flags.resolved[0, 1]
     assert flags.labels(0) == ["resolved", "negative"]
     choice = select_tau_star(lags, t, t * 0.9, t * 1.1, lam)
+    # This test expected 5 ps before issue 22 item 3: process 2 (t = 8 ps) is resolved at
+    # 5 ps, but no later lag resolves it (t < tau at 10 ps), and the old rule passed it by
+    # default. Now it is not testable, so 5 ps is rejected; 10 ps is the grid's last lag
+    # (process 1 not testable): no lag qualifies.
+    assert choice.index is None, choice.reason
+    assert "negative eigenvalue" in choice.reason and "complex eigenvalue" in choice.reason
+    assert "5ps (process 2: t=8 ps not testable: no later lag resolves" in choice.reason
+    assert "10ps (process 1: t=50 ps not testable: no later lag resolves" in choice.reason
+    # Without eigenvalues the same timescales give 1 ps: the flags are what moves tau*
+    # (process 2 at 1 ps is compared with 2 and 5 ps, where it is resolved and agrees).
+    assert select_tau_star(lags, t, t * 0.9, t * 1.1).index == 0
+    # The original intent on a grid where process 2 stays above the line up to 10 ps and a
+    # 20 ps lag follows: the flagged 1 and 2 ps are skipped and 5 ps is tau*.
+    lags = [1.0, 2.0, 5.0, 10.0, 20.0]
+    t = np.array([[50.0, 12.0], [50.0, 12.2], [50.0, 12.0], [50.0, 12.0], [50.0, 12.0]])
+    lam = np.exp(-np.array(lags)[:, None] / t).astype(complex)
+    lam[0, 1] = -lam[0, 1]
+    lam[1, 1] = lam[1, 1] * np.exp(0.2j)
+    choice = select_tau_star(lags, t, t * 0.9, t * 1.1, lam)
     assert lags[choice.index] == 5.0, choice.reason
     assert "negative eigenvalue" in choice.reason and "complex eigenvalue" in choice.reason
-    # Without eigenvalues the same timescales give 1 ps: the flags are what moves tau*
-    # (process 2 is below the line from 10 ps on).
     assert select_tau_star(lags, t, t * 0.9, t * 1.1).index == 0
 
 

@@ -9,9 +9,12 @@ Flags of process i at lag tau (``timescales.csv`` columns, :func:`timescale_flag
 * ``faster_than_lag``: ``t_i <= tau`` (below the t = tau line: the process decays within
   one lag and is not resolved);
 * ``resolved``: a finite ``t_i > tau`` of a real, positive eigenvalue;
-* ``converged``: resolved, and, with replicate timescales (the uncertainty engine draws
-  the same resamples at every lag), for every later lag where the process is resolved the
-  95 % interval of the replicate differences ``t_i(tau_m) - t_i(tau)`` contains 0, and the
+* ``testable``: resolved, and at least one later lag of the grid resolves the process too;
+* ``converged``: testable (a process no later lag resolves, e.g. at the grid's last lag or
+  when every later timescale is below the t = tau line, is *not testable* and therefore not
+  converged: there is nothing to agree with), and, with replicate timescales (the
+  uncertainty engine draws the same resamples at every lag), for every later lag where the
+  process is resolved the 95 % interval of the replicate differences ``t_i(tau_m) - t_i(tau)`` contains 0, and the
   95 % interval of the replicate slopes of ``t_i`` against ``ln tau`` over this and the
   later lags contains 0 (no significant trend; needs two later lags). Without replicates:
   the estimate at every later lag lies inside this lag's 95 % CI (the old rule, which
@@ -23,7 +26,8 @@ tau* is the smallest lag whose slowest process is resolved, at which every resol
 process is converged, no process above the t = tau line has a complex or negative
 eigenvalue, and whose own CK test passes (when the verdicts are given). When no lag
 qualifies there is no tau* (``index`` None, with the reason); a config value overrides it
-and is flagged when the data disagree.
+and is flagged when the data disagree. Since a converged process needs a later lag that
+resolves it, the grid's last lag is never the automatic tau*.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class TimescaleFlags:
     faster_than_lag: np.ndarray
     resolved: np.ndarray
     converged: np.ndarray
+    testable: np.ndarray
 
     @property
     def flagged(self) -> np.ndarray:
@@ -98,12 +103,22 @@ def _excludes_zero(interval: Interval, samples: np.ndarray) -> np.ndarray:
         return (lo > 0) | (hi < 0)
 
 
+def _testable(resolved: np.ndarray) -> np.ndarray:
+    """Resolved at lag k and resolved at some later lag m > k (else there is nothing to
+    compare with, and the rule would pass by default: a lumped chain whose timescale drops
+    below the t = tau line at long lags was "converged" in every data set, docs/koopman.md)."""
+    later = np.zeros_like(resolved)
+    # reverse cumulative OR over the later lags
+    later[:-1] = np.logical_or.accumulate(resolved[::-1], axis=0)[::-1][1:]
+    return resolved & later
+
+
 def _converged_by_replicates(
     lags: np.ndarray, rep_t: np.ndarray, resolved: np.ndarray, interval: Interval
 ) -> np.ndarray:
     """The difference-and-trend rule (module docstring) on (n_lags, R, P) replicates."""
     n_lags, _, n_proc = rep_t.shape
-    converged = resolved.copy()
+    converged = _testable(resolved)
     with np.errstate(invalid="ignore"):
         finite = np.where(np.isfinite(rep_t), rep_t, np.nan)
     logs = np.log(lags)
@@ -152,13 +167,14 @@ def timescale_flags(
         above = present & np.isfinite(t) & (t > lags)
         faster = present & ~(t > lags)
     resolved = above & ~cplx & ~neg
+    testable = _testable(resolved)
     low, high = _bounds(t, np.asarray(ci_low, float), np.asarray(ci_high, float))
     if replicate_timescales is not None and interval is not None:
         rep = np.asarray(replicate_timescales, dtype=float)
         if rep.ndim == 3 and rep.shape[1] >= 2:
             conv = _converged_by_replicates(lags[:, 0], rep, resolved, interval)
-            return TimescaleFlags(present, cplx, neg, faster, resolved, conv)
-    converged = resolved.copy()
+            return TimescaleFlags(present, cplx, neg, faster, resolved, conv, testable)
+    converged = testable.copy()
     n_lags = t.shape[0]
     for k in range(n_lags):
         for m in range(k + 1, n_lags):
@@ -166,7 +182,7 @@ def timescale_flags(
             with np.errstate(invalid="ignore"):
                 inside = (low[k] <= t[m]) & (t[m] <= high[k])
             converged[k] &= ~both | inside
-    return TimescaleFlags(present, cplx, neg, faster, resolved, converged)
+    return TimescaleFlags(present, cplx, neg, faster, resolved, converged, testable)
 
 
 def select_tau_star(
@@ -178,8 +194,9 @@ def select_tau_star(
     flags: TimescaleFlags | None = None,
     ck_pass: Sequence[bool] | None = None,
 ) -> TauStar:
-    """Smallest lag whose slowest process is resolved, every resolved process converged,
-    no process above the t = tau line complex or negative, and (``ck_pass``) CK passed.
+    """Smallest lag whose slowest process is resolved, every resolved process converged
+    (so testable: a later lag resolves it), no process above the t = tau line complex or
+    negative, and (``ck_pass``) CK passed.
 
     ``timescales``, ``ci_low``, ``ci_high`` (and ``eigenvalues``) are (n_lags, n_processes),
     slowest first; ``flags`` are the grid's flags (default: :func:`timescale_flags` from
@@ -205,6 +222,14 @@ def select_tau_star(
             kind = "negative" if flags.negative[k, i] else "complex"
             rejected.append(f"{lag_label(lags[k])} (process {i + 1}: {kind} eigenvalue)")
             continue
+        untestable = np.flatnonzero(resolved[k] & ~flags.testable[k])
+        if untestable.size:
+            i = int(untestable[0])
+            rejected.append(
+                f"{lag_label(lags[k])} (process {i + 1}: t={t[k, i]:.4g} ps not testable: "
+                "no later lag resolves the process)"
+            )
+            continue
         moving = np.flatnonzero(resolved[k] & ~converged[k])
         if moving.size:
             i = int(moving[0])
@@ -218,7 +243,7 @@ def select_tau_star(
             rejected.append(f"{lag_label(lags[k])} (CK test fails at this lag)")
             continue
         below = int((flags.present[k] & flags.faster_than_lag[k]).sum())
-        later = "no later lag to compare" if k == len(lags) - 1 else "all later lags agree"
+        later = "a later lag resolves each and all later lags agree"
         reason = (
             "smallest lag whose resolved timescales (t_i > tau, real positive eigenvalue) "
             f"are converged ({later})" + (" and whose CK test passes" if ck_pass is not None
