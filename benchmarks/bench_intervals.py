@@ -38,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from _markov_chains import LUMPED_T, lumped_chain, markov_chain, simulate, stationary
+from bench_ck_calibration import wilson  # the Wilson interval of a rate, written once
 
 from gdyn.compare.headlines import (
     global_timescale_from_local,
@@ -109,14 +110,6 @@ def one(args: tuple[int, int, bool]) -> dict:
         out |= {"cover": bool(lo <= truth <= hi), "width": hi - lo,
                 "box_cover": bool(box[0] <= truth <= box[1]), "box_width": box[1] - box[0]}
     return out
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return c - h, c + h
 
 
 def main() -> None:
