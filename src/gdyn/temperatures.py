@@ -24,12 +24,23 @@ from typing import Any
 from gdyn.errors import InputError
 from gdyn.layout import toy_trajectory_name
 
-__all__ = ["is_series", "series_problems", "temperature_of", "toy_temperature_index"]
+__all__ = [
+    "is_series", "series_problems", "split_simulate", "temperature_of", "toy_temperature_index",
+]  # fmt: skip
 
 
 def _toy_temperatures(system: Mapping[str, Any]) -> list[float] | None:
     temps = (system.get("simulate") or {}).get("temperatures_K")
     return None if temps is None else [float(t) for t in temps]
+
+
+def split_simulate(simulate: Mapping[str, Any]) -> tuple[dict[str, Any], list[float] | None]:
+    """The toy's ``simulate`` block without a series' ``temperatures_K``, and those
+    temperatures (None when it is not a series): what the potential and the Langevin
+    settings (:func:`gdyn.toy.parse_settings`) read, and the series."""
+    raw = dict(simulate)
+    temps = raw.pop("temperatures_K", None)
+    return raw, None if temps is None else [float(t) for t in temps]
 
 
 def is_series(system: Mapping[str, Any]) -> bool:

@@ -43,10 +43,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from gdyn.temperatures import split_simulate
     from gdyn.toy import SimulationError, count_transitions, parse_settings, save_job, simulate
 
-    raw = dict(args.settings)
-    temps = raw.pop("temperatures_K", None)  # a temperature series (gdyn.temperatures)
+    raw, temps = split_simulate(args.settings)
     s = parse_settings(raw)
     n_total = s.n_li * (len(temps) if temps else 1)
     if max(args.li) >= n_total:
@@ -105,11 +105,10 @@ def _cmd_energy(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from gdyn.files import atomic_path, write_csv
+    from gdyn.temperatures import split_simulate
     from gdyn.toy import energy_path_table, parse_settings, plot_energy_path, site_energies_meV
 
-    raw = dict(args.settings)
-    raw.pop("temperatures_K", None)  # a series' temperatures: the potential does not use them
-    s = parse_settings(raw)
+    s = parse_settings(split_simulate(args.settings)[0])  # the potential does not use T
     table = energy_path_table(s, args.points)
     write_csv(args.output, pd.DataFrame(table))
     e = site_energies_meV(s)

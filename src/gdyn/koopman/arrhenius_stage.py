@@ -27,6 +27,7 @@ from gdyn.koopman.model import KoopmanModel
 from gdyn.koopman.probs import Probs, load_probs
 from gdyn.koopman.temperature import arrhenius_by_temperature, models_by_temperature
 from gdyn.koopman.toy_arrhenius import barrier_eV, label_arrhenius, label_models, tst_arrhenius
+from gdyn.temperatures import split_simulate
 from gdyn.toy import parse_settings as toy_settings
 from gdyn.trajectory import load_trajectory
 
@@ -132,9 +133,7 @@ def run_arrhenius(
     truth = None
     if pieces and simulate is not None:
         trajs = [load_trajectory(p) for p in pieces]
-        sim = dict(simulate)
-        sim.pop("temperatures_K", None)
-        s = toy_settings(sim, where="simulate")
+        s = toy_settings(split_simulate(simulate)[0], where="simulate")
         lab = label_arrhenius(label_models(trajs, temperature_of, tau, opts["ci"],
                                            opts["estimator"]), n_boot=n_boot,
                               seed=opts["ci_seed"])  # fmt: skip
