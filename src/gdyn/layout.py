@@ -194,6 +194,11 @@ def figure_configuration(name: str, state: int | str) -> str:
     return f"{RESULTS}/figures/{name}_state{state}.extxyz"
 
 
+def export_memberships(system: str, traj: str) -> str:
+    """A test piece's per-atom memberships as extended XYZ (``export: [memberships]``)."""
+    return f"{RESULTS}/export/{system}/memberships/{traj}.extxyz"
+
+
 def table(name: str, ext: str = "csv") -> str:
     """A paper table (``csv`` or ``md``); ``paper_comparison`` included."""
     return f"{RESULTS}/tables/{name}.{ext}"

@@ -12,6 +12,7 @@ from gdyn import config as gc
 from gdyn import layout as L
 from gdyn import models as gdyn_models
 from gdyn import plots as gdyn_plots
+from gdyn import temperatures as gdyn_temperatures
 from gdyn.settings import ExecutionSettings, GraphSettings
 from gdyn.trajectory import read_header
 
@@ -211,6 +212,40 @@ def figure_outputs():
     return out
 
 
+# --- temperature.smk: a temperature series (none by default)
+def temperature_of(system):
+    """{trajectory: temperature_K} of a series ({} otherwise)."""
+    return gdyn_temperatures.temperature_of(SYSTEMS[system])
+
+
+def koopman_settings(system):
+    """The koopman block as `--settings` JSON; a series adds each trajectory's temperature
+    (`temperatures_K`), so kinetics.csv gets one block of rows per temperature."""
+    block = dict(SYSTEMS[system].get("koopman", {}))
+    temps = temperature_of(system)
+    if temps:
+        block["temperatures_K"] = temps
+    return shlex.quote(json.dumps(block, sort_keys=True))
+
+
+def temperature_outputs(system):
+    """arrhenius.csv/json of the analysed (model, n_states) and the figure, for a series."""
+    if not temperature_of(system):
+        return []
+    model, n = analysed(system)
+    return [L.koopman_file(system, model, n, "arrhenius.csv"),
+            L.koopman_file(system, model, n, "arrhenius.json"),
+            L.figure(f"{system}_arrhenius", "pdf"), L.figure(f"{system}_arrhenius", "png")]
+
+
+# --- export.smk: outputs on request (none by default)
+def export_outputs(system):
+    """One memberships extxyz per test piece when `export` lists memberships."""
+    if "memberships" not in (SYSTEMS[system].get("export") or []):
+        return []
+    return [L.export_memberships(system, t) for t in gc.split_pieces(SYSTEMS[system], "test")]
+
+
 def all_targets():
     out = []
     for system in SYSTEMS:
@@ -218,8 +253,8 @@ def all_targets():
         out += selection_outputs(system)
         out += structure_outputs(system)
     out += figure_outputs()
-    out += [f for system in SYSTEMS for f in temperature_outputs(system)]  # temperature.smk
-    out += [f for system in SYSTEMS for f in export_outputs(system)]  # export.smk
+    out += [f for system in SYSTEMS for f in temperature_outputs(system)]
+    out += [f for system in SYSTEMS for f in export_outputs(system)]
     out.append(L.table("paper_comparison", "md"))
     return out
 

@@ -1,17 +1,6 @@
 # Extra outputs on request (`export:` in a system's config; none by default, issue 25).
 
 
-def export_file(system, traj):
-    return f"{L.RESULTS}/export/{system}/memberships/{traj}.extxyz"
-
-
-def export_outputs(system):
-    """One memberships extxyz per test piece when `export` lists memberships."""
-    if "memberships" not in (SYSTEMS[system].get("export") or []):
-        return []
-    return [export_file(system, t) for t in gc.split_pieces(SYSTEMS[system], "test")]
-
-
 rule export_memberships:
     """A test piece's frames (strided to gdyn.export.MAX_FRAMES) with per-atom state
     probabilities and argmax state, as extended XYZ for OVITO / ASE."""
@@ -21,7 +10,7 @@ rule export_memberships:
         summary=analysed_summary,
         sources=lambda wc: traj_sources(wc.system, wc.traj),
     output:
-        export_file("{system}", "{traj}"),
+        L.export_memberships("{system}", "{traj}"),
     log:
         log_path("export_memberships", "{system}/{traj}"),
     benchmark:

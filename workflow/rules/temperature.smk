@@ -1,34 +1,6 @@
 # Temperature series (issue 25, gdyn.temperatures): one set of states trained on every
 # temperature pooled; K, kinetics and rates per temperature; the Arrhenius fit and figure.
 # Nothing here engages for a system that is not a series (the default toy is not).
-from gdyn import temperatures as gdyn_temperatures
-
-
-def temperature_of(system):
-    """{trajectory: temperature_K} of a series ({} otherwise)."""
-    return gdyn_temperatures.temperature_of(SYSTEMS[system])
-
-
-def koopman_settings(system):
-    """The koopman block as `--settings` JSON; a series adds each trajectory's temperature
-    (`temperatures_K`), so kinetics.csv gets one block of rows per temperature."""
-    block = dict(SYSTEMS[system].get("koopman", {}))
-    temps = temperature_of(system)
-    if temps:
-        block["temperatures_K"] = temps
-    return shlex.quote(json.dumps(block, sort_keys=True))
-
-
-def temperature_outputs(system):
-    """arrhenius.csv/json of the analysed (model, n_states) and the figure, for a series."""
-    if not temperature_of(system):
-        return []
-    model, n = analysed(system)
-    return [L.koopman_file(system, model, n, "arrhenius.csv"),
-            L.koopman_file(system, model, n, "arrhenius.json"),
-            L.figure(f"{system}_arrhenius", "pdf"), L.figure(f"{system}_arrhenius", "png")]
-
-
 rule arrhenius:
     """K per temperature at the pooled model's analysis lag; rates and Arrhenius fits."""
     input:
@@ -58,9 +30,9 @@ rule arrhenius:
     conda:
         GDYN_ENV
     shell:
-        "gdyn arrhenius {params.outdir} --summary {input.summary} --temperatures {params.temps} "
-        "--settings {params.settings} {params.toy} --figure {output.pdf} --png {output.png} "
-        "--data-label {params.label} > {log} 2>&1"
+        "gdyn arrhenius {params.outdir:q} --summary {input.summary:q} "
+        "--temperatures {params.temps} --settings {params.settings} {params.toy} "
+        "--figure {output.pdf:q} --png {output.png:q} --data-label {params.label} > {log:q} 2>&1"
 
 
 rule arrhenius_figure:
@@ -77,7 +49,10 @@ rule arrhenius_figure:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        GDYN_ENV
     shell:
         # copy under a temporary name, then rename: the figure appears whole or not at all
-        "(cp {input.pdf} {output.pdf}.tmp && mv {output.pdf}.tmp {output.pdf} && "
-        "cp {input.png} {output.png}.tmp && mv {output.png}.tmp {output.png}) > {log} 2>&1"
+        "(cp {input.pdf:q} {output.pdf:q}.tmp && mv {output.pdf:q}.tmp {output.pdf:q} && "
+        "cp {input.png:q} {output.png:q}.tmp && mv {output.png:q}.tmp {output.png:q}) "
+        "> {log:q} 2>&1"
