@@ -192,3 +192,34 @@ def test_from_config_names_the_bad_key() -> None:
         gs.from_config(gs.RdfSettings, {}, "structure/rdf")
     s = gs.from_config(gs.RdfSettings, {"elements": ["S"]}, "structure/rdf")
     assert (s.r_max_A, s.n_bins, s.stride) == (8.0, 160, 1)
+
+
+@pytest.mark.slow
+def test_a_wheel_carries_the_schema(tmp_path: Path) -> None:
+    """A non-editable install (a wheel: no workflow/ beside the package) reads the same
+    defaults: the schema ships inside the package, and the workflow's copy is a link to it."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    link = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+    assert link.is_symlink() and link.resolve() == gs.SCHEMA_PATH
+    # Built from a copy: pip builds in the source tree (build/), not in the checkout.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "src", src / "src", ignore=shutil.ignore_patterns("*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--wheel-dir", str(tmp_path), str(src)],
+                   check=True, cwd=tmp_path)
+    (wheel,) = tmp_path.glob("gdyn-*.whl")
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = ("import gdyn.settings as s; "
+            "print(s.SCHEMA_PATH); print(s.default('train', 'epochs'))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, cwd=tmp_path, env={"PYTHONPATH": str(site)}).stdout
+    path, epochs = out.split()
+    assert Path(path) == site / "gdyn" / "config.schema.yaml"
+    assert int(epochs) == gs.default("train", "epochs")

@@ -1,4 +1,7 @@
-"""Config defaults, written once: the ``default:`` of workflow/schemas/config.schema.yaml.
+"""Config defaults, written once: the ``default:`` of the config schema.
+
+The schema is src/gdyn/config.schema.yaml (linked as workflow/schemas/config.schema.yaml,
+where Snakemake users look for it).
 
 Snakemake's ``validate`` fills those defaults into the workflow's config (into every
 mapping the config has), so the rule files read a key without a fallback. The CLI and the
@@ -47,7 +50,9 @@ __all__ = [
     "with_defaults",
 ]
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# Shipped inside the package (a wheel has no workflow/ directory); the workflow's
+# workflow/schemas/config.schema.yaml is a link to this file.
+SCHEMA_PATH = Path(__file__).resolve().with_name("config.schema.yaml")
 
 
 @functools.cache
