@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from gdyn.cli._args import json_object
+from gdyn.errors import InputError
 
 __all__ = ["register"]
 
@@ -28,10 +29,20 @@ def _cmd_arrhenius(args: argparse.Namespace) -> int:
 
 
 def _cmd_per_temperature(args: argparse.Namespace) -> int:
-    from gdyn.koopman import run_per_temperature
+    from gdyn import per_temperature_drift
+    from gdyn.files import read_json, write_csv
+    from gdyn.koopman import load_probs
 
-    table = run_per_temperature(args.output, args.summary, args.per_temperature,
-                                args.temperatures, args.settings)  # fmt: skip
+    summary = read_json(args.summary)
+    for key in ("analysis_lag_ps", "probs_test"):
+        if key not in summary:
+            raise InputError(f"{args.summary}: key {key!r}: missing (expected the pooled "
+                             "model's Koopman summary.json)")  # fmt: skip
+    table = per_temperature_drift(
+        load_probs(summary["probs_test"]), [load_probs(p) for p in args.per_temperature],
+        args.temperatures, float(summary["analysis_lag_ps"]), args.settings,
+    )  # fmt: skip
+    write_csv(args.output, table)
     for row in table.itertuples():
         print(f"per-temperature: {row.temperature_K:g} K: argmax agreement "
               f"{row.argmax_agreement:.4f}, membership overlap {row.membership_overlap:.4f}, "

@@ -36,7 +36,6 @@ defines it (``from gdyn.koopman.verdict import DEFAULT_CK_ALPHA``).
 from gdyn.koopman.analysis import run_koopman
 from gdyn.koopman.arrhenius_stage import run_arrhenius
 from gdyn.koopman.ck import CKTest
-from gdyn.koopman.drift import run_per_temperature
 from gdyn.koopman.eigen import spectrum, state_order
 from gdyn.koopman.estimate import covariance_sums, koopman_matrix, lag_pairs
 from gdyn.koopman.model import KoopmanModel
@@ -70,7 +69,6 @@ __all__ = [
     "renormalise",
     "run_arrhenius",
     "run_koopman",
-    "run_per_temperature",
     "run_select",
     "run_select_koopman",
     "select_states",

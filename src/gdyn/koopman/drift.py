@@ -26,7 +26,6 @@ Pure functions of the probabilities; ``gdyn per-temperature`` is the workflow's 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,21 +34,16 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from gdyn.errors import InputError
-from gdyn.files import write_csv
 from gdyn.koopman.analysis import parse_settings
 from gdyn.koopman.model import KoopmanModel
-from gdyn.koopman.probs import Probs, load_probs
+from gdyn.koopman.probs import Probs, as_probs
 from gdyn.koopman.temperature import split_by_temperature
 from gdyn.koopman.timescales import timescales_from_eigenvalues
-from gdyn.settings import default
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = [
-    "DRIFT_COLUMNS", "MembershipDrift", "membership_drift", "per_temperature_drift",
-    "run_per_temperature",
-]  # fmt: skip
+__all__ = ["DRIFT_COLUMNS", "MembershipDrift", "membership_drift", "per_temperature_drift"]
 
 DRIFT_COLUMNS = [
     "temperature_K", "lag_ps", "n_rows", "state_order", "argmax_agreement",
@@ -127,36 +121,41 @@ def _slowest(km: KoopmanModel) -> tuple[float, float, float]:
 
 
 def per_temperature_drift(
-    pooled: Probs,
-    per_temperature: Sequence[Probs],
+    pooled: Probs | str | Path,
+    per_temperature: Sequence[Probs | str | Path],
     temperature_of: Mapping[str, float],
     lag_ps: float,
-    ci: Any = None,
-    selection: Any = "auto",
-    estimator: str = default("koopman", "estimator"),
+    settings: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """The ``per_temperature.csv`` table: one row per temperature (ascending).
+    """How far models trained at each temperature alone drift from the pooled model
+    (``per_temperature.csv``; ``gdyn.per_temperature_drift``): one row per temperature.
 
     Parameters
     ----------
-    pooled : Probs
-        The pooled model's test probabilities at ``lag_ps`` (every temperature).
-    per_temperature : list of Probs
+    pooled : Probs or path
+        The pooled model's test probabilities (a ``probs_test.npz``) at every temperature.
+    per_temperature : list of Probs or paths
         Each per-temperature model's test probabilities (one temperature each).
     temperature_of : mapping
-        ``{trajectory name: temperature_K}`` (:func:`gdyn.temperatures.temperature_of`).
+        ``{trajectory name: temperature_K}`` (:func:`gdyn.temperatures.temperature_of`); a
+        row's trajectory is the stem of its ``sources`` entry.
     lag_ps : float
         The analysis lag both models' K is estimated at.
-    ci, selection, estimator
-        The Koopman stage's engine, state selection and estimator
-        (:meth:`KoopmanModel.estimate`).
+    settings : mapping, optional
+        The ``koopman`` config block: its CI engine (``ci``; the intervals), state
+        selection thresholds and estimator, as the Koopman stage reads them.
 
     Returns
     -------
     pandas.DataFrame
-        :data:`DRIFT_COLUMNS`; ``state_order``: the per-temperature model's outputs that
-        match pooled states 0, 1, ... (space-separated).
+        :data:`DRIFT_COLUMNS`, temperatures ascending; ``state_order``: the per-temperature
+        model's outputs that match pooled states 0, 1, ... (space-separated).
     """
+    block = {k: v for k, v in (settings or {}).items() if k != "tau_star_ps"}
+    opts = parse_settings(block, [float(lag_ps)])
+    ci, selection, estimator = opts["ci"], opts["selection"], opts["estimator"]
+    pooled = as_probs(pooled, lag_ps)
+    per_temperature = [as_probs(p, lag_ps) for p in per_temperature]
     import pandas as pd
 
     pooled_at = split_by_temperature(pooled, temperature_of)
@@ -194,36 +193,3 @@ def per_temperature_drift(
     return pd.DataFrame(rows, columns=DRIFT_COLUMNS).sort_values(
         "temperature_K", ignore_index=True)
 
-
-def run_per_temperature(
-    out_csv: str | Path,
-    summary_path: str | Path,
-    per_temperature: Sequence[str | Path],
-    temperature_of: Mapping[str, float],
-    settings: Mapping[str, Any],
-) -> pd.DataFrame:
-    """``gdyn per-temperature``: write ``per_temperature.csv`` (:func:`per_temperature_drift`).
-
-    Parameters
-    ----------
-    out_csv : path
-        ``per_temperature.csv``.
-    summary_path : path
-        The pooled Koopman ``summary.json``: the analysis lag and its test probabilities.
-    per_temperature : paths
-        Each per-temperature model's ``probs_test.npz``.
-    temperature_of : mapping
-        ``{trajectory name: temperature_K}``.
-    settings : mapping
-        The system's ``koopman`` block (CI engine, state selection, estimator).
-    """
-    summary = json.loads(Path(summary_path).read_text())
-    tau = float(summary["analysis_lag_ps"])
-    opts = parse_settings(settings, [float(x) for x in summary["lags_ps"]])
-    table = per_temperature_drift(
-        load_probs(summary["probs_test"]), [load_probs(p) for p in per_temperature],
-        temperature_of, tau, ci=opts["ci"], selection=opts["selection"],
-        estimator=opts["estimator"],
-    )  # fmt: skip
-    write_csv(out_csv, table)
-    return table
