@@ -253,3 +253,9 @@ def test_conduction_temperature_follows_the_series() -> None:
         "systems/t/conduction/temperature_K: expected the temperature (K) of the "
         "Nernst-Einstein relation, got none"
     ]
+    series = _toy(temperatures_K=[32, 64])
+    series["figures"] = ["fig5"]
+    assert series_problems("t", series) == [
+        "systems/t/figures: expected no fig5 for a temperature series (its conduction.csv "
+        "holds one block of rows per temperature; Fig. 5 draws one temperature), got fig5"
+    ]

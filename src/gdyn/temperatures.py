@@ -127,6 +127,10 @@ def series_problems(name: str, system: Mapping[str, Any]) -> list[str]:
             and "temperature_K" not in conduction:
         out.append(f"{key}/conduction/temperature_K: expected the temperature (K) of the "
                    "Nernst-Einstein relation, got none")  # fmt: skip
+    if is_series(system) and "fig5" in (system.get("figures") or []):
+        out.append(f"{key}/figures: expected no fig5 for a temperature series (its "
+                   "conduction.csv holds one block of rows per temperature; Fig. 5 draws "
+                   "one temperature), got fig5")  # fmt: skip
     if (system.get("train") or {}).get("per_temperature") and not is_series(system):
         out.append(f"{key}/train/per_temperature: expected false for a system that is not a "
                    "temperature series (no simulate/temperatures_K and no "
