@@ -259,3 +259,24 @@ def test_conduction_temperature_follows_the_series() -> None:
         "systems/t/figures: expected no fig5 for a temperature series (its conduction.csv "
         "holds one block of rows per temperature; Fig. 5 draws one temperature), got fig5"
     ]
+
+
+def test_report_rows_of_the_drift(tmp_path: Path) -> None:
+    from gdyn.compare.arrhenius import arrhenius_inputs, arrhenius_section
+
+    s = _toy(True, temperatures_K=[32, 64])
+    inputs = arrhenius_inputs({"t": s})
+    assert inputs["t:per_temperature.csv"] == "results/koopman/t/gdynet-s2/per_temperature.csv"
+    assert "t:per_temperature.csv" not in arrhenius_inputs({"t": _toy(temperatures_K=[32, 64])})
+    (tmp_path / "arrhenius.json").write_text(json.dumps(
+        {"temperatures_K": [32.0, 64.0], "lag_ps": 1.0, "transitions": []}))
+    row = dict.fromkeys(DRIFT_COLUMNS, 1.0) | {"temperature_K": 32.0, "state_order": "1 0",
+                                               "argmax_agreement": 0.9,
+                                               "membership_overlap": 0.75}  # fmt: skip
+    pd.DataFrame([row]).to_csv(tmp_path / "pt.csv", index=False)
+    records, md = arrhenius_section({"t": s}, {"t:arrhenius.json": str(tmp_path / "arrhenius.json"),
+                                               "t:per_temperature.csv": str(tmp_path / "pt.csv")})
+    assert "| 32 | 0.900 | 0.750 | 1 [1, 1] | 1 [1, 1] |" in md
+    assert records == [{"role": "per_temperature", "system": "t", "unit": "",
+                        "quantity": "membership overlap at 32 K", "run_value": 0.75,
+                        "argmax_agreement": 0.9}]  # fmt: skip
