@@ -160,12 +160,15 @@ def test_a_settings_object_is_its_schema_section(cls: type, section: tuple[str, 
 def test_train_and_toy_defaults_are_the_schemas() -> None:
     from gdyn.toy import ToySettings
     from gdyn.train.settings import DEFAULTS as TRAIN
+    from gdyn.train.settings import WORKFLOW_KEYS
 
     schema = gs.default("train")
     # The API keeps a model whose every seed is dead (flagged); the workflow fails.
     assert TRAIN["all_seeds_dead"] == "keep" and schema["all_seeds_dead"] == "fail"
+    # per_temperature selects the workflow's jobs: not a setting of one training run
+    assert not WORKFLOW_KEYS & set(TRAIN) and schema["per_temperature"] is False
     assert {k: v for k, v in TRAIN.items() if k not in ("all_seeds_dead", "seeds")} == \
-        {k: v for k, v in schema.items() if k != "all_seeds_dead"}
+        {k: v for k, v in schema.items() if k not in ("all_seeds_dead", *WORKFLOW_KEYS)}
     toy = ToySettings()
     for key, value in gs.default("simulate").items():
         assert getattr(toy, key) == value, key

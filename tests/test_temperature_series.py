@@ -50,8 +50,8 @@ def test_file_series_needs_every_temperature() -> None:
         temperature_of(s)
     s["files"]["b"]["temperature_K"] = 400
     assert temperature_of(s) == {"a": 300.0, "b": 400.0}
-    s["conduction"] = {"temperature_K": 300}
-    assert "conduction: expected absent" in series_problems("own", s)[0]
+    s["conduction"] = {"temperature_K": 300}  # per temperature (tests/test_per_temperature.py)
+    assert "conduction/temperature_K: expected absent" in series_problems("own", s)[0]
 
 
 def _series(seed: int = 0, swap_hot: bool = False) -> tuple[Probs, dict, np.ndarray]:

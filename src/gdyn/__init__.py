@@ -36,6 +36,7 @@ _API: dict[str, str] = {
     "select_states": "gdyn.koopman",
     "ck_verdict": "gdyn.koopman",
     "arrhenius": "gdyn.koopman.arrhenius",
+    "per_temperature_drift": "gdyn.koopman.drift",
     "state_weighted_rdf": "gdyn.analysis",
     "charge_integral": "gdyn.analysis",
     "conduction": "gdyn.analysis",

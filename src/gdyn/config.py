@@ -24,7 +24,7 @@ from gdyn.layout import AUTO, PARTS, lag_label, parse_lag, raw, toy_trajectory_n
 from gdyn.models import MODEL_KINDS
 from gdyn.settings import SCHEMA_PATH, default
 from gdyn.split import frame_window
-from gdyn.temperatures import series_problems
+from gdyn.temperatures import series_problems, temperature_of
 from gdyn.trajectory import TrajectoryHeader, read_header
 
 __all__ = [
@@ -262,6 +262,7 @@ class _SystemCheck:
         self._tau_star(windows)
         self._elements()
         self._koopman()
+        self._per_temperature()
         return self.problems
 
     # ------------------------------------------------------------------ facts
@@ -539,3 +540,21 @@ class _SystemCheck:
         if int(n) not in counts:
             self.fail("koopman/n_states", f" = {n}: no trained model provides it "
                       f"(train/models/{model} = {counts})")
+
+    def _per_temperature(self) -> None:
+        """train.per_temperature (a series: gdyn.temperatures checks that) trains on each
+        temperature's pieces alone: every temperature needs train, val and test pieces."""
+        if not (self.s["train"].get("per_temperature") and not series_problems(self.name, self.s)):
+            return
+        temps = temperature_of(self.s)
+        if not temps:
+            return
+        for part in PARTS:
+            try:
+                have = {temps[t] for t in split_pieces(self.s, part) if t in temps}
+            except InputError:
+                return  # a bad split: reported by the split checks
+            for t in sorted(set(temps.values()) - have):
+                self.fail("train/per_temperature", f": expected {part} pieces at every "
+                          f"temperature (the model is trained on each alone), got none at "
+                          f"{_g(t)} K in split/{part}")

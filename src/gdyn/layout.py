@@ -150,6 +150,31 @@ def koopman_summary(system: str, model: str, n_states: int | str) -> str:
     return koopman_file(system, model, n_states, "summary.json")
 
 
+def temperature_label(temperature_K: float | str) -> str:
+    """Path label of a temperature: ``64.0 -> '64K'`` (a string is returned unchanged)."""
+    if isinstance(temperature_K, str):
+        return temperature_K
+    if not math.isfinite(temperature_K) or temperature_K <= 0:
+        raise InputError(f"temperature must be a positive number of K, got {temperature_K!r}")
+    return f"{float(temperature_K):g}K"
+
+
+def per_temperature_dir(
+    system: str, model: str, n_states: int | str, temperature_K: float | str
+) -> str:
+    """The analysed model retrained on one temperature of a series alone, at the pooled
+    model's analysis lag (``train.per_temperature: true``): a model directory."""
+    return (f"{RESULTS}/models/{system}/{model_name(model, n_states)}-"
+            f"T{temperature_label(temperature_K)}")
+
+
+def per_temperature_file(
+    system: str, model: str, n_states: int | str, temperature_K: float | str, name: str
+) -> str:
+    """One file of :func:`per_temperature_dir` (one of :data:`MODEL_FILES`)."""
+    return f"{per_temperature_dir(system, model, n_states, temperature_K)}/{name}"
+
+
 def selection(system: str, ext: str = "json") -> str:
     """The selected n_states and tau* of a system and the candidates' table."""
     return f"{RESULTS}/koopman/{system}/selection.{ext}"

@@ -194,7 +194,7 @@ class Q3Settings:
 class ConductionSettings:
     """The ``conduction`` section: transition MSDs, D_ij and Nernst-Einstein shares."""
 
-    temperature_K: float
+    temperature_K: float | None = None  # none: a temperature series (each trajectory's)
     charges: dict[str, float] | None = None  # none: from charge.csv (structure/charge)
     msd_window: float = default("conduction", "msd_window")
     msd_points: int = default("conduction", "msd_points")

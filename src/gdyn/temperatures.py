@@ -12,8 +12,11 @@ Two ways to declare one in the config:
 
 The split applies to every trajectory as to any other system; one set of states is trained
 on all temperatures pooled, and the Koopman stage estimates K, the kinetics and the
-Arrhenius rates per temperature (:mod:`gdyn.koopman.temperature`). Pure functions of the
-config mapping.
+Arrhenius rates per temperature (:mod:`gdyn.koopman.temperature`); the conduction
+analysis runs per temperature, at each trajectory's temperature
+(:func:`gdyn.analysis.transport.conduction_by_temperature`). With ``train.per_temperature:
+true`` the analysed model is also trained on each temperature alone and compared with the
+pooled one (:mod:`gdyn.koopman.drift`). Pure functions of the config mapping.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from gdyn.errors import InputError
 from gdyn.layout import toy_trajectory_name
 
 __all__ = [
-    "is_series", "series_problems", "split_simulate", "temperature_of", "toy_temperature_index",
+    "is_series", "series_problems", "split_simulate", "temperature_of", "temperatures",
+    "toy_temperature_index", "trajectories_at",
 ]  # fmt: skip
 
 
@@ -77,6 +81,17 @@ def temperature_of(system: Mapping[str, Any]) -> dict[str, float]:
     return {name: float(f["temperature_K"]) for name, f in system["files"].items()}
 
 
+def temperatures(system: Mapping[str, Any]) -> list[float]:
+    """The distinct temperatures of a series, ascending (empty for a system that is not one)."""
+    return sorted(set(temperature_of(system).values()))
+
+
+def trajectories_at(system: Mapping[str, Any], temperature_K: float) -> list[str]:
+    """The trajectories of a series run at ``temperature_K`` (in :func:`temperature_of`
+    order; empty when none is)."""
+    return [n for n, t in temperature_of(system).items() if t == float(temperature_K)]
+
+
 def series_problems(name: str, system: Mapping[str, Any]) -> list[str]:
     """What is wrong with a system's temperature series, one line per problem naming its key
     path, expected and actual value (empty when the system is not a series or is fine)."""
@@ -101,9 +116,23 @@ def series_problems(name: str, system: Mapping[str, Any]) -> list[str]:
         if not missing and len(got) < 2:
             out.append(f"{key}/files/*/temperature_K: expected at least two distinct "
                        f"temperatures in a series, got {sorted(got)}")  # fmt: skip
-    if is_series(system) and "conduction" in system:
-        # Nernst-Einstein needs one temperature per estimate; per-temperature conduction
-        # is not implemented yet, so a pooled number at one temperature would be wrong.
-        out.append(f"{key}/conduction: expected absent for a temperature series (conduction "
-                   "per temperature is not implemented), got a conduction block")  # fmt: skip
+    conduction = system.get("conduction")
+    if is_series(system) and isinstance(conduction, Mapping) and "temperature_K" in conduction:
+        # Nernst-Einstein at each temperature of the series: conduction.csv has one block
+        # of rows per temperature (gdyn.analysis.transport.conduction_by_temperature).
+        out.append(f"{key}/conduction/temperature_K: expected absent for a temperature series "
+                   "(the conduction is computed per temperature, at each trajectory's "
+                   f"temperature), got {conduction['temperature_K']!r}")  # fmt: skip
+    elif not is_series(system) and isinstance(conduction, Mapping) \
+            and "temperature_K" not in conduction:
+        out.append(f"{key}/conduction/temperature_K: expected the temperature (K) of the "
+                   "Nernst-Einstein relation, got none")  # fmt: skip
+    if is_series(system) and "fig5" in (system.get("figures") or []):
+        out.append(f"{key}/figures: expected no fig5 for a temperature series (its "
+                   "conduction.csv holds one block of rows per temperature; Fig. 5 draws "
+                   "one temperature), got fig5")  # fmt: skip
+    if (system.get("train") or {}).get("per_temperature") and not is_series(system):
+        out.append(f"{key}/train/per_temperature: expected false for a system that is not a "
+                   "temperature series (no simulate/temperatures_K and no "
+                   "files/*/temperature_K), got true")  # fmt: skip
     return out

@@ -45,12 +45,21 @@ wildcard_constraints:
     model=_alternatives(gdyn_models.MODEL_KINDS),
     n_states=r"\d+|auto",
     lag=r"[0-9]+(\.[0-9]+)?ps",
+    temperature=r"[0-9]+(\.[0-9]+)?K",
     traj=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 def settings(section, system):
     """One config section of one system as a shell-quoted JSON argument for `--settings`."""
     return shlex.quote(json.dumps(SYSTEMS[system].get(section, {}), sort_keys=True))
+
+
+def train_settings(system):
+    """The `train` section as `--settings` JSON for a training job, less the workflow's
+    per_temperature (which selects jobs, not how one trains: a job's params stay as they
+    were before the key existed)."""
+    block = {k: v for k, v in SYSTEMS[system].get("train", {}).items() if k != "per_temperature"}
+    return shlex.quote(json.dumps(block, sort_keys=True))
 
 
 def config_json(section, *keys):
@@ -238,6 +247,105 @@ def temperature_outputs(system):
             L.figure(f"{system}_arrhenius", "pdf"), L.figure(f"{system}_arrhenius", "png")]
 
 
+def temperatures_arg(wildcards):
+    """` --temperatures JSON` of a series' conduction ("" otherwise: the command is then
+    the same text as before series existed)."""
+    temps = temperature_of(wildcards.system)
+    if not temps:
+        return ""
+    return f" --temperatures {shlex.quote(json.dumps(temps, sort_keys=True))}"
+
+
+def per_temperature_on(system):
+    """Whether train.per_temperature retrains the analysed model per temperature (a series
+    only: gdyn.config refuses the key elsewhere)."""
+    return bool(SYSTEMS[system]["train"].get("per_temperature")) and bool(temperature_of(system))
+
+
+def per_temperature_outputs(system):
+    """per_temperature.csv of the analysed (model, n_states) when train.per_temperature."""
+    if not per_temperature_on(system):
+        return []
+    return [L.koopman_file(system, *analysed(system), "per_temperature.csv")]
+
+
+def temperature_labels(system):
+    """Path labels (`64K`) of a series' temperatures, ascending."""
+    return [L.temperature_label(t) for t in gdyn_temperatures.temperatures(SYSTEMS[system])]
+
+
+def temperature_split_files(system, label, parts=PARTS):
+    """split_files of the trajectories at one temperature (its path label)."""
+    trajs = {n for n, t in temperature_of(system).items() if L.temperature_label(t) == label}
+    return [L.split_piece(system, part, traj)
+            for part in parts for traj in gc.split_pieces(SYSTEMS[system], part)
+            if traj in trajs]
+
+
+def temperature_sources(wildcards):
+    """traj_sources of the trajectories at one temperature (see traj_sources)."""
+    trajs = {os.path.splitext(os.path.basename(f))[0]
+             for f in temperature_split_files(wildcards.system, wildcards.temperature)}
+    return [f for t in sorted(trajs) for f in traj_sources(wildcards.system, t)]
+
+
+def temperature_split_args(wildcards):
+    """`--train A.npz ... --val ... --test ...` of one temperature's pieces."""
+    return " ".join(
+        f"--{part} " + " ".join(temperature_split_files(wildcards.system, wildcards.temperature,
+                                                        [part]))
+        for part in PARTS
+    )
+
+
+def _uses_graphs(model):
+    return gdyn_models.spec(model).inputs == "graphs"
+
+
+def temperature_graph_inputs(wildcards):
+    """The graph stores of one temperature's pieces (none for a model without graphs or
+    with graph.store: false)."""
+    if not (_uses_graphs(wildcards.model) and graph_store(wildcards.system)):
+        return []
+    return [L.graph_store(wildcards.system, part, os.path.splitext(os.path.basename(f))[0])
+            for part in PARTS
+            for f in temperature_split_files(wildcards.system, wildcards.temperature, [part])]
+
+
+def temperature_graph_args(wildcards):
+    """graph_args of one temperature's pieces ("" for a model without graphs)."""
+    if not _uses_graphs(wildcards.model):
+        return ""
+    if not graph_store(wildcards.system):
+        return f"--graph {settings('graph', wildcards.system)}"
+    return " ".join(
+        f"--{part}-graphs " + " ".join(
+            L.graph_store(wildcards.system, part, os.path.splitext(os.path.basename(f))[0])
+            for f in temperature_split_files(wildcards.system, wildcards.temperature, [part]))
+        for part in PARTS
+    )
+
+
+def per_temperature_model_outputs():
+    return {
+        f.replace(".", "_"): L.per_temperature_file("{system}", "{model}", "{n_states}",
+                                                    "{temperature}", f)
+        for f in L.MODEL_FILES
+    }
+
+
+def per_temperature_probs(wildcards):
+    """probs_test.npz of the analysed model retrained at each temperature."""
+    return [L.per_temperature_file(wildcards.system, wildcards.model, wildcards.n_states, t,
+                                   "probs_test.npz")
+            for t in temperature_labels(wildcards.system)]
+
+
+def per_temperature_mem_mb(wildcards, input):
+    """train_mem_mb of the model kind being retrained."""
+    return train_mem_mb(wildcards.model)(wildcards, input)
+
+
 # --- export.smk: outputs on request (none by default)
 def export_outputs(system):
     """One memberships extxyz per test piece when `export` lists memberships."""
@@ -254,6 +362,7 @@ def all_targets():
         out += structure_outputs(system)
     out += figure_outputs()
     out += [f for system in SYSTEMS for f in temperature_outputs(system)]
+    out += [f for system in SYSTEMS for f in per_temperature_outputs(system)]
     out += [f for system in SYSTEMS for f in export_outputs(system)]
     out.append(L.table("paper_comparison", "md"))
     return out

@@ -193,7 +193,8 @@ rule representative:
 
 rule conduction:
     """Transition MSDs, D_ij(tau*) and Nernst-Einstein shares per state pair (Eqs. 13-16);
-    per-state charges from charge.csv when structure/charge is set."""
+    per-state charges from charge.csv when structure/charge is set; a temperature series:
+    per temperature, at each trajectory's temperature (a temperature_K column)."""
     input:
         test=test_pieces,
         probs=analysed_probs,
@@ -207,6 +208,7 @@ rule conduction:
         # temperature_K, charges, msd_window, msd_points, volume_A3
         settings=config_json("conduction"),
         ci=config_json("koopman", "ci"),  # the confidence-interval groups
+        temps=temperatures_arg,  # a series: per temperature ("" otherwise)
     log:
         log_path("conduction", "{system}"),
     benchmark:
@@ -220,4 +222,5 @@ rule conduction:
     shell:
         "gdyn conduction {output.diffusion:q} {output.conduction:q} --charge {input.charge:q} "
         "--test {input.test:q} --probs {input.probs:q} --summary {input.summary:q} "
-        "--settings {params.settings:q} --koopman-settings {params.ci:q} > {log:q} 2>&1"
+        "--settings {params.settings:q} --koopman-settings {params.ci:q}{params.temps} "
+        "> {log:q} 2>&1"

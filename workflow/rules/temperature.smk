@@ -56,3 +56,68 @@ rule arrhenius_figure:
         "(cp {input.pdf:q} {output.pdf:q}.tmp && mv {output.pdf:q}.tmp {output.pdf:q} && "
         "cp {input.png:q} {output.png:q}.tmp && mv {output.png:q}.tmp {output.png:q}) "
         "> {log:q} 2>&1"
+
+
+# train.per_temperature: true (a series only): the analysed model retrained on each
+# temperature alone at the pooled model's analysis lag, and how far its states drift from
+# the pooled model's (gdyn.koopman.drift). No job otherwise.
+rule train_per_temperature:
+    """The analysed model trained on one temperature's pieces alone, at the analysis lag of
+    the pooled Koopman summary, its states mapped onto the pooled model's (alignment)."""
+    input:
+        summary=L.koopman_summary("{system}", "{model}", "{n_states}"),
+        # the pooled model's probs_val.npz at every lag (the analysis lag's is the reference)
+        reference=lambda wc: candidate_probs(wc.system, wc.model, wc.n_states, "val"),
+        splits=lambda wc: temperature_split_files(wc.system, wc.temperature),
+        graphs=temperature_graph_inputs,
+        sources=temperature_sources,  # see traj_sources (common.smk)
+    output:
+        **per_temperature_model_outputs(),
+    params:
+        splits=temperature_split_args,  # --train A.npz ... --val ... --test ...
+        graphs=temperature_graph_args,  # --train-graphs DIR ... | --graph JSON | ""
+        settings=lambda wc: train_settings(wc.system),
+        outdir=lambda wc: L.per_temperature_dir(wc.system, wc.model, wc.n_states,
+                                                wc.temperature),
+    log:
+        log_path("train_per_temperature", "{system}/{model}-s{n_states}-T{temperature}"),
+    benchmark:
+        bench_path("train_per_temperature", "{system}/{model}-s{n_states}-T{temperature}")
+    threads: EXECUTION.train_threads
+    resources:
+        mem_mb=per_temperature_mem_mb,
+        **TRAIN_RESOURCES,
+    conda:
+        GDYN_ENV
+    shell:
+        "gdyn train-per-temperature {wildcards.model} {params.outdir:q} "
+        "--summary {input.summary:q} {params.splits} {params.graphs} "
+        "--settings {params.settings} --threads {threads} > {log:q} 2>&1"
+
+
+rule per_temperature:
+    """Per temperature: argmax agreement and membership overlap of the retrained model with
+    the pooled one on that temperature's test frames, and both slowest timescales."""
+    input:
+        summary=L.koopman_summary("{system}", "{model}", "{n_states}"),
+        probs=lambda wc: candidate_probs(wc.system, wc.model, wc.n_states, "test"),
+        per_temperature=per_temperature_probs,
+    output:
+        csv=L.koopman_file("{system}", "{model}", "{n_states}", "per_temperature.csv"),
+    params:
+        settings=lambda wc: settings("koopman", wc.system),
+        temps=lambda wc: shlex.quote(json.dumps(temperature_of(wc.system), sort_keys=True)),
+    log:
+        log_path("per_temperature", "{system}/{model}-s{n_states}"),
+    benchmark:
+        bench_path("per_temperature", "{system}/{model}-s{n_states}")
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        GDYN_ENV
+    shell:
+        "gdyn per-temperature {output.csv:q} --summary {input.summary:q} "
+        "--per-temperature {input.per_temperature:q} --temperatures {params.temps} "
+        "--settings {params.settings} > {log:q} 2>&1"

@@ -24,7 +24,7 @@ rule train_gdynet:
         graphs=graph_args,  # --train-graphs DIR ... (or --graph JSON: graph.store false)
         reference=lambda wc: reference_arg(wc, "gdynet"),
         init=lambda wc: " ".join(f"--init-from {p}" for p in reference_model(wc, "gdynet")),
-        settings=lambda wc: settings("train", wc.system),  # the whole train section
+        settings=lambda wc: train_settings(wc.system),  # the whole train section
         outdir=lambda wc: L.model_dir(wc.system, "gdynet", wc.n_states, wc.lag),
         kind="gdynet",
     log:
@@ -57,7 +57,7 @@ rule train_vampnet:
         graphs="",  # none: kept so that the shell text is the same as train_gdynet's
         reference=lambda wc: reference_arg(wc, "vampnet"),
         init=lambda wc: " ".join(f"--init-from {p}" for p in reference_model(wc, "vampnet")),
-        settings=lambda wc: settings("train", wc.system),
+        settings=lambda wc: train_settings(wc.system),
         outdir=lambda wc: L.model_dir(wc.system, "vampnet", wc.n_states, wc.lag),
         kind="vampnet",
     log:

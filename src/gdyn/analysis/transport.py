@@ -30,6 +30,12 @@ summary's ``ci_block_ps``) or its CI groups (``chunks``, ``trajectories``,
 group) and the interval is the engine's: percentile over the bootstrap, or Student-t over
 the groups centred on the pooled estimate (so it always brackets it).
 
+A temperature series (:mod:`gdyn.temperatures`) has no single temperature:
+:func:`conduction_by_temperature` groups the test pieces by their trajectory's temperature
+and computes everything above on each group alone (its own K, pi, D, N / V, intervals and
+Nernst-Einstein conversion at that temperature), one block of rows per temperature with a
+first column ``temperature_K``.
+
 The module is ``transport``, not ``conduction``: ``gdyn.analysis.conduction`` is the API
 function, and a submodule of that name would shadow it.
 """
@@ -344,7 +350,7 @@ def conduction(
     trajectories: Trajectory | Piece | Sequence[Trajectory | Piece],
     probs: np.ndarray | Sequence[np.ndarray] | None,
     tau_ps: float,
-    temperature_K: float,
+    temperature_K: float | Mapping[str, float],
     charges: dict[str, float] | None = None,
     charge_frame: Any = None,
     msd_window: float = default("conduction", "msd_window"),
@@ -364,8 +370,12 @@ def conduction(
         State probabilities aligned frame by frame (NaN rows: unscored, zero weight).
     tau_ps : float
         The Koopman lag tau* (ps); D_ij is the MSD slope around it, K is K(tau*).
-    temperature_K : float
-        Temperature of the Nernst-Einstein relation (Eq. 15).
+    temperature_K : float or mapping
+        Temperature of the Nernst-Einstein relation (Eq. 15); for a temperature series
+        ``{trajectory name: temperature_K}`` (a trajectory's name: the stem of its
+        ``source``): every quantity is then computed per temperature on that temperature's
+        trajectories alone (:func:`conduction_by_temperature`) and both tables get a first
+        column ``temperature_K``.
     charges : dict, optional
         Element -> charge (e) of the target atoms (default ``{"Li": 1}``); z_i is the
         charge of a target set.
@@ -400,6 +410,62 @@ def conduction(
         where = str(charge_frame)
         charge_frame = pd.read_csv(charge_frame)
     z_state = state_charges(pieces, n_states, charges, charge_frame, where)
+    if isinstance(temperature_K, Mapping):
+        return conduction_by_temperature(
+            pieces, temperature_K, tau_ps, z_state, msd_window=msd_window,
+            msd_points=msd_points, ci=ci, volume_A3=volume_A3, block_ps=block_ps,
+        )  # fmt: skip
     return conduction_tables(pieces, tau_ps, z_state, temperature_K, msd_window, msd_points,
                              ci, volume_A3, block_ps)
 
+
+
+def pieces_by_temperature(
+    pieces: Sequence[Piece], temperature_of: Mapping[str, float]
+) -> dict[float, list[Piece]]:
+    """The pieces grouped by their trajectory's temperature (ascending), each group in the
+    pieces' order. A piece's trajectory is the stem of its ``source`` (the raw trajectory);
+    one without a temperature raises :class:`InputError`."""
+    groups: dict[float, list[Piece]] = {}
+    for pc in pieces:
+        name = os.path.splitext(os.path.basename(str(pc.source)))[0]
+        if name not in temperature_of:
+            raise InputError(
+                f"{pc.path}: trajectory {name!r}: expected a temperature of the series "
+                f"({', '.join(sorted(temperature_of))}), got none"
+            )
+        groups.setdefault(float(temperature_of[name]), []).append(pc)
+    return dict(sorted(groups.items()))
+
+
+def conduction_by_temperature(
+    pieces: Sequence[Piece], temperature_of: Mapping[str, float], tau_ps: float,
+    z_state: np.ndarray, **kw: Any,
+) -> tuple[Any, Any]:
+    """(diffusion, conduction) of a temperature series: :func:`conduction_tables` on each
+    temperature's pieces alone, at that temperature, stacked with a first column
+    ``temperature_K`` (ascending).
+
+    Parameters
+    ----------
+    pieces : list of Piece
+        The test pieces of every temperature, with the pooled model's probabilities.
+    temperature_of : mapping
+        ``{trajectory name: temperature_K}`` (:func:`gdyn.temperatures.temperature_of`).
+    tau_ps, z_state
+        As :func:`conduction_tables`.
+    **kw
+        The other keywords of :func:`conduction_tables` (``msd_window``, ``msd_points``,
+        ``ci``, ``volume_A3``, ``block_ps``); not ``temperature_K``.
+    """
+    import pandas as pd
+
+    diffusion, cond = [], []
+    for t, group in pieces_by_temperature(pieces, temperature_of).items():
+        log.info("temperature %g K: %d test pieces", t, len(group))
+        d, c = conduction_tables(group, tau_ps, z_state, t, **kw)
+        d.insert(0, "temperature_K", t)
+        c.insert(0, "temperature_K", t)
+        diffusion.append(d)
+        cond.append(c)
+    return pd.concat(diffusion, ignore_index=True), pd.concat(cond, ignore_index=True)

@@ -142,9 +142,18 @@ def _cmd_conduction(args: argparse.Namespace) -> int:
     from gdyn.files import write_csv
 
     s = from_config(ConductionSettings, args.settings, "conduction")
+    if args.temperatures is not None and s.temperature_K is not None:
+        raise InputError(f"--settings: key 'conduction/temperature_K': expected absent with "
+                         f"--temperatures (a temperature series: each trajectory's "
+                         f"temperature), got {s.temperature_K!r}")  # fmt: skip
+    if args.temperatures is None and s.temperature_K is None:
+        raise InputError("--settings: key 'conduction/temperature_K': expected the temperature "
+                         "(K) of the Nernst-Einstein relation, got none")  # fmt: skip
+    temperature = (args.temperatures if args.temperatures is not None
+                   else float(s.temperature_K))  # fmt: skip
     analysis = _analysis(args)
     diffusion, cond = conduction(
-        analysis.pieces, None, analysis.tau_star_ps, float(s.temperature_K),
+        analysis.pieces, None, analysis.tau_star_ps, temperature,
         charges=s.charges, charge_frame=args.charge,
         msd_window=float(s.msd_window), msd_points=int(s.msd_points),
         ci=args.koopman_settings.get("ci"),
@@ -234,6 +243,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="per-state charges (gdyn charge); none: the target atoms' charge")
     p.add_argument("--koopman-settings", type=json_object, default={}, metavar="JSON",
                    help="the system's 'koopman' config section (its 'ci' sets the CI groups)")
+    p.add_argument("--temperatures", type=json_object, default=None, metavar="JSON",
+                   help="a temperature series' {trajectory: temperature_K}: the tables per "
+                   "temperature, with a first column temperature_K (no conduction/temperature_K)")
     _standard_inputs(p)
     _settings(p, "conduction")  # temperature_K, charges, msd_window, msd_points, volume_A3
     p.set_defaults(func=_cmd_conduction)

@@ -121,8 +121,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_per_temperature(args: argparse.Namespace) -> int:
+    from gdyn.files import read_json
+
+    summary = read_json(args.summary)
+    for key in ("analysis_lag_ps", "n_states", "probs_test"):
+        if key not in summary:
+            raise InputError(f"{args.summary}: key {key!r}: missing (expected the pooled "
+                             "model's Koopman summary.json)")  # fmt: skip
+    args.n_states = int(summary["n_states"])
+    args.lag = float(summary["analysis_lag_ps"])
+    # map the states onto the pooled model's, on this temperature's validation frames
+    args.reference = Path(summary["probs_test"]).with_name("probs_val.npz")
+    args.init_from = None  # trained from scratch: the drift is the point
+    return _cmd_train(args)
+
+
+def _parts(p: argparse.ArgumentParser) -> None:
+    for part in PARTS:
+        p.add_argument(f"--{part}", nargs="+", type=Path, required=True, metavar="NPZ",
+                       help=f"{part} split pieces")
+        p.add_argument(f"--{part}-graphs", nargs="+", type=Path, default=None, metavar="DIR",
+                       help=f"graph stores of the {part} pieces (gdynet), matched by name")
+    p.add_argument("--settings", type=json_arg, default=None, metavar="JSON",
+                   help="the system's `train` config section as JSON")
+    p.add_argument("--graph", type=json_arg, default=None, metavar="JSON",
+                   help="the system's `graph` config section as JSON; with \"store\": false "
+                   "(gdynet) the graphs are built on the fly and no --*-graphs are given")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``gdyn train`` to the CLI."""
+    """Add ``gdyn train`` and ``gdyn train-per-temperature`` to the CLI."""
     p = subparsers.add_parser(
         "train",
         help="train one GDyNet / VAMPnet at one lag time and write state probabilities",
@@ -137,16 +166,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("outdir", type=Path)
     p.add_argument("--n-states", type=int, required=True, metavar="S")
     p.add_argument("--lag", required=True, help="lag time, e.g. 10ps")
-    for part in PARTS:
-        p.add_argument(f"--{part}", nargs="+", type=Path, required=True, metavar="NPZ",
-                       help=f"{part} split pieces")
-        p.add_argument(f"--{part}-graphs", nargs="+", type=Path, default=None, metavar="DIR",
-                       help=f"graph stores of the {part} pieces (gdynet), matched by name")
-    p.add_argument("--settings", type=json_arg, default=None, metavar="JSON",
-                   help="the system's `train` config section as JSON")
-    p.add_argument("--graph", type=json_arg, default=None, metavar="JSON",
-                   help="the system's `graph` config section as JSON; with \"store\": false "
-                   "(gdynet) the graphs are built on the fly and no --*-graphs are given")
+    _parts(p)
     p.add_argument("--reference", type=Path, default=None, metavar="NPZ",
                    help="probs_val.npz of the reference model (same model kind and state "
                    "count, first lag of the grid): states are mapped onto its states by "
@@ -157,3 +177,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "default: random weights")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.set_defaults(func=_cmd_train)
+
+    p = subparsers.add_parser(
+        "train-per-temperature",
+        help="temperature series: train the analysed model on one temperature's pieces alone",
+        description="Train MODEL from scratch on the given (one temperature's) split pieces at "
+        "the analysis lag and state count of the pooled model's Koopman SUMMARY.json, its "
+        "states mapped onto the pooled model's (its probs_val.npz beside probs_test); writes "
+        "the model directory OUTDIR as gdyn train does (train.per_temperature: true).",
+    )
+    p.add_argument("model", choices=MODEL_KINDS)
+    p.add_argument("outdir", type=Path)
+    p.add_argument("--summary", type=Path, required=True, metavar="SUMMARY.json",
+                   help="the pooled model's Koopman summary.json")
+    _parts(p)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.set_defaults(func=_cmd_train_per_temperature)

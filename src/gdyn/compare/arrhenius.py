@@ -1,5 +1,7 @@
 """The report's Arrhenius section (issue 25): a row per transition of every temperature
-series, with the toy's ground truth (site labels, TST, barrier) where the system is the toy.
+series, with the toy's ground truth (site labels, TST, barrier) where the system is the toy;
+with ``train.per_temperature`` a row per temperature of the per-temperature models' drift
+from the pooled states (``per_temperature.csv``, :mod:`gdyn.koopman.drift`).
 
 Engages only when a system is a temperature series (:mod:`gdyn.temperatures`): the
 default report is unchanged.
@@ -7,6 +9,7 @@ default report is unchanged.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from collections.abc import Mapping
@@ -27,7 +30,37 @@ def arrhenius_inputs(systems: Mapping[str, Mapping[str, Any]]) -> dict[str, str]
         if is_series(s):
             model, n = gc.analysed(s)
             out[f"{name}:arrhenius.json"] = layout.koopman_file(name, model, n, "arrhenius.json")
+            if s["train"].get("per_temperature"):
+                out[f"{name}:per_temperature.csv"] = layout.koopman_file(
+                    name, model, n, "per_temperature.csv")
     return out
+
+
+def _drift_rows(name: str, path: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The per-temperature models' drift from the pooled states (train.per_temperature)."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    md = ["", f"Per-temperature models of {name} against the pooled one (train.per_temperature; "
+          "test frames of each temperature, best state permutation):", "",
+          "| T (K) | argmax agreement | membership overlap | slowest timescale, per-T model "
+          "(ps) [95% CI] | pooled model (ps) [95% CI] |", "|---|---|---|---|---|"]  # fmt: skip
+    records = []
+    for r in rows:
+        t = float(r["temperature_K"])
+        ts = {k: float(r[k]) if r[k] else math.nan for k in r if k.endswith("_ps")}
+
+        def fmt(prefix: str, ts: dict[str, float] = ts) -> str:
+            return (f"{ts[f'{prefix}_timescale_ps']:.4g} [{ts[f'{prefix}_ci_low_ps']:.4g}, "
+                    f"{ts[f'{prefix}_ci_high_ps']:.4g}]")  # fmt: skip
+
+        md.append(f"| {t:g} | {float(r['argmax_agreement']):.3f} | "
+                  f"{float(r['membership_overlap']):.3f} | {fmt('per_temperature')} | "
+                  f"{fmt('pooled')} |")  # fmt: skip
+        records.append({"role": "per_temperature", "system": name,
+                        "quantity": f"membership overlap at {t:g} K", "unit": "",
+                        "run_value": float(r["membership_overlap"]),
+                        "argmax_agreement": float(r["argmax_agreement"])})  # fmt: skip
+    return records, md
 
 
 def _mev(x: Any) -> str:
@@ -76,4 +109,9 @@ def arrhenius_section(
             md.append("| " + " | ".join([label, learned, *extra,
                                          f"{tr['prefactor_per_ps']:.3g}"]) + " |")  # fmt: skip
             records.append(row)
+        drift = inputs.get(f"{name}:per_temperature.csv")
+        if drift is not None and Path(drift).exists():
+            rec, lines = _drift_rows(name, drift)
+            records += rec
+            md += lines
     return records, md

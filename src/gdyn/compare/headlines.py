@@ -267,6 +267,9 @@ def conduction_share(i: int, j: int) -> Callable[[Context], Value]:
         table = ctx.csv("conduction.csv", "conduction")
         if table is None:
             return Value(status="no conduction analysis in this config")
+        if "temperature_K" in table:
+            return Value(status="conduction per temperature (a temperature series): no "
+                                "single share")  # fmt: skip
         rows = _at_tau(table, "tau_ps", _tau_star(ctx)) if "tau_ps" in table else table
         row = rows[(rows["from_state"] == i) & (rows["to_state"] == j)]
         if row.empty:
@@ -306,6 +309,9 @@ def diffusion(i: int, j: int) -> Callable[[Context], Value]:
         table = ctx.csv("diffusion.csv", "diffusion")
         if table is None:
             return Value(status="no conduction analysis in this config")
+        if "temperature_K" in table:
+            return Value(status="conduction per temperature (a temperature series): no "
+                                "single share")  # fmt: skip
         rows = _at_tau(table, "tau_ps", _tau_star(ctx))
         row = rows[(rows["from_state"] == i) & (rows["to_state"] == j)]
         if row.empty:

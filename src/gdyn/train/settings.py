@@ -14,8 +14,8 @@ __all__ = ["DEFAULTS", "WORKFLOW_KEYS", "resolve_settings", "seed_list"]
 
 # Settings of the `train` config section (workflow/schemas/config.schema.yaml), with the
 # schema's defaults (gdyn.settings): the original GDyNet code's (atom_fea_len 16, 3
-# convolutions, Adam 5e-4, batch 16, 10 epochs). `lags_ps` and `models` belong to the
-# workflow, not to one training run.
+# convolutions, Adam 5e-4, batch 16, 10 epochs). `lags_ps`, `models` and `per_temperature`
+# belong to the workflow, not to one training run.
 # VAMP regularisation: 'regularize' with epsilon 1e-3 (C + eps I). VAMP-2 is invariant to
 # affine maps of the features, so Adam lets softmax outputs drift into a narrow, fuzzy band;
 # with 'trunc' the band's variance eventually falls below epsilon and the score drops to 1
@@ -24,22 +24,22 @@ __all__ = ["DEFAULTS", "WORKFLOW_KEYS", "resolve_settings", "seed_list"]
 # shrinks rho^2 = VAMP-2 - 1 by a fraction ~eps / (pi (1 - pi)) (BENCHMARKS.md, "Training").
 # Stopping rule (gdyn.train.stopping): `patience` epochs without a validation VAMP-2 gain of
 # `min_delta` end training, and mark it converged (~1 % timescale drift left).
+WORKFLOW_KEYS = frozenset({"lags_ps", "models", "per_temperature"})
 DEFAULTS: dict[str, Any] = {
-    **with_defaults("train", {}),
+    **{k: v for k, v in with_defaults("train", {}).items() if k not in WORKFLOW_KEYS},
     # a list trains every seed and keeps the best validation VAMP-2; None: [seed]
     "seeds": None,
     # Every seed dead: the API keeps the best, flagged, with a warning; the workflow's
     # default (the schema's, which gdyn.train.train and so `gdyn train` use) fails.
     "all_seeds_dead": "keep",
 }
-WORKFLOW_KEYS = frozenset({"lags_ps", "models"})
 
 
 def resolve_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     """``settings`` over :data:`DEFAULTS`, type-checked; unknown keys raise InputError.
 
-    The workflow keys (``lags_ps``, ``models``) are ignored, so a system's whole ``train``
-    config section can be passed.
+    The workflow keys (``lags_ps``, ``models``, ``per_temperature``) are ignored, so a
+    system's whole ``train`` config section can be passed.
     """
     out = dict(DEFAULTS)
     for key, value in (settings or {}).items():
