@@ -128,6 +128,16 @@ def lag_labels(system):
     return [L.lag_label(x) for x in gc.lags_ps(SYSTEMS[system])]
 
 
+def lag_ps(wildcards):
+    """The lag in ps of a `{lag}` wildcard (its path label, e.g. "10ps"): the value of
+    train/lags_ps with that label, as the number the config gives (`--lag-ps`)."""
+    for x in gc.lags_ps(SYSTEMS[wildcards.system]):
+        if L.lag_label(x) == wildcards.lag:
+            return repr(float(x))
+    raise ValueError(f"config: lag {wildcards.lag!r} is not in train/lags_ps of system "
+                     f"{wildcards.system!r}")
+
+
 def model_probs(system, model, n_states, part="test"):
     """probs_{part}.npz of every lag of one (model, n_states): the input of the Koopman stage."""
     return [L.probs(system, model, n_states, lag, part) for lag in lag_labels(system)]

@@ -25,6 +25,7 @@ rule train_gdynet:
         reference=lambda wc: reference_arg(wc, "gdynet"),
         init=lambda wc: " ".join(f"--init-from {p}" for p in reference_model(wc, "gdynet")),
         settings=lambda wc: settings("train", wc.system),  # the whole train section
+        lag_ps=lag_ps,  # the lag as a number, from train/lags_ps (common.smk)
         outdir=lambda wc: L.model_dir(wc.system, "gdynet", wc.n_states, wc.lag),
         kind="gdynet",
     log:
@@ -39,7 +40,7 @@ rule train_gdynet:
         GDYN_ENV
     shell:
         "gdyn train {params.kind} {params.outdir} --n-states {wildcards.n_states} "
-        "--lag {wildcards.lag} {params.splits} {params.graphs} {params.reference} "
+        "--lag-ps {params.lag_ps} {params.splits} {params.graphs} {params.reference} "
         "{params.init} --settings {params.settings} --threads {threads} > {log} 2>&1"
 
 
@@ -58,6 +59,7 @@ rule train_vampnet:
         reference=lambda wc: reference_arg(wc, "vampnet"),
         init=lambda wc: " ".join(f"--init-from {p}" for p in reference_model(wc, "vampnet")),
         settings=lambda wc: settings("train", wc.system),
+        lag_ps=lag_ps,  # the lag as a number, from train/lags_ps (common.smk)
         outdir=lambda wc: L.model_dir(wc.system, "vampnet", wc.n_states, wc.lag),
         kind="vampnet",
     log:
@@ -72,5 +74,5 @@ rule train_vampnet:
         GDYN_ENV
     shell:
         "gdyn train {params.kind} {params.outdir} --n-states {wildcards.n_states} "
-        "--lag {wildcards.lag} {params.splits} {params.graphs} {params.reference} "
+        "--lag-ps {params.lag_ps} {params.splits} {params.graphs} {params.reference} "
         "{params.init} --settings {params.settings} --threads {threads} > {log} 2>&1"
