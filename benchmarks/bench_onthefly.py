@@ -128,7 +128,7 @@ def step(args: argparse.Namespace) -> None:
                 specs.append((np.concatenate([piece, piece]),
                               np.concatenate([t, t + problem.lag_frames])))
             torch.manual_seed(0)
-            model = build("gdynet", 2, settings, problem.dims)
+            model = build("gdynet", 2, settings.to_dict(), problem.dims)
             opt = torch.optim.Adam(model.parameters(), lr=1e-4)
             times: dict[str, list] = {v: [] for v in variants}
 

@@ -55,10 +55,10 @@ def main() -> None:
     threading.Thread(target=sample, daemon=True).start()
     parts = {p: sorted((args.split / p).glob("*.npz")) for p in ("train", "val", "test")}
     graphs = {p: [args.graphs / p / f.stem for f in fs] for p, fs in parts.items()}
-    settings = TrainSettings.from_mapping({"frame_stride": args.stride, "n_conv": 3, "atom_fea_len": 16})
+    settings = TrainSettings(frame_stride=args.stride, n_conv=3, atom_fea_len=16)
     problem = prepare("gdynet", 4, args.lag, parts, graphs, settings)
     torch.manual_seed(0)
-    model = build("gdynet", 4, settings, problem.dims)
+    model = build("gdynet", 4, settings.to_dict(), problem.dims)
     opened = _rss_anon_kib()
     peak[0] = 0
     t = time.perf_counter()

@@ -179,7 +179,7 @@ def throughput(args: argparse.Namespace) -> None:
                 peak_mem = ""
                 for batch_pairs in spec["batch"]:
                     torch.manual_seed(0)
-                    model = build_model("gdynet", 2, settings, problem.dims).to(device)
+                    model = build_model("gdynet", 2, settings.to_dict(), problem.dims).to(device)
                     opt = torch.optim.Adam(model.parameters(), lr=5e-4)
                     perm = epoch_permutation(pairs.n_pairs, 0, 0)
 
@@ -360,7 +360,7 @@ def defaults(args: argparse.Namespace) -> None:
             wall = time.perf_counter() - t0
             problem = prepare("gdynet", 2, args.lag, parts, graphs, resolved)
             n_pairs = PairIndex(problem.parts["train"], problem.lag_frames).n_pairs
-            steps = resolved["epochs"] * len(epoch_batches(n_pairs, resolved))
+            steps = resolved.epochs * len(epoch_batches(n_pairs, resolved))
             with np.load(out / "probs_test.npz") as z:
                 probs, traj, frame = z["probs"], z["traj"], z["frame"]
                 sources = [str(s) for s in z["sources"]]

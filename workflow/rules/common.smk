@@ -228,14 +228,11 @@ def temperature_of(system):
     return gdyn_temperatures.temperature_of(SYSTEMS[system])
 
 
-def koopman_settings(system):
-    """The koopman block as `--settings` JSON; a series adds each trajectory's temperature
-    (`temperatures_K`), so kinetics.csv gets one block of rows per temperature."""
-    block = dict(SYSTEMS[system].get("koopman", {}))
+def temperatures_arg(system):
+    """`--temperatures JSON` of gdyn koopman for a series (each trajectory's temperature:
+    kinetics.csv gets one block of rows per temperature); "" otherwise."""
     temps = temperature_of(system)
-    if temps:
-        block["temperatures_K"] = temps
-    return shlex.quote(json.dumps(block, sort_keys=True))
+    return f"--temperatures {shlex.quote(json.dumps(temps, sort_keys=True))}" if temps else ""
 
 
 def temperature_outputs(system):

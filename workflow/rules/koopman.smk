@@ -12,7 +12,8 @@ rule koopman:
         },
         summary=L.koopman_summary("{system}", "{model}", "{n_states}"),
     params:
-        settings=lambda wc: koopman_settings(wc.system),  # + temperatures of a series
+        settings=lambda wc: settings("koopman", wc.system),
+        temperatures=lambda wc: temperatures_arg(wc.system),  # a series' (common.smk)
         outdir=lambda wc: L.koopman_dir(wc.system, wc.model, wc.n_states),
     log:
         log_path("koopman", "{system}/{model}-s{n_states}"),
@@ -28,7 +29,7 @@ rule koopman:
         # each probs file records its lag
         "gdyn koopman {params.outdir} --probs {input.probs} "
         "--model {wildcards.model} --n-states {wildcards.n_states} "
-        "--settings {params.settings} > {log} 2>&1"
+        "--settings {params.settings} {params.temperatures} > {log} 2>&1"
 
 
 # Model selection (issue 16): n_states and tau* by the CK criterion, whenever a system
