@@ -100,7 +100,7 @@ def step(args: argparse.Namespace) -> None:
     from gdyn.models.vamp import vamp2_loss
     from gdyn.train import loop as gl
     from gdyn.train.batches import PairIndex, epoch_permutation
-    from gdyn.train.settings import resolve_settings
+    from gdyn.train.settings import TrainSettings
 
     torch.set_num_threads(1)
     tune_malloc()
@@ -109,7 +109,7 @@ def step(args: argparse.Namespace) -> None:
             root = Path(tmp)
             data = toy_data(root) if system == "toy" else siau_data(root)
             stores = _stores(data, root)
-            settings = resolve_settings({"batch_size": data["batch"]})
+            settings = TrainSettings.from_mapping({"batch_size": data["batch"]})
             graph = {"n_neighbors": data["m"], "store": False}
             variants = {
                 "store": gl.prepare("gdynet", 2, 1.0, data["paths"], stores, settings),
@@ -128,7 +128,7 @@ def step(args: argparse.Namespace) -> None:
                 specs.append((np.concatenate([piece, piece]),
                               np.concatenate([t, t + problem.lag_frames])))
             torch.manual_seed(0)
-            model = build("gdynet", 2, settings, problem.dims)
+            model = build("gdynet", 2, settings.to_dict(), problem.dims)
             opt = torch.optim.Adam(model.parameters(), lr=1e-4)
             times: dict[str, list] = {v: [] for v in variants}
 

@@ -41,7 +41,7 @@ def main() -> None:
     from gdyn.cli.train import set_process_state
     from gdyn.models import build
     from gdyn.train.loop import predict_part, prepare
-    from gdyn.train.settings import resolve_settings
+    from gdyn.train.settings import TrainSettings
 
     set_process_state(1)
     peak = [0]
@@ -55,10 +55,10 @@ def main() -> None:
     threading.Thread(target=sample, daemon=True).start()
     parts = {p: sorted((args.split / p).glob("*.npz")) for p in ("train", "val", "test")}
     graphs = {p: [args.graphs / p / f.stem for f in fs] for p, fs in parts.items()}
-    settings = resolve_settings({"frame_stride": args.stride, "n_conv": 3, "atom_fea_len": 16})
+    settings = TrainSettings(frame_stride=args.stride, n_conv=3, atom_fea_len=16)
     problem = prepare("gdynet", 4, args.lag, parts, graphs, settings)
     torch.manual_seed(0)
-    model = build("gdynet", 4, settings, problem.dims)
+    model = build("gdynet", 4, settings.to_dict(), problem.dims)
     opened = _rss_anon_kib()
     peak[0] = 0
     t = time.perf_counter()

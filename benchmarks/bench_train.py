@@ -155,7 +155,7 @@ def throughput(args: argparse.Namespace) -> None:
     from gdyn.models import build as build_model
     from gdyn.train.batches import PairIndex, epoch_permutation
     from gdyn.train.loop import prepare
-    from gdyn.train.settings import resolve_settings
+    from gdyn.train.settings import TrainSettings
 
     torch.set_num_threads(args.threads)
     tune_malloc()  # as gdyn train does
@@ -172,14 +172,14 @@ def throughput(args: argparse.Namespace) -> None:
                                       spec["m"], spec["n_targets"])
             parts = {p: [split] for p in ("train", "val", "test")}
             graphs = {p: [gdir] for p in ("train", "val", "test")}
-            settings = resolve_settings({})
+            settings = TrainSettings.from_mapping({})
             problem = prepare("gdynet", 2, "1ps", parts, graphs, settings)
             pairs = PairIndex(problem.parts["train"], 1)
             for device in devices:
                 peak_mem = ""
                 for batch_pairs in spec["batch"]:
                     torch.manual_seed(0)
-                    model = build_model("gdynet", 2, settings, problem.dims).to(device)
+                    model = build_model("gdynet", 2, settings.to_dict(), problem.dims).to(device)
                     opt = torch.optim.Adam(model.parameters(), lr=5e-4)
                     perm = epoch_permutation(pairs.n_pairs, 0, 0)
 
@@ -233,7 +233,7 @@ def memory_child(args: argparse.Namespace) -> None:
 
     from gdyn.cli.train import tune_malloc
     from gdyn.train.loop import fit, prepare
-    from gdyn.train.settings import resolve_settings
+    from gdyn.train.settings import TrainSettings
 
     torch.set_num_threads(1)
     tune_malloc()
@@ -242,7 +242,7 @@ def memory_child(args: argparse.Namespace) -> None:
              "test": [root / "split" / "short.npz"]}
     graphs = {"train": [root / "graphs" / "long"], "val": [root / "graphs" / "short"],
               "test": [root / "graphs" / "short"]}
-    settings = resolve_settings({"batch_size": 512, "epochs": 2,
+    settings = TrainSettings.from_mapping({"batch_size": 512, "epochs": 2,
                                     "max_pairs_per_epoch": 20480})
     peak = [0]
     stop = threading.Event()
@@ -311,7 +311,7 @@ def defaults(args: argparse.Namespace) -> None:
     from gdyn.cli.train import set_process_state
     from gdyn.train.batches import PairIndex, epoch_batches
     from gdyn.train.loop import prepare, score_probs
-    from gdyn.train.settings import resolve_settings
+    from gdyn.train.settings import TrainSettings
 
     set_process_state(args.threads)  # what gdyn train sets before training
     toy = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["systems"]["toy"]
@@ -349,18 +349,18 @@ def defaults(args: argparse.Namespace) -> None:
               "(eps 1e-3 regularize) | test VAMP-2 (trunc 1e-6) | test label agreement | "
               "mean max prob |")
         print("|---|---|---|---|---|---|---|---|---|")
-        plain = resolve_settings({"vamp_mode": "trunc", "vamp_epsilon": 1e-6})
+        plain = TrainSettings.from_mapping({"vamp_mode": "trunc", "vamp_epsilon": 1e-6})
         truth_rows = None
         for title, settings in variants.items():
             out = root / "bench-out"
-            resolved = resolve_settings(settings)
+            resolved = TrainSettings.from_mapping(settings)
             t0 = time.perf_counter()
             res = gt.train("gdynet", out, 2, args.lag, parts, graphs, settings,
                            progress=False)
             wall = time.perf_counter() - t0
             problem = prepare("gdynet", 2, args.lag, parts, graphs, resolved)
             n_pairs = PairIndex(problem.parts["train"], problem.lag_frames).n_pairs
-            steps = resolved["epochs"] * len(epoch_batches(n_pairs, resolved))
+            steps = resolved.epochs * len(epoch_batches(n_pairs, resolved))
             with np.load(out / "probs_test.npz") as z:
                 probs, traj, frame = z["probs"], z["traj"], z["frame"]
                 sources = [str(s) for s in z["sources"]]

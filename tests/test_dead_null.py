@@ -7,8 +7,9 @@ from _markov_chains import markov_chain
 
 from gdyn.train.loop import score_probs
 from gdyn.train.seeds import NOTHING_RESOLVED, NULL_SHUFFLES, dead_reason, null_vamp2
+from gdyn.train.settings import TrainSettings
 
-SETTINGS = {"vamp_epsilon": 1.0e-6, "vamp_mode": "regularize"}
+SETTINGS = TrainSettings(vamp_epsilon=1.0e-6, vamp_mode="regularize")
 
 
 def _rows(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -185,7 +185,7 @@ def cli_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     procs, out = [], {}
     for system, stride in RUNS:
         outdir = root / system / f"model-stride{stride}"
-        args = ["gdyn", "train", "gdynet", str(outdir), "--n-states", "2", "--lag", "1ps"]
+        args = ["gdyn", "train", "gdynet", str(outdir), "--n-states", "2", "--lag-ps", "1.0"]
         for part, paths in parts[system].items():
             args += [f"--{part}", *map(str, paths)]
             args += [f"--{part}-graphs",

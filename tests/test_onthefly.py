@@ -28,7 +28,7 @@ from gdyn.train import batches as gb
 from gdyn.train import data as gd
 from gdyn.train import loop as gl
 from gdyn.train.onthefly import OnTheFlyGraphs, as_stored, on_the_fly, survey
-from gdyn.train.settings import resolve_settings
+from gdyn.train.settings import TrainSettings
 from gdyn.trajectory import load_trajectory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 def _problem(data: dict, live: bool, stride: int = 1, cache_mb: float = 0) -> gl.Problem:
-    settings = resolve_settings({"frame_stride": stride})
+    settings = TrainSettings.from_mapping({"frame_stride": stride})
     graph = ({"n_neighbors": data["m"], "prune": True, "store": False, "cache_mb": cache_mb}
              if live else None)
     return gl.prepare("gdynet", 2, 0.2 * stride, data["paths"],
@@ -240,7 +240,7 @@ def test_stride_grid_surveys_the_grid_frames_only(tmp_path: Path) -> None:
 
 def test_unpruned_rows_are_every_atom(tmp_path: Path) -> None:
     data = _dataset(tmp_path, "liquid", 6)
-    settings = resolve_settings({})
+    settings = TrainSettings.from_mapping({})
     problem = gl.prepare("gdynet", 2, 0.2, data["paths"], {}, settings,
                          {"n_neighbors": 6, "prune": False, "store": False})
     p = problem.parts["train"][0]
@@ -296,7 +296,7 @@ def test_vampnet_inputs_from_the_grid_cache_equal_direct(tmp_path: Path) -> None
 
 def test_cli_trains_without_stores(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = _dataset(tmp_path, "toy", 12)
-    args = ["train", "gdynet", str(tmp_path / "out"), "--n-states", "2", "--lag", "0.2ps"]
+    args = ["train", "gdynet", str(tmp_path / "out"), "--n-states", "2", "--lag-ps", "0.2"]
     for part in PARTS:
         args += [f"--{part}", *map(str, data["paths"][part])]
     # One short epoch learns nothing: keep the (dead) model, as tests/e2e/tiny.yaml does.

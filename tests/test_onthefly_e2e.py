@@ -57,7 +57,7 @@ def test_tiny_workflow_on_the_fly_equals_the_store(tmp_path: Path, live_config: 
     # The same model from graph stores, as the store-based workflow trains it.
     cfg = yaml.safe_load(TINY.read_text())["systems"]["toy"]
     pieces = {part: sorted((res / "split" / "toy" / part).glob("*.npz")) for part in L.PARTS}
-    args = ["train", "gdynet", str(tmp_path / "stored"), "--n-states", "2", "--lag", "1ps",
+    args = ["train", "gdynet", str(tmp_path / "stored"), "--n-states", "2", "--lag-ps", "1.0",
             "--settings", json.dumps(cfg["train"])]
     for part, paths in pieces.items():
         stores = []

@@ -135,7 +135,7 @@ LONG = {"batch_size": 32, "epochs": 30, "max_pairs_per_epoch": 256, "learning_ra
 
 
 def _cli(pieces: dict[str, list[Path]], outdir: Path) -> list[str]:
-    args = [GDYN, "train", "vampnet", str(outdir), "--n-states", "2", "--lag", "1ps"]
+    args = [GDYN, "train", "vampnet", str(outdir), "--n-states", "2", "--lag-ps", "1.0"]
     for part, paths in pieces.items():
         args += [f"--{part}", *map(str, paths)]
     return [*args, "--settings", json.dumps(LONG), "--threads", "1"]

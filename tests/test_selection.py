@@ -31,6 +31,7 @@ from gdyn.train.align import (
     population_order,
 )
 from gdyn.train.loop import score_probs
+from gdyn.train.settings import TrainSettings
 
 # ----------------------------------------------------------------------------- alignment
 
@@ -143,8 +144,8 @@ def chain_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             files.append(str(d / "probs_test.npz"))
             # The model directory's config.json: VAMP-2 of the stand-in on its own data
             # (validation = test here), three "seeds" around it.
-            v = score_probs(p, traj, frame, lag, {"vamp_epsilon": 1e-3,
-                                                  "vamp_mode": "regularize"})
+            v = score_probs(p, traj, frame, lag, TrainSettings(vamp_epsilon=1e-3,
+                                                               vamp_mode="regularize"))
             cfg = {"model": "gdynet", "n_states": n, "lag_ps": float(lag), "seed": 1,
                    "best_val_vamp2": v, "test_vamp2": v - 0.01, "dead_seeds": [2],
                    "seeds": [{"seed": s} for s in (0, 1, 2)],

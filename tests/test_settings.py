@@ -19,6 +19,8 @@ from snakemake.utils import validate
 
 from gdyn import settings as gs
 from gdyn.errors import InputError
+from gdyn.koopman.settings import KoopmanSettings
+from gdyn.train.settings import API_ALL_SEEDS_DEAD, WORKFLOW_KEYS, TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,7 +132,11 @@ SETTINGS_OBJECTS = [
     (gs.Q3Settings, ("structure", "q3")),
     (gs.ConductionSettings, ("conduction",)),
     (gs.ExecutionSettings, ("execution",)),
+    (TrainSettings, ("train",)),
+    (KoopmanSettings, ("koopman",)),
 ]
+# Keys of a section that its settings object leaves to the workflow (not one run's).
+NOT_FIELDS = {TrainSettings: WORKFLOW_KEYS}
 
 
 def _schema_properties(*section: str) -> dict[str, Any]:
@@ -149,26 +155,36 @@ def test_a_settings_object_is_its_schema_section(cls: type, section: tuple[str, 
     props = _schema_properties(*section)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     # the same keys, so that a key added to the schema is added here too
-    assert set(fields) == set(props)
+    assert set(fields) == set(props) - NOT_FIELDS.get(cls, set())
     for name, field in fields.items():
         if "default" in props[name]:
-            assert field.default == props[name]["default"], name
+            want = props[name]["default"]
+            # a list default is a tuple in a frozen object
+            assert field.default == (tuple(want) if isinstance(want, list) else want), name
         else:  # no schema default: the config must give it, or None means "not given"
             assert field.default in (dataclasses.MISSING, None), name
 
 
-def test_train_and_toy_defaults_are_the_schemas() -> None:
+def test_train_koopman_and_toy_defaults_are_the_schemas() -> None:
+    from gdyn.koopman.uncertainty import parse_ci
     from gdyn.toy import ToySettings
-    from gdyn.train.settings import DEFAULTS as TRAIN
+    from gdyn.train import GDyNet
     from gdyn.train.settings import WORKFLOW_KEYS
 
     schema = gs.default("train")
-    # The API keeps a model whose every seed is dead (flagged); the workflow fails.
-    assert TRAIN["all_seeds_dead"] == "keep" and schema["all_seeds_dead"] == "fail"
+    train = TrainSettings().to_dict()
+    assert train.pop("seeds") is None
     # per_temperature selects the workflow's jobs: not a setting of one training run
-    assert not WORKFLOW_KEYS & set(TRAIN) and schema["per_temperature"] is False
-    assert {k: v for k, v in TRAIN.items() if k not in ("all_seeds_dead", "seeds")} == \
-        {k: v for k, v in schema.items() if k not in ("all_seeds_dead", *WORKFLOW_KEYS)}
+    assert schema.pop("per_temperature") is False and "per_temperature" in WORKFLOW_KEYS
+    assert train == schema
+    # The API keeps a model whose every seed is dead (flagged); the workflow fails.
+    assert API_ALL_SEEDS_DEAD == "keep" and schema["all_seeds_dead"] == "fail"
+    assert GDyNet(2, 1.0).settings == TrainSettings(all_seeds_dead="keep")
+    assert GDyNet(2, 1.0, settings=TrainSettings()).settings.all_seeds_dead == "fail"
+    koopman = dataclasses.asdict(KoopmanSettings())
+    assert KoopmanSettings().ci == parse_ci(gs.default("koopman", "ci"))
+    assert {k: koopman[k] for k in gs.default("koopman") if k != "ci"} == \
+        {k: v for k, v in gs.default("koopman").items() if k != "ci"}
     toy = ToySettings()
     for key, value in gs.default("simulate").items():
         assert getattr(toy, key) == value, key
@@ -195,6 +211,37 @@ def test_from_config_names_the_bad_key() -> None:
         gs.from_config(gs.RdfSettings, {}, "structure/rdf")
     s = gs.from_config(gs.RdfSettings, {"elements": ["S"]}, "structure/rdf")
     assert (s.r_max_A, s.n_bins, s.stride) == (8.0, 160, 1)
+
+
+def test_typed_sections_check_their_values() -> None:
+    # Unknown keys and bad values raise with the key path; replace() checks again.
+    with pytest.raises(InputError, match="'epoch': unknown training setting"):
+        TrainSettings.from_mapping({"epoch": 3})
+    with pytest.raises(InputError, match=r"--settings: key 'batch_size': expected an integer "
+                                         r">= 2, got 1"):
+        dataclasses.replace(TrainSettings(), batch_size=1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainSettings().epochs = 3  # type: ignore[misc]
+    s = TrainSettings.from_mapping({"lags_ps": [1], "models": {"gdynet": [2]}, "seeds": [3, 1],
+                                    "vampnet_hidden": [8]})
+    assert s.seed_list == [3, 1] and s.vampnet_hidden == (8,)
+    assert s.to_dict()["seeds"] == [3, 1] and s.to_dict()["vampnet_hidden"] == [8]
+    with pytest.raises(InputError, match="koopman settings key 'ck_step': unknown"):
+        KoopmanSettings.from_mapping({"ck_step": 3})
+    with pytest.raises(InputError, match=r"koopman settings key 'ck_alpha': expected a number "
+                                         r"in \[1e-06, 0.5\], got 0.7"):
+        KoopmanSettings.from_mapping({"ck_alpha": 0.7})
+    with pytest.raises(InputError, match="'no_valid_result': expected one of fail, keep"):
+        dataclasses.replace(KoopmanSettings(), no_valid_result="ignore")
+    with pytest.raises(InputError, match="koopman settings: expected a JSON object, got list"):
+        KoopmanSettings.from_mapping([1])  # type: ignore[arg-type]
+    k = KoopmanSettings.from_mapping({"n_states": 2, "tau_star_ps": 2, "min_samples": 5,
+                                      "ci": {"method": "chunks", "n": 3}})
+    assert k.ci.method == "chunks" and k.ci.n == 3 and k.min_samples == 5.0
+    assert k.tau_star_on([1.0, 2.0000000001]) == 2.0000000001
+    with pytest.raises(InputError, match=r"'tau_star_ps': expected one of the lag grid 1ps, "
+                                         r"3ps \(a model must exist there\), got 2"):
+        k.tau_star_on([1.0, 3.0])
 
 
 @pytest.mark.slow

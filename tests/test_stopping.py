@@ -15,7 +15,7 @@ from gdyn.errors import InputError
 from gdyn.train import GDyNet
 from gdyn.train import loop as gl
 from gdyn.train.estimators import train
-from gdyn.train.settings import resolve_settings
+from gdyn.train.settings import TrainSettings
 from gdyn.train.stopping import curve, stopping_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -66,9 +66,9 @@ def test_rule_on_a_peak_and_on_missing_scores() -> None:
     rows = [{"val_vamp2": np.nan, "train_vamp2": v} for v in (1.0, 1.5)]
     assert curve(rows) == [1.0, 1.5]
     with pytest.raises(InputError, match="patience"):
-        resolve_settings({"patience": 0})
+        TrainSettings.from_mapping({"patience": 0})
     with pytest.raises(InputError, match="min_delta"):
-        resolve_settings({"min_delta": -1e-3})
+        TrainSettings.from_mapping({"min_delta": -1e-3})
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def _problem(toy: dict, settings: dict) -> gl.Problem:  # noqa: F811
 def test_fit_stops_where_the_rule_fires_and_resumes_stopped(
     toy: dict, tmp_path: Path, known_curve: list[int],  # noqa: F811
 ) -> None:
-    s = resolve_settings({"batch_size": 64, "max_pairs_per_epoch": 128, "epochs": 30,
+    s = TrainSettings.from_mapping({"batch_size": 64, "max_pairs_per_epoch": 128, "epochs": 30,
                           "checkpoint_every_s": 1e9})
     res = gl.fit(_problem(toy, s), s, tmp_path, progress=False)
     assert len(known_curve) == 14 and res["epochs_run"] == 14
@@ -105,7 +105,7 @@ def test_fit_stops_where_the_rule_fires_and_resumes_stopped(
 
 
 def test_fit_at_the_maximum_is_unconverged(toy: dict, known_curve: list[int]) -> None:  # noqa: F811
-    s = resolve_settings({"batch_size": 64, "max_pairs_per_epoch": 128, "epochs": 12})
+    s = TrainSettings.from_mapping({"batch_size": 64, "max_pairs_per_epoch": 128, "epochs": 12})
     res = gl.fit(_problem(toy, s), s, None, progress=False)
     assert res["epochs_run"] == 12 and res["training_converged"] is False
 

@@ -21,7 +21,7 @@ from gdyn.train.batches import epoch_permutation, epoch_seed
 from gdyn.train.data import graphs_in_memory, open_graphs
 from gdyn.train.loop import Interrupted, predict_part, prepare
 from gdyn.train.outputs import load_model
-from gdyn.train.settings import resolve_settings
+from gdyn.train.settings import TrainSettings
 from gdyn.trajectory import load_trajectory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -138,13 +138,13 @@ def test_epoch_permutation_is_a_seeded_bijection() -> None:
 
 
 def test_settings_are_checked() -> None:
-    assert resolve_settings({"lags_ps": [1], "models": {}})["batch_size"] == 16
+    assert TrainSettings.from_mapping({"lags_ps": [1], "models": {}}).batch_size == 16
     with pytest.raises(InputError, match="'epoch'"):
-        resolve_settings({"epoch": 3})
+        TrainSettings.from_mapping({"epoch": 3})
     with pytest.raises(InputError, match=r"'batch_size'.*integer >= 2"):
-        resolve_settings({"batch_size": 1})
+        TrainSettings.from_mapping({"batch_size": 1})
     with pytest.raises(InputError, match="'vamp_mode'"):
-        resolve_settings({"vamp_mode": "svd"})
+        TrainSettings.from_mapping({"vamp_mode": "svd"})
 
 
 def test_gdynet_recovers_the_two_states(toy: dict, tmp_path: Path) -> None:
@@ -195,7 +195,7 @@ def test_outputs_follow_the_contract(toy: dict, tmp_path: Path) -> None:
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     model, _ = load_model(tmp_path)
     problem = prepare("gdynet", 3, "2ps", toy["parts"], toy["graphs"],
-                         resolve_settings(settings))
+                         TrainSettings.from_mapping(settings))
     probs, _, _ = predict_part(model, problem, "test", torch.device("cpu"))
     # probs_raw: the network's outputs; probs: their memberships (docs/contracts.md).
     mm = gt.GDyNetModel.load(tmp_path).membership_map
@@ -244,9 +244,9 @@ def test_resume_after_crash_equals_uninterrupted(toy: dict, tmp_path: Path, ever
     assert strip(tmp_path / "ref" / "metrics.csv") == strip(tmp_path / "crash" / "metrics.csv")
 
 
-def _cli(toy: dict, outdir: Path, settings: dict, lag: str = "1ps") -> list[str]:
+def _cli(toy: dict, outdir: Path, settings: dict, lag: str = "1.0") -> list[str]:
     """The command line train.smk runs, for one toy GDyNet."""
-    args = ["gdyn", "train", "gdynet", str(outdir), "--n-states", "2", "--lag", lag]
+    args = ["gdyn", "train", "gdynet", str(outdir), "--n-states", "2", "--lag-ps", lag]
     for part in ("train", "val", "test"):
         args += [f"--{part}", *map(str, toy["parts"][part])]
         args += [f"--{part}-graphs", *map(str, toy["graphs"][part])]
@@ -288,7 +288,7 @@ def test_checkpoint_of_other_settings_is_ignored(toy: dict, tmp_path: Path,
 
 
 def test_cli_trains_and_rejects_bad_input(toy: dict, tmp_path: Path) -> None:
-    def cmd(lag: str = "1ps") -> subprocess.CompletedProcess:
+    def cmd(lag: str = "1.0") -> subprocess.CompletedProcess:
         settings = dict(FAST, epochs=1, max_pairs_per_epoch=256, lags_ps=[1], models={})
         return subprocess.run(_cli(toy, tmp_path / "m", settings, lag), capture_output=True,
                               text=True, timeout=300)
@@ -296,7 +296,7 @@ def test_cli_trains_and_rejects_bad_input(toy: dict, tmp_path: Path) -> None:
     ok = cmd()
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "m" / "probs_test.npz").exists()
-    bad = cmd(lag="0.15ps")
+    bad = cmd(lag="0.15")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("gdyn train: error: lag 0.15 ps")
 
@@ -304,7 +304,7 @@ def test_cli_trains_and_rejects_bad_input(toy: dict, tmp_path: Path) -> None:
 def test_graph_store_must_match_its_piece(toy: dict, tmp_path: Path) -> None:
     graphs = dict(toy["graphs"], val=toy["graphs"]["train"])
     with pytest.raises(InputError, match="--val-graphs: expected a graph store named 'li001'"):
-        prepare("gdynet", 2, "1ps", toy["parts"], graphs, resolve_settings({}))
+        prepare("gdynet", 2, "1ps", toy["parts"], graphs, TrainSettings.from_mapping({}))
 
 
 def test_training_reads_strided_compact_stores_and_refuses_other_grids(
@@ -320,7 +320,7 @@ def test_training_reads_strided_compact_stores_and_refuses_other_grids(
             build_store(load_trajectory(p), out, 12, n_conv=3, progress=False, frame_stride=5)
             graphs[part].append(out)
     problem = prepare("gdynet", 2, "1ps", toy["parts"], graphs,
-                         resolve_settings({"frame_stride": 10}))
+                         TrainSettings.from_mapping({"frame_stride": 10}))
     piece = problem.parts["test"][0]
     assert piece.frame_offset == 1500 and piece.graphs.meta["frame_stride"] == 5
     frames = piece.grid_frames()[:6]
@@ -333,11 +333,11 @@ def test_training_reads_strided_compact_stores_and_refuses_other_grids(
     with pytest.raises(InputError, match=r"li000/meta.json: key 'frame_stride': expected a divisor of "
                        r"the training frame_stride 2 .* got 5"):
         prepare("gdynet", 2, "1ps", toy["parts"], graphs,
-                   resolve_settings({"frame_stride": 2}))
+                   TrainSettings.from_mapping({"frame_stride": 2}))
     swapped = dict(graphs, test=[graphs["train"][0], graphs["test"][1]])
     with pytest.raises(InputError, match=r"meta.json: key 'frame_offset': expected 1500"):
         prepare("gdynet", 2, "1ps", toy["parts"], swapped,
-                   resolve_settings({"frame_stride": 10}))
+                   TrainSettings.from_mapping({"frame_stride": 10}))
 
 
 def test_graphs_in_memory_equal_a_strided_pruned_store(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from gdyn import train as gt
 from gdyn.train import seeds as seeds_mod
 from gdyn.train.align import output_layer
 from gdyn.train.loop import Interrupted
-from gdyn.train.settings import resolve_settings, seed_list
+from gdyn.train.settings import TrainSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_train import _cli, two_trajectory_split
@@ -79,7 +79,7 @@ def _dying(monkeypatch: pytest.MonkeyPatch, dead_seeds: set[int]) -> None:
 
     def fit(problem, settings, *args, **kwargs):
         res = real_fit(problem, settings, *args, **kwargs)
-        if settings["seed"] in dead_seeds:
+        if settings.seed in dead_seeds:
             layer = output_layer(res["model"], problem.n_states)
             with torch.no_grad():
                 layer.weight.zero_()
@@ -215,13 +215,13 @@ def test_states_are_aligned_to_the_reference(toy: dict, tmp_path: Path) -> None:
 def test_seed_settings_are_checked() -> None:
     from gdyn.errors import InputError
 
-    assert seed_list(resolve_settings({"seed": 7})) == [7]
-    assert seed_list(resolve_settings({"seed": 7, "seeds": [3, 1]})) == [3, 1]
+    assert TrainSettings.from_mapping({"seed": 7}).seed_list == [7]
+    assert TrainSettings.from_mapping({"seed": 7, "seeds": [3, 1]}).seed_list == [3, 1]
     for bad in ([], [1, 1], [-1], ["a"], 2):
         with pytest.raises(InputError, match="'seeds'"):
-            resolve_settings({"seeds": bad})
+            TrainSettings.from_mapping({"seeds": bad})
     with pytest.raises(InputError, match="'all_seeds_dead'"):
-        resolve_settings({"all_seeds_dead": "ignore"})
+        TrainSettings.from_mapping({"all_seeds_dead": "ignore"})
     # One seed's run does not depend on the seed list (its checkpoint survives a longer list).
-    s = seeds_mod.seed_settings(resolve_settings({"seeds": [0, 1]}), 1)
-    assert s["seed"] == 1 and s["seeds"] is None
+    s = seeds_mod.seed_settings(TrainSettings.from_mapping({"seeds": [0, 1]}), 1)
+    assert s.seed == 1 and s.seeds is None

@@ -15,8 +15,8 @@ switches the snapshot on); no module or rule file writes a default of its own
 Sections: ``graph`` (:class:`GraphSettings`), ``conduction`` (:class:`ConductionSettings`),
 ``structure`` (:class:`RdfSettings`, :class:`ProfileSettings`, :class:`Q3Settings`),
 ``execution`` (:class:`ExecutionSettings`); ``simulate`` is :class:`gdyn.toy.ToySettings`,
-``train`` :func:`gdyn.train.resolve_settings` and ``koopman``
-:func:`gdyn.koopman.analysis.parse_settings`, all with their defaults from here.
+``train`` :class:`gdyn.train.TrainSettings` and ``koopman``
+:class:`gdyn.koopman.KoopmanSettings`, all with their defaults from here.
 
 To add a config key: declare it (with its ``default:`` when it has one) in the schema, add
 a field ``name: type = default("section", "name")`` to the section's settings object, and

@@ -137,6 +137,16 @@ def lag_labels(system):
     return [L.lag_label(x) for x in gc.lags_ps(SYSTEMS[system])]
 
 
+def lag_ps(wildcards):
+    """The lag in ps of a `{lag}` wildcard (its path label, e.g. "10ps"): the value of
+    train/lags_ps with that label, as the number the config gives (`--lag-ps`)."""
+    for x in gc.lags_ps(SYSTEMS[wildcards.system]):
+        if L.lag_label(x) == wildcards.lag:
+            return repr(float(x))
+    raise ValueError(f"config: lag {wildcards.lag!r} is not in train/lags_ps of system "
+                     f"{wildcards.system!r}")
+
+
 def model_probs(system, model, n_states, part="test"):
     """probs_{part}.npz of every lag of one (model, n_states): the input of the Koopman stage."""
     return [L.probs(system, model, n_states, lag, part) for lag in lag_labels(system)]
@@ -227,14 +237,12 @@ def temperature_of(system):
     return gdyn_temperatures.temperature_of(SYSTEMS[system])
 
 
-def koopman_settings(system):
-    """The koopman block as `--settings` JSON; a series adds each trajectory's temperature
-    (`temperatures_K`), so kinetics.csv gets one block of rows per temperature."""
-    block = dict(SYSTEMS[system].get("koopman", {}))
+def temperatures_arg(system):
+    """`--temperatures JSON` of a series (each trajectory's temperature: gdyn koopman
+    writes kinetics.csv per temperature, gdyn conduction conducts per temperature); ""
+    otherwise."""
     temps = temperature_of(system)
-    if temps:
-        block["temperatures_K"] = temps
-    return shlex.quote(json.dumps(block, sort_keys=True))
+    return f"--temperatures {shlex.quote(json.dumps(temps, sort_keys=True))}" if temps else ""
 
 
 def temperature_outputs(system):
@@ -245,15 +253,6 @@ def temperature_outputs(system):
     return [L.koopman_file(system, model, n, "arrhenius.csv"),
             L.koopman_file(system, model, n, "arrhenius.json"),
             L.figure(f"{system}_arrhenius", "pdf"), L.figure(f"{system}_arrhenius", "png")]
-
-
-def temperatures_arg(wildcards):
-    """` --temperatures JSON` of a series' conduction ("" otherwise: the command is then
-    the same text as before series existed)."""
-    temps = temperature_of(wildcards.system)
-    if not temps:
-        return ""
-    return f" --temperatures {shlex.quote(json.dumps(temps, sort_keys=True))}"
 
 
 def per_temperature_on(system):
@@ -476,7 +475,7 @@ def split_args(wildcards):
     parts = []
     for part in PARTS:
         files = split_files(wildcards.system, [part])
-        parts.append(f"--{part} " + " ".join(files))
+        parts.append(f"--{part} " + " ".join(map(shlex.quote, files)))
     return " ".join(parts)
 
 
@@ -517,7 +516,13 @@ def reference_model(wildcards, model):
 
 def reference_arg(wildcards, model):
     """`--reference NPZ` of the training command ("" for the reference lag)."""
-    return " ".join(f"--reference {p}" for p in reference_probs(wildcards, model))
+    return " ".join(f"--reference {shlex.quote(p)}" for p in reference_probs(wildcards, model))
+
+
+def init_arg(wildcards, model):
+    """`--init-from MODEL_PT` of the training command: the warm start ("" for the
+    reference lag)."""
+    return " ".join(f"--init-from {shlex.quote(p)}" for p in reference_model(wildcards, model))
 
 
 def graph_args(wildcards):
@@ -525,7 +530,8 @@ def graph_args(wildcards):
         return f"--graph {settings('graph', wildcards.system)}"
     parts = []
     for part in PARTS:
-        parts.append(f"--{part}-graphs " + " ".join(graph_dirs(wildcards.system, [part])))
+        dirs = graph_dirs(wildcards.system, [part])
+        parts.append(f"--{part}-graphs " + " ".join(map(shlex.quote, dirs)))
     return " ".join(parts)
 
 

@@ -86,5 +86,5 @@ rule split:
     conda:
         GDYN_ENV
     shell:
-        "gdyn split {input.raw} {output} --start {params.start} --stop {params.stop} "
-        "{params.time} > {log} 2>&1"
+        "gdyn split {input.raw:q} {output:q} --start {params.start} --stop {params.stop} "
+        "{params.time} > {log:q} 2>&1"

@@ -32,5 +32,5 @@ rule graphs:
     conda:
         GDYN_ENV
     shell:
-        "gdyn graphs {input.piece} {output} --n-neighbors {params.n_neighbors} {params.prune} "
-        "--frame-stride {params.frame_stride} --threads {threads} > {log} 2>&1"
+        "gdyn graphs {input.piece:q} {output:q} --n-neighbors {params.n_neighbors} {params.prune} "
+        "--frame-stride {params.frame_stride} --threads {threads} > {log:q} 2>&1"

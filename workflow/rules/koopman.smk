@@ -12,7 +12,8 @@ rule koopman:
         },
         summary=L.koopman_summary("{system}", "{model}", "{n_states}"),
     params:
-        settings=lambda wc: koopman_settings(wc.system),  # + temperatures of a series
+        settings=lambda wc: settings("koopman", wc.system),
+        temperatures=lambda wc: temperatures_arg(wc.system),  # a series' (common.smk)
         outdir=lambda wc: L.koopman_dir(wc.system, wc.model, wc.n_states),
     log:
         log_path("koopman", "{system}/{model}-s{n_states}"),
@@ -26,9 +27,9 @@ rule koopman:
         GDYN_ENV
     shell:
         # each probs file records its lag
-        "gdyn koopman {params.outdir} --probs {input.probs} "
+        "gdyn koopman {params.outdir:q} --probs {input.probs:q} "
         "--model {wildcards.model} --n-states {wildcards.n_states} "
-        "--settings {params.settings} > {log} 2>&1"
+        "--settings {params.settings} {params.temperatures} > {log:q} 2>&1"
 
 
 # Model selection (issue 16): n_states and tau* by the CK criterion, whenever a system
@@ -67,9 +68,9 @@ rule select:
     conda:
         GDYN_ENV
     shell:
-        "gdyn select {output.json} --csv {output.csv} --summaries {input.summaries} "
-        "--configs {input.configs} --settings {params.settings} --figure {output.pdf} "
-        "--png {output.png} --data-label {params.label} > {log} 2>&1"
+        "gdyn select {output.json:q} --csv {output.csv:q} --summaries {input.summaries:q} "
+        "--configs {input.configs:q} --settings {params.settings} --figure {output.pdf:q} "
+        "--png {output.png:q} --data-label {params.label} > {log:q} 2>&1"
 
 
 rule select_koopman:
@@ -97,5 +98,5 @@ rule select_koopman:
     conda:
         GDYN_ENV
     shell:
-        "gdyn select-koopman {params.outdir} --selection {input.selection} "
-        "--probs {input.probs} --settings {params.settings} > {log} 2>&1"
+        "gdyn select-koopman {params.outdir:q} --selection {input.selection:q} "
+        "--probs {input.probs:q} --settings {params.settings} > {log:q} 2>&1"

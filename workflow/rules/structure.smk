@@ -208,7 +208,7 @@ rule conduction:
         # temperature_K, charges, msd_window, msd_points, volume_A3
         settings=config_json("conduction"),
         ci=config_json("koopman", "ci"),  # the confidence-interval groups
-        temps=temperatures_arg,  # a series: per temperature ("" otherwise)
+        temps=lambda wc: temperatures_arg(wc.system),  # a series: per temperature ("" otherwise)
     log:
         log_path("conduction", "{system}"),
     benchmark:
@@ -222,5 +222,5 @@ rule conduction:
     shell:
         "gdyn conduction {output.diffusion:q} {output.conduction:q} --charge {input.charge:q} "
         "--test {input.test:q} --probs {input.probs:q} --summary {input.summary:q} "
-        "--settings {params.settings:q} --koopman-settings {params.ci:q}{params.temps} "
+        "--settings {params.settings:q} --koopman-settings {params.ci:q} {params.temps} "
         "> {log:q} 2>&1"

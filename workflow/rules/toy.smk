@@ -23,8 +23,8 @@ rule simulate_toy:
     conda:
         GDYN_ENV
     shell:
-        "gdyn simulate-toy {output} --li {params.li} --settings {params.settings} "
-        "--frame-interval-ps {params.frame_interval_ps} > {log} 2>&1"
+        "gdyn simulate-toy {output:q} --li {params.li} --settings {params.settings} "
+        "--frame-interval-ps {params.frame_interval_ps} > {log:q} 2>&1"
 
 
 rule toy_cell:
@@ -47,7 +47,7 @@ rule toy_cell:
     conda:
         GDYN_ENV
     shell:
-        "gdyn toy-cell {input} {output} --li {wildcards.li} > {log} 2>&1"
+        "gdyn toy-cell {input:q} {output:q} --li {wildcards.li} > {log:q} 2>&1"
 
 
 rule toy_energy:
@@ -70,4 +70,4 @@ rule toy_energy:
     conda:
         GDYN_ENV
     shell:
-        "gdyn toy-energy {output.csv} --png {output.png} --settings {params.settings} > {log} 2>&1"
+        "gdyn toy-energy {output.csv:q} --png {output.png:q} --settings {params.settings} > {log:q} 2>&1"

@@ -23,8 +23,9 @@ rule train_gdynet:
         splits=split_args,  # --train A.npz ... --val ... --test ...
         graphs=graph_args,  # --train-graphs DIR ... (or --graph JSON: graph.store false)
         reference=lambda wc: reference_arg(wc, "gdynet"),
-        init=lambda wc: " ".join(f"--init-from {p}" for p in reference_model(wc, "gdynet")),
+        init=lambda wc: init_arg(wc, "gdynet"),
         settings=lambda wc: train_settings(wc.system),  # the whole train section
+        lag_ps=lag_ps,  # the lag as a number, from train/lags_ps (common.smk)
         outdir=lambda wc: L.model_dir(wc.system, "gdynet", wc.n_states, wc.lag),
         kind="gdynet",
     log:
@@ -38,9 +39,9 @@ rule train_gdynet:
     conda:
         GDYN_ENV
     shell:
-        "gdyn train {params.kind} {params.outdir} --n-states {wildcards.n_states} "
-        "--lag {wildcards.lag} {params.splits} {params.graphs} {params.reference} "
-        "{params.init} --settings {params.settings} --threads {threads} > {log} 2>&1"
+        "gdyn train {params.kind} {params.outdir:q} --n-states {wildcards.n_states} "
+        "--lag-ps {params.lag_ps} {params.splits} {params.graphs} {params.reference} "
+        "{params.init} --settings {params.settings} --threads {threads} > {log:q} 2>&1"
 
 
 rule train_vampnet:
@@ -56,8 +57,9 @@ rule train_vampnet:
         splits=split_args,
         graphs="",  # none: kept so that the shell text is the same as train_gdynet's
         reference=lambda wc: reference_arg(wc, "vampnet"),
-        init=lambda wc: " ".join(f"--init-from {p}" for p in reference_model(wc, "vampnet")),
+        init=lambda wc: init_arg(wc, "vampnet"),
         settings=lambda wc: train_settings(wc.system),
+        lag_ps=lag_ps,  # the lag as a number, from train/lags_ps (common.smk)
         outdir=lambda wc: L.model_dir(wc.system, "vampnet", wc.n_states, wc.lag),
         kind="vampnet",
     log:
@@ -71,6 +73,6 @@ rule train_vampnet:
     conda:
         GDYN_ENV
     shell:
-        "gdyn train {params.kind} {params.outdir} --n-states {wildcards.n_states} "
-        "--lag {wildcards.lag} {params.splits} {params.graphs} {params.reference} "
-        "{params.init} --settings {params.settings} --threads {threads} > {log} 2>&1"
+        "gdyn train {params.kind} {params.outdir:q} --n-states {wildcards.n_states} "
+        "--lag-ps {params.lag_ps} {params.splits} {params.graphs} {params.reference} "
+        "{params.init} --settings {params.settings} --threads {threads} > {log:q} 2>&1"

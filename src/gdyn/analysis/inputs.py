@@ -30,7 +30,6 @@ from gdyn.config import lag_to_frames
 from gdyn.errors import InputError
 from gdyn.files import read_json
 from gdyn.koopman import (
-    MIN_SURVIVING_MASS,
     covariance_sums,
     koopman_matrix,
     lag_pairs,
@@ -39,6 +38,7 @@ from gdyn.koopman import (
     spectrum,
     state_order,
 )
+from gdyn.settings import default
 from gdyn.trajectory import Trajectory, load_trajectory
 
 log = logging.getLogger(__name__)
@@ -392,7 +392,7 @@ def summary_selection(
             f"0..{n_states - 1}, got {near!r}"
         )
     thresholds = summary.get("selection_thresholds") or {}
-    min_mass = thresholds.get("min_surviving_mass", MIN_SURVIVING_MASS)
+    min_mass = thresholds.get("min_surviving_mass", default("koopman", "min_surviving_mass"))
     if not isinstance(min_mass, int | float) or not 0.0 <= float(min_mass) <= 1.0:
         raise InputError(
             f"{where}: key 'selection_thresholds/min_surviving_mass': expected a number in "
@@ -402,7 +402,7 @@ def summary_selection(
 
 
 def apply_selection(probs: np.ndarray, near_empty: Sequence[int],
-                    min_mass: float = MIN_SURVIVING_MASS) -> np.ndarray:
+                    min_mass: float = default("koopman", "min_surviving_mass")) -> np.ndarray:
     """(F, n, S) probabilities in Koopman order with the near-empty states excluded: their
     columns zero, the others renormalised over the surviving states, rows with less
     surviving mass than ``min_mass`` NaN (unscored). Unchanged when nothing is excluded."""

@@ -6,7 +6,7 @@ import argparse
 import functools
 from pathlib import Path
 
-from gdyn.cli._args import json_arg
+from gdyn.cli._args import json_arg, json_object
 
 __all__ = ["register"]
 
@@ -14,19 +14,20 @@ __all__ = ["register"]
 def _cmd_koopman(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from gdyn.koopman import check_result, koopman_no_result_reason, run_koopman
+    from gdyn.koopman import KoopmanSettings, check_koopman_result, run_koopman
 
+    settings = KoopmanSettings.from_mapping(args.settings)
     summary = run_koopman(
         args.outdir,
         args.probs,
-        args.settings,
+        settings,
         args.model,
         args.n_states,
         progress=functools.partial(tqdm, desc="koopman lags", unit="lag"),
+        temperatures_K=args.temperatures,
     )
     # A stage with no valid result fails the job (and the run) unless the config says keep.
-    check_result(koopman_no_result_reason(summary), args.settings,
-                 f"gdyn koopman ({summary['model']}-s{summary['n_states']})")
+    check_koopman_result(summary, settings)
     pops = [None if x is None else round(x, 4) for x in summary["populations"]]
     excluded = summary["near_empty_states"]
     tau = summary["tau_star_ps"]
@@ -64,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--settings", type=json_arg, default={}, help="the system's koopman config block (JSON)"
     )
+    p.add_argument("--temperatures", type=json_object, default=None, metavar="JSON",
+                   help="a temperature series' {trajectory: temperature_K}: kinetics.csv "
+                   "gets one block of rows per temperature")
     p.add_argument("--model", required=True, help="model name for the tables, e.g. gdynet")
     p.add_argument(
         "--n-states",

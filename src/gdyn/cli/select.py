@@ -21,9 +21,10 @@ __all__ = ["register"]
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
-    from gdyn.koopman import run_select
+    from gdyn.koopman import KoopmanSettings, run_select
 
-    out = run_select(args.json, args.csv, args.summaries, args.configs, args.settings)
+    out = run_select(args.json, args.csv, args.summaries, args.configs,
+                     KoopmanSettings.from_mapping(args.settings))
     if args.figure:
         from gdyn.plots import render_selection
 
@@ -36,9 +37,10 @@ def _cmd_select(args: argparse.Namespace) -> int:
 def _cmd_select_koopman(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from gdyn.koopman import run_select_koopman
+    from gdyn.koopman import KoopmanSettings, run_select_koopman
 
-    summary = run_select_koopman(args.outdir, args.selection, args.probs, args.settings,
+    summary = run_select_koopman(args.outdir, args.selection, args.probs,
+                                 KoopmanSettings.from_mapping(args.settings),
                                  progress=functools.partial(tqdm, desc="koopman lags"))
     print(f"select-koopman: {summary['model']} {summary['n_states']} states at tau* = "
           f"{summary.get('analysis_lag_ps', summary['tau_star_ps']):g} ps -> {args.outdir}")

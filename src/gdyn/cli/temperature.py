@@ -13,10 +13,11 @@ __all__ = ["register"]
 
 
 def _cmd_arrhenius(args: argparse.Namespace) -> int:
-    from gdyn.koopman import run_arrhenius
+    from gdyn.koopman import KoopmanSettings, run_arrhenius
 
-    out, res, truth = run_arrhenius(args.outdir, args.summary, args.temperatures, args.settings,
-                                    args.pieces, args.simulate)  # fmt: skip
+    out, res, truth = run_arrhenius(args.outdir, args.summary, args.temperatures,
+                                    KoopmanSettings.from_mapping(args.settings), args.pieces,
+                                    args.simulate)  # fmt: skip
     if args.figure is not None:
         from gdyn.plots import save_arrhenius
 

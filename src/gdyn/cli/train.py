@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gdyn.cli._args import json_arg
 from gdyn.errors import InputError
-from gdyn.layout import PARTS
+from gdyn.layout import PARTS, lag_label
 from gdyn.models import MODEL_KINDS, spec
 
 __all__ = ["register", "set_process_state", "stop_like_ctrl_c", "tune_malloc"]
@@ -82,21 +82,19 @@ def stop_like_ctrl_c() -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from gdyn.graph import DamagedStore, discard_store
-    from gdyn.train import train
+    from gdyn.train import TrainSettings, train
 
     parts = {p: getattr(args, p) or [] for p in PARTS}
     graphs = {p: getattr(args, f"{p}_graphs") for p in PARTS}
     if spec(args.model).inputs != "graphs" and any(graphs.values()):
         log.info("%s ignores the graph stores", args.model)
-    settings = args.settings if args.settings is not None else {}
-    if not isinstance(settings, dict):
-        raise InputError(f"--settings: expected a JSON object, got {type(settings).__name__}")
+    settings = TrainSettings.from_mapping(args.settings)  # None: the schema's defaults
     if args.graph is not None and not isinstance(args.graph, dict):
         raise InputError(f"--graph: expected a JSON object, got {type(args.graph).__name__}")
     set_process_state(args.threads)
     stop_like_ctrl_c()
     try:
-        res = train(args.model, args.outdir, args.n_states, args.lag, parts, graphs, settings,
+        res = train(args.model, args.outdir, args.n_states, args.lag_ps, parts, graphs, settings,
                     reference=args.reference, graph=args.graph, init_from=args.init_from)
     except DamagedStore as exc:
         # The store is the graphs rule's output: once removed, the next run rebuilds it
@@ -112,8 +110,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                         "resumes from it", ckpt)
         raise
     dead = res["dead_seeds"]
-    print(f"train: {args.model} s{args.n_states} lag {args.lag}: kept seed {res['seed']} "
-          f"(validation VAMP-2 {res['best_val_vamp2']:.4f}, test {res['test_vamp2']:.4f}) of "
+    print(f"train: {args.model} s{args.n_states} lag {lag_label(args.lag_ps)}: "
+          f"kept seed {res['seed']} (validation VAMP-2 {res['best_val_vamp2']:.4f}, test {res['test_vamp2']:.4f}) of "
           f"{len(res['seeds'])}; dead seeds: {dead or 'none'}; "
           f"{res['epochs_run']} epochs (best {res['best_epoch']}), "
           f"{'converged' if res['training_converged'] else 'NOT converged (raise train.epochs)'}"
@@ -130,7 +128,7 @@ def _cmd_train_per_temperature(args: argparse.Namespace) -> int:
             raise InputError(f"{args.summary}: key {key!r}: missing (expected the pooled "
                              "model's Koopman summary.json)")  # fmt: skip
     args.n_states = int(summary["n_states"])
-    args.lag = float(summary["analysis_lag_ps"])
+    args.lag_ps = float(summary["analysis_lag_ps"])
     # map the states onto the pooled model's, on this temperature's validation frames
     args.reference = Path(summary["probs_test"]).with_name("probs_val.npz")
     args.init_from = None  # trained from scratch: the drift is the point
@@ -165,7 +163,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", choices=MODEL_KINDS)
     p.add_argument("outdir", type=Path)
     p.add_argument("--n-states", type=int, required=True, metavar="S")
-    p.add_argument("--lag", required=True, help="lag time, e.g. 10ps")
+    p.add_argument("--lag-ps", type=float, required=True, metavar="PS",
+                   help="lag time in ps, e.g. 10.0 (a multiple of the frame interval)")
     _parts(p)
     p.add_argument("--reference", type=Path, default=None, metavar="NPZ",
                    help="probs_val.npz of the reference model (same model kind and state "

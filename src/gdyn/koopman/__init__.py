@@ -39,30 +39,25 @@ from gdyn.koopman.ck import CKTest
 from gdyn.koopman.eigen import spectrum, state_order
 from gdyn.koopman.estimate import covariance_sums, koopman_matrix, lag_pairs
 from gdyn.koopman.model import KoopmanModel
-from gdyn.koopman.model_selection import (
-    check_result,
-    koopman_no_result_reason,
-    run_select,
-    run_select_koopman,
-)
+from gdyn.koopman.model_selection import check_koopman_result, run_select, run_select_koopman
 from gdyn.koopman.probs import load_probs
-from gdyn.koopman.selection import MIN_SURVIVING_MASS, renormalise, select_states
+from gdyn.koopman.selection import renormalise, select_states
+from gdyn.koopman.settings import KoopmanSettings
 from gdyn.koopman.timescales import ImpliedTimescales, implied_timescales
 from gdyn.koopman.uncertainty import Replicates, parse_ci, weighted_sums
 from gdyn.koopman.verdict import ck_verdict
 
 __all__ = [
-    "MIN_SURVIVING_MASS",
     "CKTest",
     "ImpliedTimescales",
     "KoopmanModel",
+    "KoopmanSettings",
     "Replicates",
-    "check_result",
+    "check_koopman_result",
     "ck_verdict",
     "covariance_sums",
     "implied_timescales",
     "koopman_matrix",
-    "koopman_no_result_reason",
     "lag_pairs",
     "load_probs",
     "parse_ci",

@@ -25,83 +25,16 @@ from gdyn.errors import InputError
 from gdyn.files import read_json, write_csv, write_json
 from gdyn.koopman.ck import CKTest
 from gdyn.koopman.eigen import timescales_from_eigenvalues
-from gdyn.koopman.estimate import check_estimator
 from gdyn.koopman.model import KoopmanModel
 from gdyn.koopman.probs import Probs, load_probs, read_lag_ps
-from gdyn.koopman.selection import (
-    DEFAULT_MIN_POPULATION,
-    DEFAULT_MIN_SAMPLES,
-    MIN_SURVIVING_MASS,
-)
+from gdyn.koopman.settings import KoopmanSettings, as_koopman_settings
 from gdyn.koopman.temperature import kinetics_by_temperature, models_by_temperature
 from gdyn.koopman.timescales import ImpliedTimescales, LagResult
-from gdyn.koopman.uncertainty import CISettings, parse_ci
-from gdyn.koopman.verdict import DEFAULT_CK_ALPHA, DEFAULT_CK_TOLERANCE
 from gdyn.layout import KOOPMAN_TABLES, lag_label
-from gdyn.settings import default
 
-__all__ = [
-    "parse_settings",
-    "run_koopman",
-]
+__all__ = ["run_koopman"]
 
 log = logging.getLogger(__name__)
-
-
-def _number(settings: Mapping[str, Any], key: str, default: float, low: float,
-            high: float | None = None) -> float:
-    value = settings.get(key, default)
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and value >= low and (high is None or value <= high)
-    if not ok:
-        bound = f"a number in [{low:g}, {high:g}]" if high is not None else f"a number >= {low:g}"
-        raise InputError(f"koopman settings key '{key}': expected {bound}, got {value!r}")
-    return float(value)
-
-
-def parse_settings(settings: Mapping[str, Any], lags_ps: Sequence[float]) -> dict[str, Any]:
-    """The koopman block with defaults filled in and checked against the lag grid."""
-    if not isinstance(settings, Mapping):
-        raise InputError(f"koopman settings: expected a JSON object, got {type(settings).__name__}")
-    ci = parse_ci(settings.get("ci"))
-    ck_steps = settings.get("ck_steps")
-    if ck_steps is not None and (not isinstance(ck_steps, int) or ck_steps < 1):
-        raise InputError(
-            f"koopman settings key 'ck_steps': expected an integer >= 1, got {ck_steps!r}"
-        )
-    horizon = settings.get("ck_horizon_ps")
-    if horizon is not None:
-        horizon = _number(settings, "ck_horizon_ps", 0.0, 1e-12)
-    tau = settings.get("tau_star_ps")
-    if tau is not None:
-        matches = [x for x in lags_ps if math.isclose(x, float(tau), rel_tol=1e-9)]
-        if not matches:
-            raise InputError(
-                f"koopman settings key 'tau_star_ps': expected one of the lag grid "
-                f"{', '.join(lag_label(x) for x in lags_ps)} (a model must exist there), "
-                f"got {tau!r}"
-            )
-        tau = matches[0]
-    estimator = settings.get("estimator", default("koopman", "estimator"))
-    return {
-        "tau_star_ps": tau,
-        "ck_steps": ck_steps,
-        "ck_horizon_ps": horizon,
-        "ck_alpha": _number(settings, "ck_alpha", DEFAULT_CK_ALPHA, 1e-6, 0.5),
-        "ci": ci,
-        "ci_method": ci.method,
-        "ci_n": ci.n,
-        "ci_seed": ci.seed,
-        "estimator": check_estimator(estimator),
-        "selection": {
-            "min_population": _number(settings, "min_population", DEFAULT_MIN_POPULATION, 0.0, 1.0),
-            "min_samples": _number(settings, "min_samples", DEFAULT_MIN_SAMPLES, 0.0),
-            "min_surviving_mass": _number(
-                settings, "min_surviving_mass", MIN_SURVIVING_MASS, 0.0, 1.0
-            ),
-        },
-        "ck_tolerance": _number(settings, "ck_tolerance", DEFAULT_CK_TOLERANCE, 0.0, 1.0),
-    }
 
 
 # Most CK steps the horizon rule asks for (each step is one more K estimate per resample).
@@ -110,15 +43,15 @@ MAX_CK_STEPS = 10
 CK_HORIZON_TIMESCALES = 5.0
 
 
-def ck_steps_for(km: KoopmanModel, data: Probs, opts: Mapping[str, Any]) -> tuple[int, str]:
+def ck_steps_for(km: KoopmanModel, data: Probs, opts: KoopmanSettings) -> tuple[int, str]:
     """CK steps at one lag: ``ck_steps`` if set, else ``ceil(horizon / tau)`` with the
     horizon ``ck_horizon_ps`` or 5x the slowest resolved timescale, capped at
     :data:`MAX_CK_STEPS` and at half the longest test trajectory, at least 2."""
-    if opts.get("ck_steps") is not None:
-        return int(opts["ck_steps"]), "ck_steps"
+    if opts.ck_steps is not None:
+        return int(opts.ck_steps), "ck_steps"
     lag = km.lag_ps
-    if opts.get("ck_horizon_ps") is not None:
-        horizon, source = float(opts["ck_horizon_ps"]), "ck_horizon_ps"
+    if opts.ck_horizon_ps is not None:
+        horizon, source = float(opts.ck_horizon_ps), "ck_horizon_ps"
     else:
         t = km.timescales_ps
         t = t[np.isfinite(t) & (t > lag)]
@@ -226,11 +159,12 @@ def unconverged_models(probs_paths: Sequence[str | Path]) -> list[str]:
 def run_koopman(
     outdir: Path,
     probs_paths: Sequence[str | Path],
-    settings: Mapping[str, Any],
+    settings: KoopmanSettings | Mapping[str, Any] | None,
     model: str,
     n_states: int | None = None,
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
     tau_star_source: str = "config",
+    temperatures_K: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The whole stage: read the probs of every lag, write the tables and ``summary.json``.
 
@@ -241,8 +175,8 @@ def run_koopman(
     probs_paths : sequence
         The test probs of the model trained at each lag, in any order: each file records
         its lag (``lag_ps``).
-    settings : mapping
-        The system's ``koopman`` config block.
+    settings : KoopmanSettings or mapping
+        The system's ``koopman`` config section (a mapping: :meth:`KoopmanSettings.from_mapping`).
     model : str
         Model name for the tables.
     n_states : int, optional
@@ -250,9 +184,12 @@ def run_koopman(
     progress : callable, optional
         Wraps the iteration over lags (e.g. a tqdm progress bar).
     tau_star_source : str
-        Who set ``settings["tau_star_ps"]`` when it is set: ``"config"`` (the user), or
+        Who set ``settings.tau_star_ps`` when it is set: ``"config"`` (the user), or
         e.g. ``"selection"`` (``gdyn select-koopman`` passes the selected lag), so the log
         and ``summary.json`` do not credit the config with a choice it did not make.
+    temperatures_K : mapping, optional
+        ``{trajectory: temperature_K}`` of a temperature series (gdyn.temperatures):
+        ``kinetics.csv`` gets one block of rows per temperature.
 
     Returns
     -------
@@ -268,8 +205,9 @@ def run_koopman(
     pairs = sorted(zip(lags, (str(p) for p in probs_paths), strict=True))
     lags = [lg for lg, _ in pairs]
     paths = [p for _, p in pairs]
-    opts = parse_settings(settings, lags)
-    ci: CISettings = opts["ci"]
+    opts = as_koopman_settings(settings)
+    tau_config = opts.tau_star_on(lags)
+    ci = opts.ci
 
     # Pass 1 (pooled, no CIs): the slowest resolved timescale over the grid fixes one
     # bootstrap block for every lag's timescales, so that the same resample is drawn at
@@ -277,8 +215,8 @@ def run_koopman(
     want = max(lags)
     for path in paths:
         data = load_probs(path)
-        km = KoopmanModel.estimate(data, data.lag_ps, selection=opts["selection"],
-                                   estimator=opts["estimator"])  # fmt: skip
+        km = KoopmanModel.estimate(data, data.lag_ps, selection=opts.selection,
+                                   estimator=opts.estimator)  # fmt: skip
         want = max(want, _slowest_resolved(km))
         del data
     ci_its = ci.with_block(want)
@@ -304,13 +242,13 @@ def run_koopman(
                 f"{paths[0]}, got {data.n_sets}"
             )
         km = KoopmanModel.estimate(
-            data, data.lag_ps, ci=ci_its, selection=opts["selection"],
-            estimator=opts["estimator"],
+            data, data.lag_ps, ci=ci_its, selection=opts.selection,
+            estimator=opts.estimator,
         )  # fmt: skip
         steps, steps_source = ck_steps_for(km, data, opts)
         sources.append(steps_source)
         # The CK draws its own resamples (blocks at least as long as its horizon).
-        ck = km.ck_test(data, steps, tolerance=opts["ck_tolerance"], alpha=opts["ck_alpha"],
+        ck = km.ck_test(data, steps, tolerance=opts.ck_tolerance, alpha=opts.ck_alpha,
                         ci=ci)  # fmt: skip
         res = LagResult.from_model(km)
         log.info(
@@ -338,8 +276,8 @@ def run_koopman(
     conv = its.select_tau_star()  # the timescale conditions alone (model selection)
     conv_ps = None if conv.index is None else lags[conv.index]
     disagrees = False
-    if opts["tau_star_ps"] is not None:
-        tau, source = opts["tau_star_ps"], tau_star_source
+    if tau_config is not None:
+        tau, source = tau_config, tau_star_source
         disagrees = auto_ps is None or not math.isclose(auto_ps, tau, rel_tol=1e-9)
         given = "set in config" if source == "config" else f"given by the {source}"
         reason = f"{given} (tau_star_ps = {tau:g}); automatic choice: " + (
@@ -379,9 +317,9 @@ def run_koopman(
         "kinetics": km.kinetics_frame(model),
         "replicates": replicates_table(model, n_states, km),
     }
-    series = settings.get("temperatures_K")  # {trajectory: K}, set by the rule for a series
-    if series:
-        by_t = models_by_temperature(load_probs(tau_path), series, km, ci, opts["estimator"])
+    if temperatures_K:  # {trajectory: K}, given by the rule for a series
+        by_t = models_by_temperature(load_probs(tau_path), temperatures_K, km, ci,
+                                     opts.estimator)
         tables["kinetics"] = kinetics_by_temperature(by_t, km.state_order)
     outdir = Path(outdir)
     for name in KOOPMAN_TABLES:
@@ -406,21 +344,21 @@ def run_koopman(
         "timescale_flags": flags.labels(k_star),
         "its_converged": bool(np.all(flags.converged[k_star][resolved])),
         "populations": [_finite(x) for x in pops],
-        "ci_method": opts["ci_method"],
+        "ci_method": ci.method,
         "ci_n": ci_n,
-        "ci_seed": opts["ci_seed"],
+        "ci_seed": ci.seed,
         "ci_formula": ci.formula,
         "ci_level": ci.level,
         "ci_block_ps": _block_ps(km),
         "ci_block_rule": None if km.replicates is None else km.replicates.block_rule,
         "ck_block_ps": _block_ps(ck),
         "ck_block_rule": None if ck.replicates is None else ck.replicates.block_rule,
-        "estimator": opts["estimator"],
+        "estimator": opts.estimator,
         "ck_steps": ck.steps,
         "ck_steps_source": sources[k_star],
-        "ck_alpha": opts["ck_alpha"],
+        "ck_alpha": opts.ck_alpha,
         "ck_p_value": _finite(ck.verdict.p_value),
-        "ck_tolerance": opts["ck_tolerance"],
+        "ck_tolerance": opts.ck_tolerance,
         "ck_max_abs_deviation": _finite(ck.max_deviation),
         "ck_pass": bool(ck.passed and not km.collapsed),
         "ck_worst": ck.worst(),

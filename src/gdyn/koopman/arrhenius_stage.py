@@ -21,10 +21,10 @@ import numpy as np
 
 from gdyn.errors import InputError
 from gdyn.files import write_csv, write_json
-from gdyn.koopman.analysis import parse_settings
 from gdyn.koopman.arrhenius import ArrheniusResult
 from gdyn.koopman.model import KoopmanModel
 from gdyn.koopman.probs import Probs, load_probs
+from gdyn.koopman.settings import KoopmanSettings, as_koopman_settings
 from gdyn.koopman.temperature import arrhenius_by_temperature, models_by_temperature
 from gdyn.koopman.toy_arrhenius import barrier_eV, label_arrhenius, label_models, tst_arrhenius
 from gdyn.temperatures import split_simulate
@@ -88,7 +88,7 @@ def run_arrhenius(
     outdir: str | Path,
     summary_path: str | Path,
     temperature_of: Mapping[str, float],
-    settings: Mapping[str, Any],
+    settings: KoopmanSettings | Mapping[str, Any] | None,
     pieces: Sequence[str | Path] = (),
     simulate: Mapping[str, Any] | None = None,
     n_boot: int = 2000,
@@ -103,8 +103,8 @@ def run_arrhenius(
         The pooled Koopman ``summary.json`` (analysis lag, its probs, state order).
     temperature_of : mapping
         ``{trajectory name: temperature_K}`` (:func:`gdyn.temperatures.temperature_of`).
-    settings : mapping
-        The system's ``koopman`` block (CI engine, estimator, selection thresholds).
+    settings : KoopmanSettings or mapping
+        The system's ``koopman`` section (CI engine, estimator, selection thresholds).
     pieces, simulate : optional
         The toy's test split pieces (site labels) and ``simulate`` block: adds the ground
         truth (module docstring).
@@ -118,25 +118,26 @@ def run_arrhenius(
     """
     summary = json.loads(Path(summary_path).read_text())
     tau = float(summary["analysis_lag_ps"])
-    opts = parse_settings(settings, [float(x) for x in summary["lags_ps"]])
+    opts = as_koopman_settings(settings)
+    opts.tau_star_on([float(x) for x in summary["lags_ps"]])  # a tau* off the grid raises
     data = load_probs(summary["probs_test"])
-    pooled = KoopmanModel.estimate(data, tau, selection=opts["selection"],
-                                   estimator=opts["estimator"])  # fmt: skip
+    pooled = KoopmanModel.estimate(data, tau, selection=opts.selection,
+                                   estimator=opts.estimator)  # fmt: skip
     if pooled.state_order.tolist() != list(summary["state_order"]):
         log.warning("state order %s differs from summary.json's %s", pooled.state_order.tolist(),
                     summary["state_order"])  # fmt: skip
-    by_t = models_by_temperature(data, temperature_of, pooled, opts["ci"], opts["estimator"])
+    by_t = models_by_temperature(data, temperature_of, pooled, opts.ci, opts.estimator)
     res = arrhenius_by_temperature(by_t, pooled.state_order, n_boot=n_boot,
-                                   seed=opts["ci_seed"])  # fmt: skip
+                                   seed=opts.ci.seed)  # fmt: skip
     out = {"lag_ps": tau, "temperatures_K": [float(t) for t in res.temperature_K],
            "state_order": pooled.state_order.tolist(), **res.to_json()}  # fmt: skip
     truth = None
     if pieces and simulate is not None:
         trajs = [load_trajectory(p) for p in pieces]
         s = toy_settings(split_simulate(simulate)[0], where="simulate")
-        lab = label_arrhenius(label_models(trajs, temperature_of, tau, opts["ci"],
-                                           opts["estimator"]), n_boot=n_boot,
-                              seed=opts["ci_seed"])  # fmt: skip
+        lab = label_arrhenius(label_models(trajs, temperature_of, tau, opts.ci,
+                                           opts.estimator), n_boot=n_boot,
+                              seed=opts.ci.seed)  # fmt: skip
         tst = tst_arrhenius(s, res.temperature_K)
         tet_out, overlap = _tet_state(data, trajs)
         where = {int(o): i for i, o in enumerate(pooled.state_order)}

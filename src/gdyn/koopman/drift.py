@@ -34,9 +34,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from gdyn.errors import InputError
-from gdyn.koopman.analysis import parse_settings
 from gdyn.koopman.model import KoopmanModel
 from gdyn.koopman.probs import Probs, as_probs
+from gdyn.koopman.settings import KoopmanSettings, as_koopman_settings
 from gdyn.koopman.temperature import split_by_temperature
 from gdyn.koopman.timescales import timescales_from_eigenvalues
 
@@ -125,7 +125,7 @@ def per_temperature_drift(
     per_temperature: Sequence[Probs | str | Path],
     temperature_of: Mapping[str, float],
     lag_ps: float,
-    settings: Mapping[str, Any] | None = None,
+    settings: KoopmanSettings | Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """How far models trained at each temperature alone drift from the pooled model
     (``per_temperature.csv``; ``gdyn.per_temperature_drift``): one row per temperature.
@@ -141,7 +141,7 @@ def per_temperature_drift(
         row's trajectory is the stem of its ``sources`` entry.
     lag_ps : float
         The analysis lag both models' K is estimated at.
-    settings : mapping, optional
+    settings : KoopmanSettings or mapping, optional
         The ``koopman`` config block: its CI engine (``ci``; the intervals), state
         selection thresholds and estimator, as the Koopman stage reads them.
 
@@ -151,9 +151,8 @@ def per_temperature_drift(
         :data:`DRIFT_COLUMNS`, temperatures ascending; ``state_order``: the per-temperature
         model's outputs that match pooled states 0, 1, ... (space-separated).
     """
-    block = {k: v for k, v in (settings or {}).items() if k != "tau_star_ps"}
-    opts = parse_settings(block, [float(lag_ps)])
-    ci, selection, estimator = opts["ci"], opts["selection"], opts["estimator"]
+    opts = as_koopman_settings(settings)  # tau_star_ps is not read: the lag is given
+    ci, selection, estimator = opts.ci, opts.selection, opts.estimator
     pooled = as_probs(pooled, lag_ps)
     per_temperature = [as_probs(p, lag_ps) for p in per_temperature]
     import pandas as pd

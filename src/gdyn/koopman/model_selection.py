@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,20 +47,20 @@ import numpy as np
 
 from gdyn.errors import InputError
 from gdyn.files import read_json, write_csv, write_json
-from gdyn.koopman.analysis import parse_settings, run_koopman
+from gdyn.koopman.analysis import run_koopman
+from gdyn.koopman.settings import KoopmanSettings, as_koopman_settings
 from gdyn.layout import lag_label
-from gdyn.settings import default
 
 if TYPE_CHECKING:  # pandas is imported where a table is built: `import gdyn.koopman` stays light
     import pandas as pd
 
 __all__ = [
-    "NO_VALID_RESULT",
     "SELECTION_COLUMNS",
     "SELECTION_RULE",
     "NoResult",
     "Selection",
     "candidate_table",
+    "check_koopman_result",
     "check_result",
     "koopman_no_result_reason",
     "no_result_reason",
@@ -339,8 +339,6 @@ def select(table: pd.DataFrame, tau_star_ps: float | None = None) -> Selection:
 # --------------------------------------------------------------------------------------
 # No result (issue 26): kept apart from the rule, which always names a (flagged) choice
 
-# koopman.no_valid_result: what gdyn select / gdyn koopman do when there is no result.
-NO_VALID_RESULT = ("fail", "keep")
 NOT_EVALUABLE = ("no (t, t + 2 lag) pair in the test windows: the test data are too short "
                  "for the lags")
 
@@ -382,26 +380,32 @@ def koopman_no_result_reason(summary: Mapping[str, Any]) -> str | None:
     return None
 
 
-def check_result(reason: str | None, settings: Mapping[str, Any] | None, what: str) -> None:
+def check_result(reason: str | None, settings: KoopmanSettings | Mapping[str, Any] | None,
+                 what: str) -> None:
     """Raise :class:`NoResult` for a ``reason`` unless ``koopman.no_valid_result: keep``.
 
     Parameters
     ----------
     reason : str or None
         :func:`no_result_reason` / :func:`koopman_no_result_reason`.
-    settings : mapping, optional
-        The system's ``koopman`` block.
+    settings : KoopmanSettings or mapping, optional
+        The system's ``koopman`` section.
     what : str
         The stage, named in the message.
     """
-    mode = (settings or {}).get("no_valid_result", default("koopman", "no_valid_result"))
-    if mode not in NO_VALID_RESULT:
-        raise InputError(f"koopman settings key 'no_valid_result': expected one of "
-                         f"{', '.join(NO_VALID_RESULT)}, got {mode!r}")
-    if reason is not None and mode == "fail":
+    if reason is not None and as_koopman_settings(settings).no_valid_result == "fail":
         raise NoResult(f"{what}: no valid result: {reason}; lengthen the trajectories or the "
                        "test window, shorten train.lags_ps, or set koopman.no_valid_result: "
                        "keep to go on with the flagged fallback")
+
+
+def check_koopman_result(summary: Mapping[str, Any],
+                         settings: KoopmanSettings | Mapping[str, Any] | None) -> None:
+    """:func:`check_result` of one Koopman stage's ``summary`` (``gdyn koopman``): raise
+    :class:`NoResult` when it has no valid result (:func:`koopman_no_result_reason`)
+    unless ``koopman.no_valid_result: keep``."""
+    check_result(koopman_no_result_reason(summary), settings,
+                 f"gdyn koopman ({summary['model']}-s{summary['n_states']})")
 
 
 # --------------------------------------------------------------------------------------
@@ -413,7 +417,7 @@ def run_select(
     csv_out: str | Path,
     summary_paths: Sequence[str | Path],
     config_paths: Sequence[str | Path],
-    settings: Mapping[str, Any] | None = None,
+    settings: KoopmanSettings | Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``gdyn select``: read every candidate, apply :func:`select`, write the outputs.
 
@@ -425,8 +429,8 @@ def run_select(
         The Koopman ``summary.json`` of every candidate state count.
     config_paths : sequence of path
         The ``config.json`` of every candidate's model at every lag.
-    settings : mapping, optional
-        The system's ``koopman`` block (``tau_star_ps`` restricts the lags).
+    settings : KoopmanSettings or mapping, optional
+        The system's ``koopman`` section (``tau_star_ps`` restricts the lags).
 
     Returns
     -------
@@ -437,7 +441,8 @@ def run_select(
     configs = {str(p): read_json(p) for p in config_paths}
     table = candidate_table(summaries, configs)
     lags = sorted(set(table["lag_ps"].astype(float)))
-    tau = parse_settings(settings or {}, lags)["tau_star_ps"]
+    settings = as_koopman_settings(settings)
+    tau = settings.tau_star_on(lags)
     check_result(no_result_reason(table), settings, f"gdyn select ({table['model'].iloc[0]})")
     sel = select(table, tau)
     out = {
@@ -461,7 +466,7 @@ def run_select_koopman(
     outdir: str | Path,
     selection_path: str | Path,
     probs_paths: Sequence[str | Path],
-    settings: Mapping[str, Any] | None = None,
+    settings: KoopmanSettings | Mapping[str, Any] | None = None,
     progress: Any = None,
 ) -> dict[str, Any]:
     """``gdyn select-koopman``: the selected candidate's Koopman outputs at the selected
@@ -488,8 +493,7 @@ def run_select_koopman(
     if not mine_p:
         raise InputError(f"--probs: expected the test probs of {model}-s{n} (the selection "
                          f"of {selection_path}), got none with {n} states")
-    koop = dict(settings or {})
-    koop["tau_star_ps"] = tau
+    koop = replace(as_koopman_settings(settings), tau_star_ps=tau)
     source = "config" if sel.get("tau_star_source") == "config" else "selection"
     summary = run_koopman(Path(outdir), mine_p, koop, model, n, progress=progress,
                           tau_star_source=source)

@@ -74,7 +74,8 @@ def build(kind: str, n_states: int, settings: Mapping[str, Any], dims: Mapping[s
     n_states : int
         Number of output states.
     settings : mapping
-        Resolved training settings (:func:`gdyn.train.settings.resolve_settings`).
+        Training settings by key (``gdyn.train.settings.TrainSettings.to_dict()``, or
+        ``config.json``'s ``settings``).
     dims : mapping
         Data dimensions, as ``dims_from_data`` returned them (``config.json`` ``dims``).
     """

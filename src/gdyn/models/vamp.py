@@ -12,7 +12,7 @@ square roots must be regularised. ``mode='trunc'`` (this module's default, as de
 VAMPnet loss and the original VAMPnet code) drops eigenvalues ``<= epsilon``;
 ``'regularize'`` adds ``epsilon`` to the diagonal (evaluated with Cholesky factors, see
 :func:`score_from_covariances`); ``'clamp'`` clamps eigenvalues to ``epsilon``. Training uses
-``'regularize'`` with ``epsilon = 1e-3`` (``gdyn.train.settings.DEFAULTS`` says why). The arithmetic
+``'regularize'`` with ``epsilon = 1e-3`` (``gdyn.train.settings`` says why). The arithmetic
 is done in float64 whatever the input dtype, so truncation at ``epsilon = 1e-6`` separates the
 structural null space (~1e-17) from real modes.
 

@@ -12,7 +12,7 @@ It reads :class:`gdyn.train.data.Piece` objects (one direction: data does not im
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ import torch
 from gdyn.errors import InputError
 from gdyn.models.gdynet import GraphBatch
 from gdyn.train.data import Piece
+from gdyn.train.settings import TrainSettings
 
 __all__ = [
     "BATCH_BUILDERS",
@@ -85,15 +86,15 @@ class PairIndex:
         return piece.astype(np.int64), t
 
 
-def epoch_batches(n_pairs: int, settings: Mapping[str, Any]) -> list[tuple[int, int]]:
+def epoch_batches(n_pairs: int, settings: TrainSettings) -> list[tuple[int, int]]:
     """``[lo, hi)`` positions in the epoch's permutation of each batch.
 
     A remainder shorter than a batch joins the last batch, so no step sees a covariance
     estimated from a handful of pairs.
     """
-    cap = settings["max_pairs_per_epoch"]
+    cap = settings.max_pairs_per_epoch
     used = n_pairs if cap is None else min(n_pairs, int(cap))
-    size = int(settings["batch_size"])
+    size = int(settings.batch_size)
     n_batches = max(1, used // size)
     bounds = [(b * size, (b + 1) * size) for b in range(n_batches)]
     bounds[-1] = (bounds[-1][0], used)

@@ -2,7 +2,7 @@
 
 ::
 
-    est = GDyNet(n_states=2, lag_ps=10.0, n_neighbors=12, epochs=20)  # keys of DEFAULTS
+    est = GDyNet(n_states=2, lag_ps=10.0, n_neighbors=12, epochs=20)  # TrainSettings fields
     model = est.fit(train, val=None)     # Trajectory, .npz path, or a list of them
     probs = model.transform(traj)        # (F, n_sets, n_states) float32, every frame
     model.save("dir"); model = GDyNetModel.load("dir")
@@ -69,7 +69,7 @@ from gdyn.train.outputs import (
     write_outputs,
 )
 from gdyn.train.seeds import fit_seeds
-from gdyn.train.settings import resolve_settings, seed_list
+from gdyn.train.settings import API_ALL_SEEDS_DEAD, TrainSettings, as_train_settings
 from gdyn.train.warmstart import read_warm_start
 from gdyn.trajectory import Trajectory, load_trajectory, validate_trajectory
 
@@ -148,12 +148,12 @@ class GDyNetModel:
 
     @property
     def frame_stride(self) -> int:
-        return int(self.config.get("frame_stride", self.settings["frame_stride"]))
+        return int(self.config.get("frame_stride", self.settings.frame_stride))
 
     @property
-    def settings(self) -> dict[str, Any]:
-        """Resolved training settings."""
-        return dict(self.config["settings"])
+    def settings(self) -> TrainSettings:
+        """The training settings (``config.json``'s ``settings``)."""
+        return TrainSettings.from_mapping(self.config["settings"])
 
     @property
     def dims(self) -> dict[str, Any]:
@@ -245,7 +245,7 @@ class GDyNetModel:
                 f"got {frames.min()}..{frames.max()}"
             )
         if graph_inputs:
-            n_conv = int(self.settings["n_conv"])
+            n_conv = self.settings.n_conv
             graphs = graphs_in_memory(t, frames, m, n_conv if prune else None,
                                       piece.frame_offset, piece.where)
             attach_graphs(piece, graphs, n_conv)
@@ -303,8 +303,10 @@ class Estimator:
         Default CUDA when available, else CPU.
     progress : bool
         tqdm progress bars on stderr.
-    settings : mapping, optional
-        Training settings (keys of ``gdyn.train.settings.DEFAULTS``); keyword arguments add to them.
+    settings : TrainSettings or mapping, optional
+        Training settings (:class:`gdyn.train.settings.TrainSettings`, or a mapping of its
+        fields: the schema's defaults, but ``all_seeds_dead: keep``); keyword arguments
+        override them (:func:`dataclasses.replace`).
     """
 
     kind: str = ""
@@ -320,10 +322,10 @@ class Estimator:
         frame_interval_ps: float | None = None,
         device: Any = None,
         progress: bool = False,
-        settings: Mapping[str, Any] | None = None,
+        settings: TrainSettings | Mapping[str, Any] | None = None,
         **training_settings: Any,
     ) -> None:
-        self.settings = resolve_settings({**(settings or {}), **training_settings})
+        self.settings = as_train_settings(settings, API_ALL_SEEDS_DEAD, **training_settings)
         self.kind = kind or type(self).kind
         check_model(self.kind, n_states)
         self.n_states = int(n_states)
@@ -357,7 +359,7 @@ class Estimator:
         return pieces
 
     def _attach_graphs(self, piece: Piece) -> None:
-        n_conv = int(self.settings["n_conv"])
+        n_conv = self.settings.n_conv
         graphs = graphs_in_memory(piece.trajectory, piece.grid_frames(), self.n_neighbors,
                                   n_conv if self.prune else None, piece.frame_offset,
                                   piece.where)
@@ -440,9 +442,9 @@ class Estimator:
         device = torch.device(self.device) if self.device is not None else pick_device()
         log.info("%s s%d lag %g ps (%d frames, stride %d) on %s: %d train pairs, seeds %s",
                  self.kind, self.n_states, problem.lag_ps, problem.lag_frames,
-                 self.settings["frame_stride"], device,
+                 self.settings.frame_stride, device,
                  PairIndex(problem.parts["train"], problem.lag_frames).n_pairs,
-                 seed_list(self.settings))
+                 self.settings.seed_list)
         outdir = None if checkpoint_dir is None else Path(checkpoint_dir)
         fitted = fit_seeds(problem, self.settings, outdir, device, self.progress, reference)
         result = fitted.result
@@ -454,11 +456,11 @@ class Estimator:
             warnings.warn(
                 f"{self.kind} s{self.n_states} lag {problem.lag_ps:g} ps: training did not "
                 f"converge in {result['epochs_run']} epochs (the validation VAMP-2 still rose "
-                f"by >= {self.settings['min_delta']:g} within the last "
-                f"{self.settings['patience']} epochs); its timescales and states may move "
+                f"by >= {self.settings.min_delta:g} within the last "
+                f"{self.settings.patience} epochs); its timescales and states may move "
                 "with more training: raise epochs", UserWarning, stacklevel=3)
         self.problem_, self.result_, self.seeds_ = problem, result, fitted
-        settings = {**self.settings, "seed": fitted.kept.seed}
+        settings = dataclasses.replace(self.settings, seed=fitted.kept.seed)
         return GDyNetModel(result["model"], model_config(problem, settings, result),
                            metrics_frame(result["metrics"]))
 
@@ -486,7 +488,7 @@ def train(
     lag: str | float,
     part_paths: Mapping[str, Sequence[Path]],
     part_graphs: Mapping[str, Sequence[Path] | None] | None = None,
-    settings: Mapping[str, Any] | None = None,
+    settings: TrainSettings | Mapping[str, Any] | None = None,
     device: Any = None,
     progress: bool = True,
     reference: str | Path | None = None,
@@ -496,7 +498,7 @@ def train(
     """``gdyn train``: train one model on split pieces and write its model directory.
 
     Trains every seed of ``settings`` and keeps the best (:mod:`gdyn.train.seeds`; every
-    seed dead fails the job unless ``settings["all_seeds_dead"]`` is ``"keep"``); its
+    seed dead fails the job unless ``settings.all_seeds_dead`` is ``"keep"``); its
     states are ordered by population, or mapped onto ``reference`` (the reference lag's
     ``probs_val.npz``; :mod:`gdyn.train.align`). ``graph``: the system's ``graph`` config
     section; with ``store: false`` the graphs are built on the fly (no ``part_graphs``).
@@ -516,7 +518,7 @@ def train(
     """
     # The workflow fails on a model whose every seed is dead unless told to keep it (the
     # schema's default; the API's estimators keep it).
-    settings = {"all_seeds_dead": default("train", "all_seeds_dead"), **(settings or {})}
+    settings = as_train_settings(settings)
     est = Estimator(n_states, lag, kind=kind, device=device, progress=progress,
                     settings=settings)
     outdir = Path(outdir)
@@ -527,6 +529,6 @@ def train(
     # Parts the kept seed's scoring predicted with the final weights are not predicted again.
     write_outputs(outdir, model, est.problem_, est.seeds_.predictions)
     (outdir / CHECKPOINT).unlink(missing_ok=True)
-    for seed in seed_list(est.settings):
+    for seed in est.settings.seed_list:
         (outdir / f"seed{seed}.pt").unlink(missing_ok=True)
     return {**est.result_, "gdynet_model": model}

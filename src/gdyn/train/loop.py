@@ -55,6 +55,7 @@ from gdyn.train.batches import (
 )
 from gdyn.train.data import Piece, data_summary, load_part, set_grid
 from gdyn.train.onthefly import on_the_fly
+from gdyn.train.settings import TrainSettings
 from gdyn.train.stopping import curve, stopping_state
 from gdyn.train.warmstart import WarmStart, apply_warm_start
 
@@ -177,7 +178,7 @@ def assemble(
     n_states: int,
     lag_ps: float,
     parts: dict[str, list[Piece]],
-    settings: Mapping[str, Any],
+    settings: TrainSettings,
     attach: Callable[[Piece], None] | None = None,
 ) -> Problem:
     """Derive lag frames, frame grid and model dimensions from opened pieces.
@@ -194,7 +195,7 @@ def assemble(
             f"{sorted(intervals)}"
         )
     lag_frames = lag_to_frames(lag_ps, fi)
-    stride = int(settings["frame_stride"])
+    stride = int(settings.frame_stride)
     if lag_frames % stride:
         raise InputError(
             f"--settings: key 'frame_stride': expected a divisor of the lag ({lag_frames} frames "
@@ -221,7 +222,7 @@ def prepare(
     lag: str | float,
     part_paths: Mapping[str, Sequence[Path]],
     part_graphs: Mapping[str, Sequence[Path] | None],
-    settings: Mapping[str, Any],
+    settings: TrainSettings,
     graph: Mapping[str, Any] | None = None,
 ) -> Problem:
     """Open every split piece (and graph store) of the workflow and :func:`assemble` them.
@@ -242,13 +243,13 @@ def prepare(
             raise InputError(f"--{part}-graphs: expected graph stores for {kind}, got none "
                              "(or graph settings with store: false)")
         parts[part] = load_part(part, [Path(p) for p in part_paths.get(part, [])], graphs,
-                                int(settings["n_conv"]))
+                                int(settings.n_conv))
     attach = None
     if live:
         if "n_neighbors" not in graph:
             raise InputError(f"--graph: key 'n_neighbors': expected an integer >= 1, got "
                              f"none in {dict(graph)}")
-        n_conv = int(settings["n_conv"]) if graph["prune"] else None
+        n_conv = int(settings.n_conv) if graph["prune"] else None
         cache = int(float(graph["cache_mb"]) * 2**20)
         attach = on_the_fly(parts["train"], graph["n_neighbors"], n_conv, cache)
     return assemble(kind, n_states, lag_ps, parts, settings, attach)
@@ -258,7 +259,7 @@ def prepare(
 # Checkpoints
 
 
-def fingerprint(problem: Problem, settings: Mapping[str, Any]) -> str:
+def fingerprint(problem: Problem, settings: TrainSettings) -> str:
     """Hash of everything that makes a checkpoint valid for this run."""
     files: list[list[Any]] = []
     for part, pieces in problem.parts.items():
@@ -277,7 +278,7 @@ def fingerprint(problem: Problem, settings: Mapping[str, Any]) -> str:
                 files.append([part, f"<graphs> {p.source}", int(p.graphs.rows.size)])
     # The seed list and the dead-seed policy do not change one seed's run; the shuffle
     # tag invalidates checkpoints of the former Feistel shuffle.
-    run = {k: v for k, v in settings.items() if k not in ("seeds", "all_seeds_dead")}
+    run = {k: v for k, v in settings.to_dict().items() if k not in ("seeds", "all_seeds_dead")}
     blob = json.dumps(
         [problem.kind, problem.n_states, problem.lag_frames, run, problem.dims, files,
          SHUFFLE] + ([problem.init.digest] if problem.init is not None else []),
@@ -397,7 +398,7 @@ def predict_part(
 
 def score_probs(
     probs: np.ndarray, piece: np.ndarray, frame: np.ndarray, lag_frames: int,
-    settings: Mapping[str, Any],
+    settings: TrainSettings,
 ) -> float:
     """Full-data VAMP-2 of predicted probabilities over all lag pairs within each piece."""
     acc = CovarianceAccumulator(probs.shape[2])
@@ -414,11 +415,11 @@ def score_probs(
             acc.update(x, y)
     if acc.n < 2:
         return float("nan")
-    return acc.score(settings["vamp_epsilon"], settings["vamp_mode"])
+    return acc.score(settings.vamp_epsilon, settings.vamp_mode)
 
 
 def _validation_score(
-    model: torch.nn.Module, problem: Problem, settings: Mapping[str, Any], device: Any
+    model: torch.nn.Module, problem: Problem, settings: TrainSettings, device: Any
 ) -> tuple[float, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
     """Full-data validation VAMP-2 and the predictions it was computed from."""
     if not problem.parts.get("val"):
@@ -433,7 +434,7 @@ def _validation_score(
 
 def fit(
     problem: Problem,
-    settings: Mapping[str, Any],
+    settings: TrainSettings,
     outdir: Path | None,
     device: Any = None,
     progress: bool = True,
@@ -445,8 +446,8 @@ def fit(
     problem : Problem
         Inputs (:func:`prepare` or :func:`assemble`); a ``val`` part without pieces
         means no validation (the last epoch is kept).
-    settings : mapping
-        Resolved training settings (:func:`gdyn.train.settings.resolve_settings`).
+    settings : TrainSettings
+        The training settings.
     outdir : Path or None
         Checkpoint directory; None writes no checkpoints.
     device : torch.device, optional
@@ -466,7 +467,7 @@ def fit(
         (the best epoch's validation), else None.
     """
     device = device or pick_device()
-    eps, mode = float(settings["vamp_epsilon"]), str(settings["vamp_mode"])
+    eps, mode = float(settings.vamp_epsilon), str(settings.vamp_mode)
     pairs = PairIndex(problem.parts["train"], problem.lag_frames)
     if pairs.n_pairs < 2:
         raise InputError(
@@ -487,12 +488,12 @@ def fit(
             "lag; lengthen split/val or shorten train/lags_ps"
         )
 
-    torch.manual_seed(int(settings["seed"]))
-    model = build(problem.kind, problem.n_states, settings, problem.dims)
+    torch.manual_seed(int(settings.seed))
+    model = build(problem.kind, problem.n_states, settings.to_dict(), problem.dims)
     if problem.init is not None:
         apply_warm_start(model, problem.init)
     model = model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=float(settings["learning_rate"]))
+    opt = torch.optim.Adam(model.parameters(), lr=float(settings.learning_rate))
     digest = fingerprint(problem, settings)
     ckpt_path = None if outdir is None else Path(outdir) / CHECKPOINT
     state = None if ckpt_path is None else _load_checkpoint(ckpt_path, digest)
@@ -524,9 +525,9 @@ def fit(
         })
 
     steps = 0
-    every = float(settings["checkpoint_every_s"])
-    n_epochs = int(settings["epochs"])
-    patience, min_delta = int(settings["patience"]), float(settings["min_delta"])
+    every = float(settings.checkpoint_every_s)
+    n_epochs = int(settings.epochs)
+    patience, min_delta = int(settings.patience), float(settings.min_delta)
 
     def stopped() -> bool:  # a pure function of the metrics: a resumed run decides alike
         return stopping_state(curve(metrics), patience, min_delta).stop
@@ -541,7 +542,7 @@ def fit(
         for epoch in range(start_epoch, n_epochs):
             if stopped():
                 break
-            perm = epoch_permutation(pairs.n_pairs, settings["seed"], epoch)
+            perm = epoch_permutation(pairs.n_pairs, settings.seed, epoch)
             bounds = epoch_batches(pairs.n_pairs, settings)
             t0 = time.perf_counter()
             last_ckpt = t0

@@ -25,6 +25,7 @@ from gdyn.files import atomic_path, save_npz, write_csv, write_json
 from gdyn.layout import PARTS
 from gdyn.models import build
 from gdyn.train.loop import Problem
+from gdyn.train.settings import TrainSettings
 
 __all__ = [
     "METRICS_COLUMNS",
@@ -63,7 +64,7 @@ def metrics_frame(metrics: Sequence[Mapping[str, Any]] | pd.DataFrame) -> pd.Dat
 
 
 def model_config(
-    problem: Problem, settings: Mapping[str, Any], result: Mapping[str, Any]
+    problem: Problem, settings: TrainSettings, result: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The ``config.json`` of a model trained on ``problem`` (``result`` from ``fit``)."""
     return {
@@ -72,12 +73,12 @@ def model_config(
         "lag_ps": problem.lag_ps,
         "lag_frames": problem.lag_frames,
         "frame_interval_ps": problem.frame_interval_ps,
-        "frame_stride": int(settings["frame_stride"]),
-        "seed": int(settings["seed"]),
+        "frame_stride": int(settings.frame_stride),
+        "seed": int(settings.seed),
         "best_epoch": result["best_epoch"],
         "best_val_vamp2": result["best_val_vamp2"],
         **{k: result[k] for k in SEED_KEYS if k in result},
-        "settings": dict(settings),
+        "settings": settings.to_dict(),
         "dims": problem.dims,
         "device": result["device"],
         "torch_version": torch.__version__,

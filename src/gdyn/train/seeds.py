@@ -45,8 +45,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +80,7 @@ from gdyn.train.loop import (
     predict_part,
     score_probs,
 )
-from gdyn.train.settings import seed_list
+from gdyn.train.settings import TrainSettings
 from gdyn.train.stopping import curve, stopping_state
 
 __all__ = [
@@ -110,15 +109,15 @@ class AllSeedsDead(InputError):
     """Every seed of a model is dead (the CLI prints the one-line reason, exit 2)."""
 
 
-def seed_settings(settings: Mapping[str, Any], seed: int) -> dict[str, Any]:
+def seed_settings(settings: TrainSettings, seed: int) -> TrainSettings:
     """The settings of one seed's run: ``seed`` set, the ``seeds`` list dropped, so a
     seed's checkpoint stays valid when other seeds are added to the list."""
-    return {**settings, "seed": int(seed), "seeds": None}
+    return replace(settings, seed=int(seed), seeds=None)
 
 
 def null_vamp2(
     probs: np.ndarray, piece: np.ndarray, frame: np.ndarray, lag_frames: int,
-    settings: Mapping[str, Any], n: int = NULL_SHUFFLES, seed: int = 0,
+    settings: TrainSettings, n: int = NULL_SHUFFLES, seed: int = 0,
 ) -> np.ndarray:
     """VAMP-2 of ``probs`` with its rows shuffled in time within each piece, ``n`` times.
 
@@ -299,7 +298,7 @@ def _current(model: torch.nn.Module, problem: Problem, part: str,
     return bool(np.array_equal(again, probs[: len(first)]))
 
 
-def _score(model: torch.nn.Module, problem: Problem, part: str, settings: Mapping[str, Any],
+def _score(model: torch.nn.Module, problem: Problem, part: str, settings: TrainSettings,
            device: Any, known: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """:func:`predict_part` of ``part`` and its VAMP-2. ``known``: that prediction, made
@@ -323,7 +322,7 @@ def _load_done(path: Path, digest: str) -> dict[str, Any] | None:
 
 
 def _run_seed(
-    problem: Problem, settings: Mapping[str, Any], seed: int, outdir: Path | None, device: Any,
+    problem: Problem, settings: TrainSettings, seed: int, outdir: Path | None, device: Any,
     progress: bool,
 ) -> dict[str, Any]:
     """One seed's :func:`fit`, or its finished result from ``seed{n}.pt``."""
@@ -331,12 +330,12 @@ def _run_seed(
     done_path = None if outdir is None else outdir / f"seed{seed}.pt"
     digest = fingerprint(problem, s)
     if done_path is not None and (state := _load_done(done_path, digest)) is not None:
-        model = build(problem.kind, problem.n_states, s, problem.dims).to(device)
+        model = build(problem.kind, problem.n_states, s.to_dict(), problem.dims).to(device)
         model.load_state_dict(state["best_state"])
         log.info("seed %d: finished earlier, loaded from %s", seed, done_path)
         metrics = list(state["metrics"])
-        converged = stopping_state(curve(metrics), int(s["patience"]),
-                                   float(s["min_delta"])).stop
+        converged = stopping_state(curve(metrics), int(s.patience),
+                                   float(s.min_delta)).stop
         return {"model": model, "metrics": metrics,
                 "best_epoch": state["best_epoch"], "best_val_vamp2": state["best_score"],
                 "resumed": "finished", "device": str(device), "steps": 0,
@@ -354,7 +353,7 @@ def _run_seed(
 
 def fit_seeds(
     problem: Problem,
-    settings: Mapping[str, Any],
+    settings: TrainSettings,
     outdir: Path | None = None,
     device: Any = None,
     progress: bool = True,
@@ -366,8 +365,8 @@ def fit_seeds(
     ----------
     problem : Problem
         The opened inputs (:func:`gdyn.train.loop.prepare` / ``assemble``).
-    settings : mapping
-        Resolved training settings; ``seeds`` (else ``[seed]``) lists the seeds and
+    settings : TrainSettings
+        The training settings; ``seeds`` (else ``[seed]``) lists the seeds and
         ``all_seeds_dead`` says what to do when every one is dead.
     outdir : Path, optional
         Checkpoint directory (``checkpoint.pt``, ``seed{n}.pt``); None: no checkpoints.
@@ -383,7 +382,7 @@ def fit_seeds(
     SeedsFit
         The kept seed's model has its output layer permuted into the aligned order.
     """
-    seeds = seed_list(settings)
+    seeds = settings.seed_list
     part = _score_part(problem)
     has_test = bool(problem.parts.get("test"))
     label = f"{problem.kind} s{problem.n_states} lag {lag_label(problem.lag_ps)}"
@@ -415,7 +414,7 @@ def fit_seeds(
         if not res["training_converged"]:
             log.warning("%s seed %d: not converged: the validation VAMP-2 still rose by "
                         ">= %g within the last %d of %d epochs (raise train.epochs)", label,
-                        seed, settings["min_delta"], settings["patience"], res["epochs_run"])
+                        seed, settings.min_delta, settings.patience, res["epochs_run"])
         if dead:
             log.warning("%s seed %d is dead: %s", label, seed, dead)
         else:
@@ -430,7 +429,7 @@ def fit_seeds(
         live = runs
     elif kept_dead:
         reasons = "; ".join(f"seed {r.seed}: {r.dead}" for r in runs)
-        if settings.get("all_seeds_dead", "keep") != "keep":
+        if settings.all_seeds_dead != "keep":
             raise AllSeedsDead(f"{label}: every seed is dead, no model to keep ({reasons}); "
                                + _dead_advice(problem, part, runs[0].probs))
         log.warning("%s: every seed is dead (%s); keeping the best one as all_seeds_dead: "
