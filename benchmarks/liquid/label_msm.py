@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from gdyn.koopman.spectrum import spectrum
 
+from gdyn.koopman.eigen import spectrum
 from gdyn.koopman.estimate import estimate_koopman
 from gdyn.layout import parse_lag
 from gdyn.toy.sites import two_state_msm
