@@ -15,7 +15,8 @@
   after the membership map): balanced accuracy of the argmax state against the label (the
   state assignment that maximises it), the CIP population of K's stationary vector, the
   slowest implied timescale (K = C00^+ C0t of the test split, as ``gdyn koopman``), and
-  from ``metrics.csv`` the epochs run, best epoch and ``training_converged``.
+  from ``metrics.csv`` the epochs run, best epoch, ``training_converged`` and the
+  validation VAMP-2 against epoch and cumulative wall time (``vamp2_curve``).
 * **Tool verdicts.** From the Koopman summary: tau* and ``tau_star_reason``,
   ``its_converged`` (and from which lag), the CK verdict per lag, ``unconverged_models``.
 """
@@ -30,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from gdyn.koopman.spectrum import spectrum
 
+from gdyn.koopman.eigen import spectrum
 from gdyn.koopman.estimate import estimate_koopman
 from gdyn.layout import parse_lag
 from gdyn.toy.sites import two_state_msm
@@ -91,13 +92,16 @@ def lag_row(model_dir: Path, labels: np.ndarray) -> dict:
     cip = int(np.argmax(ba))
     m = pd.read_csv(model_dir / "metrics.csv")
     last = m.iloc[-1]
+    curve = [{"epoch": int(e.epoch), "val_vamp2": round(float(e.val_vamp2), 5),
+              "wall_s": round(float(w), 1)}
+             for e, w in zip(m.itertuples(), m["seconds"].cumsum(), strict=True)]
     return {"lag_ps": lag, "balanced_accuracy": max(ba), "cip_state": cip,
             "cip_population_model": float(sp.stationary[cip]),
             "cip_fraction_label_test": float(lab.mean()),
             "t1_model_ps": -lag / math.log(lam) if 0 < lam < 1 else math.nan,
             "epochs_run": int(last["epochs_run"]), "best_epoch": int(last["best_epoch"]),
             "training_converged": bool(last["training_converged"]),
-            "train_seconds": float(m["seconds"].sum())}
+            "train_seconds": float(m["seconds"].sum()), "vamp2_curve": curve}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     labels = (dmin < cutoff).astype(np.int8)
     out: dict = {"rdf_peak_A": peak, "rdf_first_minimum_A": minimum, "cutoff_A": cutoff,
                  "cip_fraction_all": float(labels.mean()), "frames": len(labels),
-                 "frame_interval_ps": dt}
+                 "frame_interval_ps": dt,
+                 # CIP formations (label 0 -> 1) per Na: the sample the label MSM rests on
+                 "cip_formations_per_na": np.sum(np.diff(labels, axis=0) == 1, axis=0).tolist()}
     results = args.work / "results"
     dirs = sorted((results / "models" / args.system).glob(f"{args.model}-lag*"),
                   key=lambda d: parse_lag(d.name.rsplit("-lag", 1)[1]))
@@ -129,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             msm = two_state_msm(lab, lag_frames)
             r[f"t1_label_{name}_ps"] = msm["relaxation_frames"] * dt
             r[f"cip_label_msm_{name}"] = msm["tet_population"]  # its state 1: CIP
-        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}))
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
+                          if k != "vamp2_curve"}))
     out["lags"] = rows
     summary = results / "koopman" / args.system / args.model / "summary.json"
     if summary.exists():

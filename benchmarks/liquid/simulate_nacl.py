@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -106,9 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     every = round(args.frame_ps / dt_ps)
     sim.reporters.append(app.XTCReporter(str(args.out_dir / "nacl.xtc"), every))
     n_steps = round(args.duration_ps / dt_ps)
-    chunk = max(every, n_steps // 20)
+    # Chunks of whole frames, <= 10 ps: SIGTERM / SIGINT stop the run after the current
+    # chunk and simulation.json records the production length actually run (OpenMM's XTC
+    # writer appends each frame by file name, so the XTC holds whole frames: a run cut at a
+    # deadline stays usable).
+    chunk = max(every, min(n_steps // 20, round(10.0 / dt_ps)) // every * every)
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.append(True))
     done = 0
-    while done < n_steps:
+    while done < n_steps and not stop:
         step = min(chunk, n_steps - done)
         sim.step(step)
         done += step
@@ -117,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     box_A = 10 * np.asarray(state.getPeriodicBoxVectors().value_in_unit(u.nanometer))
     info = {"n_pairs": args.n_pairs, "n_waters": args.n_waters,
             "n_atoms": sim.topology.getNumAtoms(), "box_A": box_A.diagonal().tolist(),
-            "duration_ps": args.duration_ps, "frame_ps": args.frame_ps,
+            "duration_ps": done * dt_ps, "requested_ps": args.duration_ps,
+            "stopped_early": bool(stop), "frame_ps": args.frame_ps,
             "wall_s": time.time() - t0, "cpu_s": time.process_time() - c0,
             "threads": args.threads, "seed": args.seed}
     (args.out_dir / "simulation.json").write_text(json.dumps(info, indent=1))
