@@ -360,3 +360,28 @@ def test_plots_draw(chain) -> None:
         assert host not in fig.axes
     finally:
         plt.close("all")
+
+
+def test_drift_of_the_slowest_timescale() -> None:
+    # A Markov chain: the slowest timescale is flat in the lag, so its change from the first
+    # to the last lag is ~0 and its interval covers 0. The lumped chain of the CK test
+    # (memory in the lumped state): the timescale rises with the lag, beyond its interval.
+    lags = [1.0, 2.0, 5.0, 10.0]
+    ci = {"method": "bootstrap", "n": 100, "seed": 3}
+    flat = kp.implied_timescales(list(np.eye(3)[simulate(T3, 8, 5000, seed=0)]), 1.0, lags,
+                                 ci=ci)  # fmt: skip
+    d = flat.drift(0)
+    t = flat.timescales_ps[:, 0]
+    assert (d["from_ps"], d["to_ps"]) == (1.0, 10.0)
+    assert d["change_ps"] == pytest.approx(t[-1] - t[0], rel=1e-12)
+    assert d["ci_low_ps"] < 0 < d["ci_high_ps"] and abs(d["relative_change"]) < 0.1
+    # the interval is the engine's percentile interval of the replicate differences
+    rep = flat.replicate_timescales
+    diff = rep[-1, :, 0] - rep[0, :, 0]
+    np.testing.assert_allclose([d["ci_low_ps"], d["ci_high_ps"]],
+                               np.percentile(diff, [2.5, 97.5]), rtol=1e-9)  # fmt: skip
+    hidden = np.array([[0.9, 0.1, 0.0], [0.3, 0.69, 0.01], [0.0, 0.01, 0.99]])
+    lumped = np.eye(2)[np.array([0, 1, 1])[simulate(hidden, 10, 10_000, seed=4)]]
+    rising = kp.implied_timescales(list(lumped), 1.0, lags, ci=ci).drift(0)
+    assert rising["ci_low_ps"] > 0 and rising["relative_change"] > 0.1
+    assert flat.drift(len(lags) - 1) is None  # no later lag to move to

@@ -296,6 +296,12 @@ def run_koopman(
         )
     log.info("tau* = %s (%s): %s", "none" if tau_star is None else lag_label(tau), source,
              reason)  # fmt: skip
+    drift = its.drift(lags.index(tau))
+    if drift is not None:
+        log.info("slowest timescale from %s to %s: %+.4g ps (%+.1f %%), interval [%.4g, %.4g] "
+                 "ps", lag_label(drift["from_ps"]), lag_label(drift["to_ps"]),
+                 drift["change_ps"], 100 * drift["relative_change"], drift["ci_low_ps"],
+                 drift["ci_high_ps"])  # fmt: skip
 
     k_star = lags.index(tau)
     tau_path = paths[k_star]
@@ -343,6 +349,8 @@ def run_koopman(
         "timescales_ps": [_finite(x) for x in star_ts],
         "timescale_flags": flags.labels(k_star),
         "its_converged": bool(np.all(flags.converged[k_star][resolved])),
+        # how far the slowest timescale still moves up to the last resolving lag
+        "its_drift": None if drift is None else {k: _finite(v) for k, v in drift.items()},
         "populations": [_finite(x) for x in pops],
         "ci_method": ci.method,
         "ci_n": ci_n,

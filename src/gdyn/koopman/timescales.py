@@ -203,6 +203,48 @@ class ImpliedTimescales:
         rep = np.array([r.group_timescales for r in self.results])
         return rep if rep.shape[1] >= 2 else None
 
+    def drift(self, k: int, process: int = 0) -> dict[str, float] | None:
+        """How far process ``process`` (0: the slowest) moves from lag index ``k`` to the
+        last lag that resolves it: ``change_ps`` = t(last) - t(k) with the engine's
+        interval of the replicate differences, and the same relative to t(k).
+
+        A measured quantity, not a verdict: "converged" means the interval of this change
+        contains 0, which short data grant a rising curve too (BENCHMARKS.md, liquid
+        benchmark); the size of the change and its interval say how much could move.
+        None when no later lag resolves the process.
+
+        Parameters
+        ----------
+        k : int
+            Index of the lag (e.g. tau*'s) in the grid.
+        process : int
+            Process index, slowest first.
+
+        Returns
+        -------
+        dict or None
+            ``from_ps``, ``to_ps``, ``change_ps``, ``ci_low_ps``, ``ci_high_ps`` (NaN
+            without replicates), ``relative_change``.
+        """
+        resolved = self.flags.resolved[:, process]
+        later = [m for m in range(k + 1, len(self.results)) if resolved[m]]
+        if not resolved[k] or not later:
+            return None
+        m = later[-1]
+        t = self.timescales_ps[:, process]
+        change = float(t[m] - t[k])
+        lo = hi = float("nan")
+        rep, reps = self.replicate_timescales, self.results[0].replicates
+        if rep is not None and reps is not None:
+            diff = rep[m, :, process] - rep[k, :, process]
+            diff = diff[np.isfinite(diff)]
+            if diff.size >= 2:
+                low, high = reps.interval(diff[:, None])
+                lo, hi = float(low[0]), float(high[0])
+        return {"from_ps": float(self.lags_ps[k]), "to_ps": float(self.lags_ps[m]),
+                "change_ps": change, "ci_low_ps": lo, "ci_high_ps": hi,
+                "relative_change": change / float(t[k])}
+
     def select_tau_star(self, ck_pass: Sequence[bool] | None = None) -> TauStar:
         """The automatic tau* of this grid (:func:`~gdyn.koopman.tau_star.select_tau_star`;
         ``ck_pass``: each lag's CK verdict, required to pass when given)."""
