@@ -172,6 +172,7 @@ def chain_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "configs": configs, "probs": probs, "stdout": res.stdout}
 
 
+@pytest.mark.slow  # the chain_run fixture takes ~14 s on 2 cores: CI runs it
 def test_auto_selection_picks_the_three_state_model(chain_run: dict) -> None:
     sel = json.loads(chain_run["selection"].read_text())
     assert sel["n_states"] == 3 and sel["passed"]
@@ -198,6 +199,7 @@ def test_auto_selection_picks_the_three_state_model(chain_run: dict) -> None:
     assert "3 states" in chain_run["stdout"] and "criterion met" in chain_run["stdout"]
 
 
+@pytest.mark.slow  # the chain_run fixture takes ~14 s on 2 cores: CI runs it
 def test_selection_table_and_figure(chain_run: dict) -> None:
     table = pd.read_csv(chain_run["selection"].with_suffix(".csv"))
     assert len(table) == 3 * len(LAGS)
@@ -224,6 +226,7 @@ def test_selection_table_and_figure(chain_run: dict) -> None:
     assert chain_run["figure"].stat().st_size > 5000
 
 
+@pytest.mark.slow  # the chain_run fixture takes ~14 s on 2 cores: CI runs it
 def test_select_koopman_writes_the_selected_model_at_its_tau(chain_run: dict) -> None:
     root = chain_run["root"]
     out = root / "koopman" / "gdynet-sauto"

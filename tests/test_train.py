@@ -287,6 +287,7 @@ def test_checkpoint_of_other_settings_is_ignored(toy: dict, tmp_path: Path,
     assert res["resumed"] is None
 
 
+@pytest.mark.slow  # two CLI processes, ~11 s on 2 cores: CI runs it (README pytest under 3 min)
 def test_cli_trains_and_rejects_bad_input(toy: dict, tmp_path: Path) -> None:
     def cmd(lag: str = "1.0") -> subprocess.CompletedProcess:
         settings = dict(FAST, epochs=1, max_pairs_per_epoch=256, lags_ps=[1], models={})
