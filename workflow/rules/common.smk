@@ -291,8 +291,8 @@ def temperature_sources(wildcards):
 def temperature_split_args(wildcards):
     """`--train A.npz ... --val ... --test ...` of one temperature's pieces."""
     return " ".join(
-        f"--{part} " + " ".join(temperature_split_files(wildcards.system, wildcards.temperature,
-                                                        [part]))
+        f"--{part} " + " ".join(map(shlex.quote, temperature_split_files(
+            wildcards.system, wildcards.temperature, [part])))
         for part in PARTS
     )
 
@@ -319,7 +319,8 @@ def temperature_graph_args(wildcards):
         return f"--graph {settings('graph', wildcards.system)}"
     return " ".join(
         f"--{part}-graphs " + " ".join(
-            L.graph_store(wildcards.system, part, os.path.splitext(os.path.basename(f))[0])
+            shlex.quote(L.graph_store(wildcards.system, part,
+                                      os.path.splitext(os.path.basename(f))[0]))
             for f in temperature_split_files(wildcards.system, wildcards.temperature, [part]))
         for part in PARTS
     )
