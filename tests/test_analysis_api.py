@@ -161,7 +161,9 @@ def test_conduction_of_constant_drift_is_exact() -> None:
         an.conduction(traj, probs, tau * FI, 300.0)  # no frame interval anywhere
 
 
-def test_conduction_api_equals_cli_csv(tmp_path: Path) -> None:
+def _diffusing_pieces() -> tuple[list, list[np.ndarray]]:
+    """Two pieces (60 and 45 frames) of 5 Li random walkers and one fixed O in a 9 A cube,
+    with random 2-state memberships: the conduction tests' data."""
     rng = np.random.default_rng(3)
     lat = np.eye(3) * 9.0
     pieces, probs = [], []
@@ -172,6 +174,11 @@ def test_conduction_api_equals_cli_csv(tmp_path: Path) -> None:
         pieces.append((coords, np.repeat(lat[None], n_frames, 0), np.r_[np.full(5, 3), 8],
                        np.arange(5)))
         probs.append(rng.dirichlet([2.0, 1.0], size=(n_frames, 5)))
+    return pieces, probs
+
+
+def test_conduction_api_equals_cli_csv(tmp_path: Path) -> None:
+    pieces, probs = _diffusing_pieces()
     args = _write_case(tmp_path, pieces, probs, 4, [0, 1])
     charge = tmp_path / "charge.csv"
     pd.DataFrame({"state": [0, 1], "r_A": 1.0, "charge": 0.0, "r_star_A": 3.0,

@@ -22,7 +22,7 @@ SRC = ROOT / "src"
 # docs/architecture.md, "Import order": a unit may import only units before it (and itself).
 # "api" is gdyn/__init__.py (it names its stages as strings, imported lazily).
 LAYERS = [
-    "errors", "settings", "layout", "files", "cells", "trajectory", "split", "temperatures", "models", "config",
+    "errors", "settings", "layout", "files", "cells", "trajectory", "states", "split", "temperatures", "models", "config",
     "download", "importers", "toy", "graph", "train", "koopman", "analysis", "export", "plots",
     "compare", "api", "cli",
 ]  # fmt: skip

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from _markov_chains import simulate
-from test_analysis_api import FI, _api_inputs, _csv_text, _write_case
+from test_analysis_api import FI, _api_inputs, _csv_text, _diffusing_pieces, _write_case
 
 from gdyn import analysis as an
 from gdyn import config as gc
@@ -49,7 +49,7 @@ def test_membership_drift_known_answers() -> None:
     assert got.argmax_agreement == pytest.approx(0.9, abs=1e-12)
     assert got.membership_overlap == pytest.approx(0.9 * 0.8, abs=1e-12)
     # the same permutation and agreement as the workflow's alignment of lags and seeds
-    from gdyn.train.align import hard_agreement, hungarian_order, overlap_matrix
+    from gdyn.states import hard_agreement, hungarian_order, overlap_matrix
 
     order = hungarian_order(overlap_matrix(hard, other[:, [1, 0, 2]]))
     assert order.tolist() == got.order.tolist()
@@ -142,16 +142,7 @@ def test_per_temperature_cli_writes_the_table(tmp_path: Path) -> None:
 
 def _three_runs(tmp: Path) -> list[str]:
     """run0, run1 (to be at 300 K) and run2 (450 K) = run0's data: split pieces + probs."""
-    rng = np.random.default_rng(3)
-    lat = np.eye(3) * 9.0
-    pieces, probs = [], []
-    for n_frames in (60, 45):
-        x = np.cumsum(rng.normal(scale=0.2, size=(n_frames, 5, 3)), axis=0)
-        frac = x / 9.0
-        coords = np.concatenate([(frac - np.floor(frac)) * 9.0, np.zeros((n_frames, 1, 3))], 1)
-        pieces.append((coords, np.repeat(lat[None], n_frames, 0), np.r_[np.full(5, 3), 8],
-                       np.arange(5)))
-        probs.append(rng.dirichlet([2.0, 1.0], size=(n_frames, 5)))
+    pieces, probs = _diffusing_pieces()
     return _write_case(tmp, [*pieces, pieces[0]], [*probs, probs[0]], 4, [0, 1])
 
 

@@ -22,14 +22,14 @@ from conftest import check_png
 from gdyn.errors import InputError
 from gdyn.koopman.model_selection import candidate_table, select
 from gdyn.models.vampnet import VAMPNetModule
-from gdyn.train.align import (
+from gdyn.states import (
     agreement,
     hard_agreement,
     hungarian_order,
     overlap_matrix,
-    permute_output_layer,
     population_order,
 )
+from gdyn.train.align import permute_output_layer
 from gdyn.train.loop import score_probs
 from gdyn.train.settings import TrainSettings
 

@@ -7,10 +7,9 @@ on that temperature's test frames, how far the two assign the same states:
 
 * the state permutation of the per-temperature model that best matches the pooled one:
   the Hungarian assignment on the soft contingency table ``O[a, j] = mean p_pooled[a]
-  p_T[j]`` of the two, the rule that aligns lags and seeds (:mod:`gdyn.train.align`, which
-  also maps the per-temperature model's outputs onto the pooled model's when it is trained;
-  written here with numpy and scipy alone, so that the Koopman layer does not import torch;
-  tests/test_per_temperature.py checks the two agree);
+  p_T[j]`` of the two (:mod:`gdyn.states`), the rule that aligns lags and seeds and that
+  maps the per-temperature model's outputs onto the pooled model's when it is trained
+  (:mod:`gdyn.train.align`);
 * ``argmax_agreement``: the fraction of (frame, target set) rows whose most probable state
   is the same in both, after that permutation;
 * ``membership_overlap``: the mean over rows of ``sum_i min(p_pooled_i, p_T_i)``, the
@@ -31,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from gdyn.errors import InputError
 from gdyn.koopman.model import KoopmanModel
@@ -39,6 +37,7 @@ from gdyn.koopman.probs import Probs, as_probs
 from gdyn.koopman.settings import KoopmanSettings, as_koopman_settings
 from gdyn.koopman.temperature import split_by_temperature
 from gdyn.koopman.timescales import timescales_from_eigenvalues
+from gdyn.states import hard_agreement, hungarian_order, overlap_matrix
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,13 +84,9 @@ def membership_drift(p_pooled: np.ndarray, p_other: np.ndarray) -> MembershipDri
     a, b = a[keep], b[keep]
     if not len(a):
         raise InputError("membership_drift: no row scored by both models")
-    rows, cols = linear_sum_assignment(a.T @ b / len(a), maximize=True)
-    order = np.empty(s, dtype=np.int64)
-    order[rows] = cols
-    b = b[:, order]
-    overlap = float(np.minimum(a, b).sum(axis=1).mean())
-    agree = float(np.mean(a.argmax(axis=1) == b.argmax(axis=1)))
-    return MembershipDrift(order, agree, overlap, len(a))
+    order = hungarian_order(overlap_matrix(a, b))
+    overlap = float(np.minimum(a, b[:, order]).sum(axis=1).mean())
+    return MembershipDrift(order, hard_agreement(a, b, order), overlap, len(a))
 
 
 def _row_keys(data: Probs) -> np.ndarray:

@@ -6,11 +6,11 @@ numbering per (system, model, n_states):
 
 * the **reference** is the model of the first lag of the grid; it orders its states by
   decreasing population, the mean probability over the validation frames
-  (:func:`population_order`; ties keep the network's order);
+  (:func:`gdyn.states.population_order`; ties keep the network's order);
 * every other model is mapped onto the reference by the Hungarian assignment
-  (:func:`hungarian_order`, ``scipy.optimize.linear_sum_assignment``) that maximises the
+  (:func:`gdyn.states.hungarian_order`, ``scipy.optimize.linear_sum_assignment``) that maximises the
   overlap of the two models' probabilities on the same validation frames
-  (:func:`overlap_matrix`), i.e. the expected fraction of (frame, target set) rows on which
+  (:func:`gdyn.states.overlap_matrix`), i.e. the expected fraction of (frame, target set) rows on which
   the two assign the same state.
 
 The permutation is applied to the network's output layer (:func:`permute_output_layer`),
@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from gdyn.errors import InputError
 
@@ -34,14 +33,9 @@ __all__ = [
     "ALIGNMENT_RULE",
     "POPULATION_RULE",
     "ReferenceProbs",
-    "agreement",
-    "hard_agreement",
-    "hungarian_order",
     "match_rows",
     "output_layer",
-    "overlap_matrix",
     "permute_output_layer",
-    "population_order",
     "read_reference",
 ]
 
@@ -116,47 +110,14 @@ def match_rows(reference: ReferenceProbs, model: ReferenceProbs) -> tuple[np.nda
     return i_ref, i_model
 
 
-def overlap_matrix(p_ref: np.ndarray, p_model: np.ndarray) -> np.ndarray:
-    """``O[a, j]``: mean over rows (frames x target sets) of ``p_ref[a] p_model[j]``.
-
-    The soft contingency table of the two assignments: its entries sum to one, row ``a``
-    sums to the reference population of state ``a``, and the trace of a permuted table is
-    the expected fraction of rows on which the two models agree.
-    """
-    a = np.asarray(p_ref, dtype=np.float64).reshape(-1, p_ref.shape[-1])
-    b = np.asarray(p_model, dtype=np.float64).reshape(-1, p_model.shape[-1])
-    if len(a) != len(b):
-        raise ValueError(f"overlap_matrix: {len(a)} reference rows vs {len(b)} model rows")
-    return a.T @ b / max(len(a), 1)
 
 
-def hungarian_order(overlap: np.ndarray) -> np.ndarray:
-    """``order[a]``: the model output that becomes state ``a`` (maximum total overlap)."""
-    rows, cols = linear_sum_assignment(np.asarray(overlap), maximize=True)
-    order = np.empty(len(rows), dtype=np.int64)
-    order[rows] = cols
-    return order
 
 
-def agreement(overlap: np.ndarray, order: np.ndarray) -> float:
-    """Expected fraction of rows on which the aligned model agrees with the reference
-    (the trace of the permuted overlap matrix; below one for soft assignments)."""
-    return float(np.asarray(overlap)[np.arange(len(order)), order].sum())
 
 
-def hard_agreement(p_ref: np.ndarray, p_model: np.ndarray, order: np.ndarray) -> float:
-    """Fraction of rows whose most probable state is the same in the reference and in the
-    model aligned by ``order`` (1 for a model compared with itself)."""
-    a = np.asarray(p_ref).reshape(-1, p_ref.shape[-1]).argmax(axis=1)
-    b = np.asarray(p_model)[..., np.asarray(order)].reshape(-1, p_model.shape[-1]).argmax(axis=1)
-    return float(np.mean(a == b)) if len(a) else float("nan")
 
 
-def population_order(probs: np.ndarray) -> np.ndarray:
-    """Output indices by decreasing mean probability (stable: ties keep the output order)."""
-    p = np.asarray(probs, dtype=np.float64)
-    mean = p.reshape(-1, p.shape[-1]).mean(axis=0)
-    return np.argsort(-mean, kind="stable").astype(np.int64)
 
 
 def output_layer(module: torch.nn.Module, n_states: int) -> torch.nn.Linear:

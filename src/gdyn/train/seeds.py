@@ -56,17 +56,19 @@ from gdyn.errors import InputError
 from gdyn.files import atomic_path
 from gdyn.layout import lag_label
 from gdyn.models import build
+from gdyn.states import (
+    agreement,
+    hard_agreement,
+    hungarian_order,
+    overlap_matrix,
+    population_order,
+)
 from gdyn.train.align import (
     ALIGNMENT_RULE,
     POPULATION_RULE,
     ReferenceProbs,
-    agreement,
-    hard_agreement,
-    hungarian_order,
     match_rows,
-    overlap_matrix,
     permute_output_layer,
-    population_order,
 )
 from gdyn.train.batches import PairIndex, frame_size
 from gdyn.train.loop import (
